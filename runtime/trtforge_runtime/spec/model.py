@@ -1,0 +1,619 @@
+"""The ModelDeployment API as typed models: the one source of truth for the CRD schema.
+
+Every field carries its description, bounds and default here; `trtforge_runtime.spec.crd` turns these
+models into the CRD's openAPIV3Schema (`python -m trtforge_runtime.spec.crd --write`) and a test fails
+when the checked-in CRD is stale. Cross-field rules exist twice by necessity, as a pydantic validator
+(for `trtforge train/convert/local` without a cluster) and as a CEL rule (for the API server), and both
+are declared side by side in the same class so they cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "trtforge.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md"]
+
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+DATASET_URI_PATTERN = r"^(builtin://[a-z0-9_-]+|file://.+|pvc://.+|s3://.+|/.+|\./.+|[^:]+)$"
+COMPUTE_CAPABILITY_PATTERN = r"^[0-9]+\.[0-9]+$"
+
+
+class Model(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+        validate_default=True,
+    )
+    # CEL rules for the API server; each mirrors a pydantic validator of the same class.
+    cel_rules: ClassVar[list[dict[str, str]]] = []
+
+
+def quantity(description: str, default: str | int | None) -> Any:
+    return Field(
+        default=default,
+        description=description,
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+    )
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+class LayerType(StrEnum):
+    DENSE = "Dense"
+    DROPOUT = "Dropout"
+    BATCH_NORMALIZATION = "BatchNormalization"
+    FLATTEN = "Flatten"
+    RESHAPE = "Reshape"
+    CONV2D = "Conv2D"
+    MAX_POOLING2D = "MaxPooling2D"
+    AVERAGE_POOLING2D = "AveragePooling2D"
+    GLOBAL_AVERAGE_POOLING2D = "GlobalAveragePooling2D"
+
+
+class Activation(StrEnum):
+    LINEAR = "linear"
+    RELU = "relu"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    SOFTMAX = "softmax"
+    GELU = "gelu"
+    SWISH = "swish"
+    ELU = "elu"
+
+
+class Layer(Model):
+    """One Keras layer. Only the fields that apply to `type` may be set."""
+
+    type: LayerType = Field(description="Keras layer class.")
+    units: int | None = Field(default=None, ge=1, le=1_000_000, description="Dense: output width.")
+    activation: Activation | None = Field(
+        default=None, description="Dense/Conv2D: activation function (default linear)."
+    )
+    rate: float | None = Field(default=None, ge=0.0, lt=1.0, description="Dropout: fraction of units dropped.")
+    filters: int | None = Field(default=None, ge=1, le=65536, description="Conv2D: number of filters.")
+    kernel_size: list[int] | None = Field(
+        default=None, min_length=2, max_length=2, description="Conv2D: kernel height and width, e.g. [3, 3]."
+    )
+    strides: list[int] | None = Field(
+        default=None, min_length=2, max_length=2, description="Conv2D/pooling: strides, e.g. [1, 1]."
+    )
+    padding: Literal["valid", "same"] | None = Field(
+        default=None, description="Conv2D/pooling: padding mode (default valid)."
+    )
+    pool_size: list[int] | None = Field(
+        default=None, min_length=2, max_length=2, description="Pooling: window, e.g. [2, 2]."
+    )
+    target_shape: list[int] | None = Field(
+        default=None, min_length=1, max_length=8, description="Reshape: shape without the batch dimension."
+    )
+    momentum: float | None = Field(default=None, gt=0.0, lt=1.0, description="BatchNormalization: momentum.")
+    epsilon: float | None = Field(default=None, gt=0.0, le=1.0, description="BatchNormalization: epsilon.")
+
+    _REQUIRED: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Dense": ("units",),
+        "Dropout": ("rate",),
+        "Conv2D": ("filters", "kernel_size"),
+        "Reshape": ("target_shape",),
+    }
+    _ALLOWED: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Dense": ("units", "activation"),
+        "Dropout": ("rate",),
+        "BatchNormalization": ("momentum", "epsilon"),
+        "Flatten": (),
+        "Reshape": ("target_shape",),
+        "Conv2D": ("filters", "kernel_size", "strides", "padding", "activation"),
+        "MaxPooling2D": ("pool_size", "strides", "padding"),
+        "AveragePooling2D": ("pool_size", "strides", "padding"),
+        "GlobalAveragePooling2D": (),
+    }
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {"rule": "self.type != 'Dense' || has(self.units)", "message": "a Dense layer needs units"},
+        {"rule": "self.type != 'Dropout' || has(self.rate)", "message": "a Dropout layer needs rate"},
+        {
+            "rule": "self.type != 'Conv2D' || (has(self.filters) && has(self.kernelSize))",
+            "message": "a Conv2D layer needs filters and kernelSize",
+        },
+        {"rule": "self.type != 'Reshape' || has(self.targetShape)", "message": "a Reshape layer needs targetShape"},
+    ]
+
+    @model_validator(mode="after")
+    def _fields_fit_type(self) -> Layer:
+        kind = str(self.type)
+        for name in self._REQUIRED.get(kind, ()):
+            if getattr(self, name) is None:
+                raise ValueError(f"a {kind} layer needs {to_camel(name)}")
+        allowed = self._ALLOWED[kind]
+        for name in type(self).model_fields:
+            if name != "type" and getattr(self, name) is not None and name not in allowed:
+                raise ValueError(f"{to_camel(name)} does not apply to a {kind} layer")
+        return self
+
+
+class Architecture(Model):
+    """The network, as a sequence of Keras layers after a named input."""
+
+    input_name: str = Field(
+        default="input",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the model's input tensor (also the ONNX input name and the V2 input name).",
+    )
+    input_shape: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="Input shape without the batch dimension; taken from the dataset when omitted.",
+    )
+    output_name: str = Field(
+        default="output",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the model's output tensor.",
+    )
+    layers: list[Layer] = Field(min_length=1, max_length=256, description="Layers in order.")
+
+
+class DatasetFormat(StrEnum):
+    AUTO = "auto"
+    NPZ = "npz"
+    CSV = "csv"
+
+
+class Dataset(Model):
+    """Where the training data comes from and how it is split."""
+
+    uri: str = Field(
+        pattern=DATASET_URI_PATTERN,
+        description=(
+            "builtin://digits (scikit-learn's bundled digits), a local path or file://, pvc://CLAIM/PATH "
+            "(the artifact volume mounted in the Job), or s3://BUCKET/KEY (needs the s3 extra)."
+        ),
+    )
+    format: DatasetFormat = Field(
+        default=DatasetFormat.AUTO, description="File format; auto picks it from the file extension."
+    )
+    features: str = Field(default="x", min_length=1, description="npz: array key of the features; csv: unused.")
+    label: str = Field(default="y", min_length=1, description="npz: array key of the labels; csv: label column.")
+    validation_split: float = Field(
+        default=0.2, gt=0.0, lt=0.9, description="Fraction of the training rows held out for validation."
+    )
+    test_split: float = Field(
+        default=0.2, gt=0.0, lt=0.9, description="Fraction of all rows held out for the final test accuracy."
+    )
+    normalize: Literal["none", "max", "standard"] = Field(
+        default="max",
+        description="Feature scaling folded into the model: none, divide by the training max, or standardize.",
+    )
+
+
+class Optimizer(StrEnum):
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
+    RMSPROP = "rmsprop"
+
+
+class Loss(StrEnum):
+    SPARSE_CATEGORICAL_CROSSENTROPY = "sparse_categorical_crossentropy"
+    CATEGORICAL_CROSSENTROPY = "categorical_crossentropy"
+    BINARY_CROSSENTROPY = "binary_crossentropy"
+    MSE = "mean_squared_error"
+
+
+class Resources(Model):
+    """Compute for one pod."""
+
+    gpus: int = Field(default=0, ge=0, le=16, description="NVIDIA GPUs (nvidia.com/gpu limit).")
+    cpu: str | int = quantity("CPU request and limit, a Kubernetes quantity such as 4 or 500m.", "1")
+    memory: str | int = quantity("Memory request and limit, a Kubernetes quantity such as 4Gi.", "2Gi")
+
+
+class Train(Model):
+    """Train a Keras model from a layer list on a dataset."""
+
+    dataset: Dataset = Field(description="Training data.")
+    architecture: Architecture = Field(description="The network.")
+    optimizer: Optimizer = Field(default=Optimizer.ADAM, description="Keras optimizer.")
+    learning_rate: float = Field(default=0.001, gt=0.0, le=10.0, description="Optimizer learning rate.")
+    loss: Loss = Field(default=Loss.SPARSE_CATEGORICAL_CROSSENTROPY, description="Keras loss.")
+    epochs: int = Field(default=10, ge=1, le=100_000, description="Training epochs.")
+    batch_size: int = Field(default=32, ge=1, le=1_048_576, description="Global mini-batch size.")
+    seed: int = Field(
+        default=42, ge=0, le=2**31 - 1, description="Seed for splits, initialisation and shuffling (determinism)."
+    )
+    min_accuracy: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Quality gate: minimum test accuracy, else training fails."
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Training pods; more than 1 runs MultiWorkerMirroredStrategy."
+    )
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=1), description="Per-worker compute.")
+    active_deadline_seconds: int = Field(
+        default=86_400, ge=60, le=2_592_000, description="The training Job's activeDeadlineSeconds."
+    )
+    backoff_limit: int = Field(default=2, ge=0, le=100, description="Retries of a failed training pod.")
+
+
+class SourceFormat(StrEnum):
+    ONNX = "onnx"
+    SAVEDMODEL = "savedmodel"
+
+
+class Source(Model):
+    """An already trained model to convert and serve."""
+
+    uri: str = Field(min_length=1, description="Path, file://, pvc:// or s3:// URI of an ONNX file or SavedModel.")
+    format: SourceFormat = Field(description="onnx (a .onnx file) or savedmodel (a SavedModel folder).")
+
+
+class ModelSection(Model):
+    """Exactly one of train or source."""
+
+    train: Train | None = Field(default=None, description="Train the model (mutually exclusive with source).")
+    source: Source | None = Field(default=None, description="Use a trained model (mutually exclusive with train).")
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {"rule": "has(self.train) != has(self.source)", "message": "exactly one of train or source must be set"}
+    ]
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSection:
+        if (self.train is None) == (self.source is None):
+            raise ValueError("exactly one of train or source must be set")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------- engine
+
+
+class Backend(StrEnum):
+    TENSORRT = "tensorrt"
+    TENSORRT_RTX = "tensorrt-rtx"
+    ONNXRUNTIME = "onnxruntime"
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+    BEST = "best"
+
+
+class BatchProfile(Model):
+    """Optimization profile of the dynamic batch dimension."""
+
+    min: int = Field(default=1, ge=1, le=65536, description="Smallest batch the engine accepts.")
+    opt: int = Field(default=32, ge=1, le=65536, description="Batch size the engine is tuned for.")
+    max: int = Field(default=256, ge=1, le=65536, description="Largest batch the engine accepts.")
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {"rule": "self.min <= self.opt && self.opt <= self.max", "message": "batch needs min <= opt <= max"}
+    ]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BatchProfile:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"batch needs min <= opt <= max, got {self.min}, {self.opt}, {self.max}")
+        return self
+
+
+class AccuracyGate(Model):
+    """How much a reduced-precision engine may disagree with the fp32 model."""
+
+    max_top1_drop: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Largest allowed drop in top-1 agreement with fp32."
+    )
+    samples: int = Field(default=512, ge=1, le=1_000_000, description="Held-out rows the gate evaluates.")
+
+
+class Engine(Model):
+    """How the model becomes an engine."""
+
+    backend: Backend = Field(
+        default=Backend.TENSORRT,
+        description="tensorrt (built on each target GPU), tensorrt-rtx (built ahead of time on CPU) or "
+        "onnxruntime. The onnxruntime artifact is always built too, as the fallback.",
+    )
+    precision: Precision = Field(
+        default=Precision.FP16, description="fp32, fp16, int8, or best (lowest precision passing the gate)."
+    )
+    batch: BatchProfile = Field(default_factory=BatchProfile, description="Dynamic batch profile.")
+    accuracy: AccuracyGate = Field(default_factory=AccuracyGate, description="Accuracy gate.")
+    compute_capabilities: list[str] = Field(
+        default_factory=lambda: ["8.9"],
+        min_length=1,
+        max_length=16,
+        description="GPU compute capabilities to build engines for, e.g. ['8.0', '8.9'].",
+        json_schema_extra={"items": {"type": "string", "pattern": COMPUTE_CAPABILITY_PATTERN},
+                           "x-kubernetes-list-type": "set"},
+    )
+    workspace_mib: int = Field(
+        default=2048, ge=64, le=1_048_576, description="Builder workspace memory-pool limit in MiB."
+    )
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=1), description="Conversion Job compute.")
+
+    @model_validator(mode="after")
+    def _capabilities(self) -> Engine:
+        import re
+
+        for cc in self.compute_capabilities:
+            if not re.match(COMPUTE_CAPABILITY_PATTERN, cc):
+                raise ValueError(f"compute capability {cc!r} is not of the form MAJOR.MINOR")
+        if len(set(self.compute_capabilities)) != len(self.compute_capabilities):
+            raise ValueError("computeCapabilities has duplicates")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- serving
+
+
+class AutoscalingMode(StrEnum):
+    BUILTIN = "builtin"
+    HPA = "hpa"
+    KEDA = "keda"
+
+
+class AutoscalingMetric(StrEnum):
+    CONCURRENCY = "concurrency"
+    RPS = "rps"
+
+
+class Autoscaling(Model):
+    """Scaling of serving pods on load."""
+
+    enabled: bool = Field(default=True, description="Scale on load; false keeps serving.replicas.")
+    mode: AutoscalingMode = Field(
+        default=AutoscalingMode.BUILTIN, description="builtin (the operator), hpa, or keda."
+    )
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Lower bound of replicas.")
+    max_replicas: int = Field(default=8, ge=1, le=1000, description="Upper bound of replicas.")
+    metric: AutoscalingMetric = Field(
+        default=AutoscalingMetric.CONCURRENCY, description="concurrency (in-flight requests) or rps."
+    )
+    target: float = Field(default=8.0, gt=0.0, le=1_000_000, description="Per-replica target of the metric.")
+    stable_window_seconds: int = Field(default=60, ge=1, le=3600, description="Averaging window outside panic.")
+    panic_window_seconds: int = Field(default=6, ge=1, le=3600, description="Short window that triggers panic.")
+    scale_down_delay_seconds: int = Field(
+        default=30, ge=0, le=3600, description="Time a lower recommendation must hold before scaling down."
+    )
+    tick_seconds: float = Field(default=2.0, ge=0.1, le=60.0, description="Built-in autoscaler period.")
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must be <= maxReplicas"},
+        {
+            "rule": "self.panicWindowSeconds <= self.stableWindowSeconds",
+            "message": "panicWindowSeconds must be <= stableWindowSeconds",
+        },
+    ]
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas must be <= maxReplicas, got {self.min_replicas} > {self.max_replicas}"
+            )
+        if self.panic_window_seconds > self.stable_window_seconds:
+            raise ValueError("panicWindowSeconds must be <= stableWindowSeconds")
+        return self
+
+
+class Batching(Model):
+    """Dynamic batching in the runtime."""
+
+    max_batch_size: int = Field(default=64, ge=1, le=65536, description="Most rows merged into one run.")
+    max_queue_delay_microseconds: int = Field(
+        default=2000, ge=0, le=10_000_000, description="Longest a request waits for others to join its batch."
+    )
+    max_queue_size: int = Field(
+        default=1024, ge=1, le=1_000_000, description="Queued requests beyond which new ones get 503."
+    )
+
+
+class Rollout(Model):
+    """Rolling update of serving pods."""
+
+    max_surge: int = Field(default=1, ge=0, le=1000, description="Extra pods during a rollout.")
+    max_unavailable: int = Field(default=0, ge=0, le=1000, description="Pods that may be down during a rollout.")
+    progress_deadline_seconds: int = Field(
+        default=600, ge=10, le=86_400, description="A revision not ready by then is rolled back."
+    )
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {"rule": "self.maxSurge + self.maxUnavailable > 0", "message": "maxSurge and maxUnavailable cannot both be 0"}
+    ]
+
+    @model_validator(mode="after")
+    def _progress(self) -> Rollout:
+        if self.max_surge + self.max_unavailable == 0:
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0")
+        return self
+
+
+class Serving(Model):
+    """The runtime pods that serve the engine."""
+
+    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas when autoscaling is disabled.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling on load.")
+    batching: Batching = Field(default_factory=Batching, description="Dynamic batching.")
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=1), description="Per-pod compute.")
+    rollout: Rollout = Field(default_factory=Rollout, description="Rolling update settings.")
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0.0, le=3600.0, description="Per-request timeout in the runtime."
+    )
+    grpc: bool = Field(default=True, description="Also serve the V2 gRPC protocol on port 8081.")
+
+
+class Toleration(Model):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect; empty matches all."
+    )
+    toleration_seconds: int | None = Field(default=None, ge=0, description="NoExecute: how long to stay.")
+
+
+class Placement(Model):
+    """Where pods run."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels pods require.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints pods tolerate.")
+
+
+class SecretRef(Model):
+    """Reference to a Secret in the ModelDeployment's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+
+
+class Storage(Model):
+    """Where artifacts (models, engines) are kept."""
+
+    uri: str = Field(
+        default="pvc://trtforge-artifacts/",
+        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.*|s3://.+|file://.+)$",
+        description="pvc://CLAIM/PREFIX (a PersistentVolumeClaim) or s3://BUCKET/PREFIX.",
+    )
+    secret_ref: SecretRef | None = Field(
+        default=None, description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY(/AWS_ENDPOINT_URL) for s3."
+    )
+    retain_on_delete: bool = Field(
+        default=True, description="Keep artifacts when the ModelDeployment is deleted."
+    )
+
+
+class ModelDeploymentSpec(Model):
+    """Desired state: train (or import) a model, build engines, serve and scale them."""
+
+    model: ModelSection = Field(description="The model: trained here or imported.")
+    engine: Engine = Field(default_factory=Engine, description="Engine conversion.")
+    serving: Serving = Field(default_factory=Serving, description="Serving runtime.")
+    placement: Placement = Field(default_factory=Placement, description="Pod placement.")
+    storage: Storage = Field(default_factory=Storage, description="Artifact storage.")
+    revision_history_limit: int = Field(
+        default=5, ge=1, le=100, description="Serving revisions remembered in status for rollback."
+    )
+
+
+# ----------------------------------------------------------------------------------------------- status
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    TRAINING = "Training"
+    CONVERTING = "Converting"
+    DEPLOYING = "Deploying"
+    READY = "Ready"
+    FAILED = "Failed"
+
+
+class Condition(Model):
+    """A Kubernetes-style condition."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    type: Literal["Trained", "EngineBuilt", "Available", "Progressing", "Degraded"] = Field(
+        description="Condition type."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: str | None = Field(default=None, description="RFC 3339 time of the last change.")
+    observed_generation: int | None = Field(default=None, description="Generation the condition is about.")
+
+
+class ModelStatus(Model):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    uri: str | None = Field(default=None, description="Where the trained model is stored.")
+    digest: str | None = Field(default=None, description="sha256 of model.onnx.")
+    accuracy: float | None = Field(default=None, description="Test accuracy.")
+    revision: str | None = Field(default=None, description="Training revision hash.")
+
+
+class EngineStatus(Model):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    uri: str | None = Field(default=None, description="Where the engines are stored.")
+    backend: str | None = Field(default=None, description="Engine backend.")
+    version: str | None = Field(default=None, description="Builder library version.")
+    precision: str | None = Field(default=None, description="Precision chosen.")
+    compute_capabilities: list[str] | None = Field(default=None, description="Architectures built.")
+    size_bytes: int | None = Field(default=None, description="Total engine size.")
+    build_seconds: float | None = Field(default=None, description="Build time.")
+    top1_drop: float | None = Field(default=None, description="Measured top-1 drop against fp32.")
+    revision: str | None = Field(default=None, description="Engine revision hash.")
+
+
+class RevisionRecord(Model):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    revision: str = Field(description="Serving revision hash.")
+    engine_uri: str | None = Field(default=None, description="Engine the revision served.")
+    deployed_at: str | None = Field(default=None, description="RFC 3339 time.")
+    outcome: str | None = Field(default=None, description="Ready, RolledBack or Superseded.")
+
+
+class ServingStatus(Model):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    revision: str | None = Field(default=None, description="Serving revision hash.")
+    replicas: int | None = Field(default=None, description="Current replicas (scale subresource).")
+    ready_replicas: int | None = Field(default=None, description="Ready replicas.")
+    desired_replicas: int | None = Field(default=None, description="Replicas the autoscaler wants.")
+    selector: str | None = Field(default=None, description="Label selector of the pods (scale subresource).")
+    url: str | None = Field(default=None, description="In-cluster V2 endpoint.")
+    history: list[RevisionRecord] | None = Field(default=None, description="Last serving revisions.")
+    last_good_revision: str | None = Field(default=None, description="Revision to roll back to.")
+
+
+class ModelDeploymentStatus(Model):
+    """Observed state, written by the operator."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    phase: Phase | None = Field(default=None, description="Pipeline phase.")
+    message: str | None = Field(default=None, description="Detail of the phase.")
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    conditions: list[Condition] | None = Field(default=None, description="Conditions.")
+    model: ModelStatus | None = Field(default=None, description="The trained model.")
+    engine: EngineStatus | None = Field(default=None, description="The engines.")
+    serving: ServingStatus | None = Field(default=None, description="The serving rollout.")
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata a manifest may carry (the rest is the API server's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelDeployment(BaseModel):
+    """A whole ModelDeployment manifest."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    api_version: Literal["trtforge.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ModelDeployment"]
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None

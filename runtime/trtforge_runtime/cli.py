@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from trtforge_runtime import __version__
 from trtforge_runtime.errors import TrtforgeError
@@ -40,18 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", required=True, type=Path, help="ModelDeployment manifest (YAML)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in the output folder")
-    p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
-                   help="progress display: a bar on a terminal, one line per epoch otherwise")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "bar", "lines", "none"],
+        default="auto",
+        help="progress display: a bar on a terminal, one line per epoch otherwise",
+    )
 
     p = sub.add_parser("convert", help="build verified engines from a trained model")
     p.add_argument("-f", "--file", required=True, type=Path, help="ModelDeployment manifest (YAML)")
-    p.add_argument("--model", type=Path, default=None,
-                   help="a `trtforge train` output folder (default: spec.model.source)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a `trtforge train` output folder (default: spec.model.source)",
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="engine output folder")
-    p.add_argument("--cache", type=Path, default=None,
-                   help="engine cache folder (default: OUTPUT/../.engine-cache or $TRTFORGE_ENGINE_CACHE)")
-    p.add_argument("--compute-capability", action="append", default=None,
-                   help="build only these of spec.engine.computeCapabilities (repeatable; a Job per GPU)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="engine cache folder (default: OUTPUT/../.engine-cache or $TRTFORGE_ENGINE_CACHE)",
+    )
+    p.add_argument(
+        "--compute-capability",
+        action="append",
+        default=None,
+        help="build only these of spec.engine.computeCapabilities (repeatable; a Job per GPU)",
+    )
 
     p = sub.add_parser("serve", help="serve an engine folder over the Open Inference Protocol (V2)")
     p.add_argument("--engine", required=True, type=Path, help="a `trtforge convert` output folder")
@@ -59,10 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080, help="REST port (V2 and /metrics)")
     p.add_argument("--grpc-port", type=int, default=8081, help="gRPC port (0 disables gRPC)")
-    p.add_argument("--backend", choices=["auto", "tensorrt", "tensorrt-rtx", "onnxruntime"], default="auto",
-                   help="force a backend (default: the engine built for this GPU, else onnxruntime)")
-    p.add_argument("-f", "--file", type=Path, default=None,
-                   help="ModelDeployment manifest for batching/timeout settings (optional)")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "tensorrt", "tensorrt-rtx", "onnxruntime"],
+        default="auto",
+        help="force a backend (default: the engine built for this GPU, else onnxruntime)",
+    )
+    p.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        default=None,
+        help="ModelDeployment manifest for batching/timeout settings (optional)",
+    )
 
     p = sub.add_parser("local", help="train, convert and serve a ModelDeployment on this machine")
     p.add_argument("file", type=Path, help="ModelDeployment manifest (YAML)")
@@ -76,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve(target: str):  # type: ignore[no-untyped-def]
+def _resolve(target: str) -> Any:
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 

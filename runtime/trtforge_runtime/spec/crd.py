@@ -111,12 +111,24 @@ def build_crd() -> dict[str, Any]:
     }
     columns = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Pipeline phase."},
-        {"name": "Accuracy", "type": "number", "jsonPath": ".status.model.accuracy",
-         "description": "Test accuracy of the trained model."},
-        {"name": "Engine", "type": "string", "jsonPath": ".status.engine.precision",
-         "description": "Precision of the engine being served."},
-        {"name": "Ready", "type": "string", "jsonPath": ".status.serving.readyReplicas",
-         "description": "Ready serving replicas."},
+        {
+            "name": "Accuracy",
+            "type": "number",
+            "jsonPath": ".status.model.accuracy",
+            "description": "Test accuracy of the trained model.",
+        },
+        {
+            "name": "Engine",
+            "type": "string",
+            "jsonPath": ".status.engine.precision",
+            "description": "Precision of the engine being served.",
+        },
+        {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": ".status.serving.readyReplicas",
+            "description": "Ready serving replicas.",
+        },
         {"name": "URL", "type": "string", "jsonPath": ".status.serving.url", "description": "V2 endpoint."},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
@@ -189,7 +201,9 @@ def spec_openapi_schema() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--write", action="store_true", help="rewrite the CRD file")
     group.add_argument("--check", action="store_true", help="fail when the CRD file is stale")

@@ -84,7 +84,9 @@ class Layer(Model):
     activation: Activation | None = Field(
         default=None, description="Dense/Conv2D: activation function (default linear)."
     )
-    rate: float | None = Field(default=None, ge=0.0, lt=1.0, description="Dropout: fraction of units dropped.")
+    rate: float | None = Field(
+        default=None, ge=0.0, lt=1.0, description="Dropout: fraction of units dropped."
+    )
     filters: int | None = Field(default=None, ge=1, le=65536, description="Conv2D: number of filters.")
     kernel_size: list[int] | None = Field(
         default=None, min_length=2, max_length=2, description="Conv2D: kernel height and width, e.g. [3, 3]."
@@ -128,7 +130,10 @@ class Layer(Model):
             "rule": "self.type != 'Conv2D' || (has(self.filters) && has(self.kernelSize))",
             "message": "a Conv2D layer needs filters and kernelSize",
         },
-        {"rule": "self.type != 'Reshape' || has(self.targetShape)", "message": "a Reshape layer needs targetShape"},
+        {
+            "rule": "self.type != 'Reshape' || has(self.targetShape)",
+            "message": "a Reshape layer needs targetShape",
+        },
     ]
 
     @model_validator(mode="after")
@@ -185,8 +190,12 @@ class Dataset(Model):
     format: DatasetFormat = Field(
         default=DatasetFormat.AUTO, description="File format; auto picks it from the file extension."
     )
-    features: str = Field(default="x", min_length=1, description="npz: array key of the features; csv: unused.")
-    label: str = Field(default="y", min_length=1, description="npz: array key of the labels; csv: label column.")
+    features: str = Field(
+        default="x", min_length=1, description="npz: array key of the features; csv: unused."
+    )
+    label: str = Field(
+        default="y", min_length=1, description="npz: array key of the labels; csv: label column."
+    )
     validation_split: float = Field(
         default=0.2, gt=0.0, lt=0.9, description="Fraction of the training rows held out for validation."
     )
@@ -195,7 +204,7 @@ class Dataset(Model):
     )
     normalize: Literal["none", "max", "standard"] = Field(
         default="max",
-        description="Feature scaling folded into the model: none, divide by the training max, or standardize.",
+        description="Feature scaling folded into the model: none, divide by training max, or standardize.",
     )
 
 
@@ -232,7 +241,10 @@ class Train(Model):
     epochs: int = Field(default=10, ge=1, le=100_000, description="Training epochs.")
     batch_size: int = Field(default=32, ge=1, le=1_048_576, description="Global mini-batch size.")
     seed: int = Field(
-        default=42, ge=0, le=2**31 - 1, description="Seed for splits, initialisation and shuffling (determinism)."
+        default=42,
+        ge=0,
+        le=2**31 - 1,
+        description="Seed for splits, initialisation and shuffling (determinism).",
     )
     min_accuracy: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Quality gate: minimum test accuracy, else training fails."
@@ -255,7 +267,9 @@ class SourceFormat(StrEnum):
 class Source(Model):
     """An already trained model to convert and serve."""
 
-    uri: str = Field(min_length=1, description="Path, file://, pvc:// or s3:// URI of an ONNX file or SavedModel.")
+    uri: str = Field(
+        min_length=1, description="Path, file://, pvc:// or s3:// URI of an ONNX file or SavedModel."
+    )
     format: SourceFormat = Field(description="onnx (a .onnx file) or savedmodel (a SavedModel folder).")
 
 
@@ -263,10 +277,15 @@ class ModelSection(Model):
     """Exactly one of train or source."""
 
     train: Train | None = Field(default=None, description="Train the model (mutually exclusive with source).")
-    source: Source | None = Field(default=None, description="Use a trained model (mutually exclusive with train).")
+    source: Source | None = Field(
+        default=None, description="Use a trained model (mutually exclusive with train)."
+    )
 
     cel_rules: ClassVar[list[dict[str, str]]] = [
-        {"rule": "has(self.train) != has(self.source)", "message": "exactly one of train or source must be set"}
+        {
+            "rule": "has(self.train) != has(self.source)",
+            "message": "exactly one of train or source must be set",
+        }
     ]
 
     @model_validator(mode="after")
@@ -337,13 +356,17 @@ class Engine(Model):
         min_length=1,
         max_length=16,
         description="GPU compute capabilities to build engines for, e.g. ['8.0', '8.9'].",
-        json_schema_extra={"items": {"type": "string", "pattern": COMPUTE_CAPABILITY_PATTERN},
-                           "x-kubernetes-list-type": "set"},
+        json_schema_extra={
+            "items": {"type": "string", "pattern": COMPUTE_CAPABILITY_PATTERN},
+            "x-kubernetes-list-type": "set",
+        },
     )
     workspace_mib: int = Field(
         default=2048, ge=64, le=1_048_576, description="Builder workspace memory-pool limit in MiB."
     )
-    resources: Resources = Field(default_factory=lambda: Resources(gpus=1), description="Conversion Job compute.")
+    resources: Resources = Field(
+        default_factory=lambda: Resources(gpus=1), description="Conversion Job compute."
+    )
 
     @model_validator(mode="after")
     def _capabilities(self) -> Engine:
@@ -384,8 +407,12 @@ class Autoscaling(Model):
         default=AutoscalingMetric.CONCURRENCY, description="concurrency (in-flight requests) or rps."
     )
     target: float = Field(default=8.0, gt=0.0, le=1_000_000, description="Per-replica target of the metric.")
-    stable_window_seconds: int = Field(default=60, ge=1, le=3600, description="Averaging window outside panic.")
-    panic_window_seconds: int = Field(default=6, ge=1, le=3600, description="Short window that triggers panic.")
+    stable_window_seconds: int = Field(
+        default=60, ge=1, le=3600, description="Averaging window outside panic."
+    )
+    panic_window_seconds: int = Field(
+        default=6, ge=1, le=3600, description="Short window that triggers panic."
+    )
     scale_down_delay_seconds: int = Field(
         default=30, ge=0, le=3600, description="Time a lower recommendation must hold before scaling down."
     )
@@ -426,13 +453,18 @@ class Rollout(Model):
     """Rolling update of serving pods."""
 
     max_surge: int = Field(default=1, ge=0, le=1000, description="Extra pods during a rollout.")
-    max_unavailable: int = Field(default=0, ge=0, le=1000, description="Pods that may be down during a rollout.")
+    max_unavailable: int = Field(
+        default=0, ge=0, le=1000, description="Pods that may be down during a rollout."
+    )
     progress_deadline_seconds: int = Field(
         default=600, ge=10, le=86_400, description="A revision not ready by then is rolled back."
     )
 
     cel_rules: ClassVar[list[dict[str, str]]] = [
-        {"rule": "self.maxSurge + self.maxUnavailable > 0", "message": "maxSurge and maxUnavailable cannot both be 0"}
+        {
+            "rule": "self.maxSurge + self.maxUnavailable > 0",
+            "message": "maxSurge and maxUnavailable cannot both be 0",
+        }
     ]
 
     @model_validator(mode="after")
@@ -490,7 +522,8 @@ class Storage(Model):
         description="pvc://CLAIM/PREFIX (a PersistentVolumeClaim) or s3://BUCKET/PREFIX.",
     )
     secret_ref: SecretRef | None = Field(
-        default=None, description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY(/AWS_ENDPOINT_URL) for s3."
+        default=None,
+        description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY(/AWS_ENDPOINT_URL) for s3.",
     )
     retain_on_delete: bool = Field(
         default=True, description="Keep artifacts when the ModelDeployment is deleted."

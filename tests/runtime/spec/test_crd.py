@@ -6,12 +6,13 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-
 from trtforge_runtime.spec import crd
 
 
 def test_checked_in_crd_is_current(repo_root: Path) -> None:
-    assert (repo_root / crd.CRD_PATH).read_text() == crd.render(), "run python -m trtforge_runtime.spec.crd --write"
+    assert (repo_root / crd.CRD_PATH).read_text() == crd.render(), (
+        "run python -m trtforge_runtime.spec.crd --write"
+    )
 
 
 def _walk(node: object, path: str = ""):  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec import load_manifest
 
@@ -41,16 +40,23 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_not_a_model_deployment(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="not a ModelDeployment.*kind 'Deployment'"):
-        load_manifest(_write(tmp_path, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}))
+    with pytest.raises(ManifestError, match=r"not a ModelDeployment.*kind 'Deployment'"):
+        load_manifest(
+            _write(tmp_path, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}})
+        )
 
 
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["spec"]["model"]["train"].update(epochs=0), r"spec\.model\.train\.epochs: Input should be"),
         (
-            lambda d: d["spec"]["model"]["train"]["architecture"]["layers"].append({"type": "LSTM", "units": 4}),
+            lambda d: d["spec"]["model"]["train"].update(epochs=0),
+            r"spec\.model\.train\.epochs: Input should be",
+        ),
+        (
+            lambda d: d["spec"]["model"]["train"]["architecture"]["layers"].append(
+                {"type": "LSTM", "units": 4}
+            ),
             r"spec\.model\.train\.architecture\.layers\[3\]\.type: .*'LSTM'",
         ),
         (lambda d: d["spec"]["engine"].update(batch={"min": 8, "opt": 4, "max": 16}), r"min <= opt <= max"),

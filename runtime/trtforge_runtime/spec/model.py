@@ -271,6 +271,13 @@ class Source(Model):
         min_length=1, description="Path, file://, pvc:// or s3:// URI of an ONNX file or SavedModel."
     )
     format: SourceFormat = Field(description="onnx (a .onnx file) or savedmodel (a SavedModel folder).")
+    input_name: str | None = Field(
+        default=None, description="Input tensor to serve (default: the model's first input)."
+    )
+    dataset: Dataset | None = Field(
+        default=None,
+        description="Representative data for int8 calibration and the accuracy gate (needed for int8).",
+    )
 
 
 class ModelSection(Model):

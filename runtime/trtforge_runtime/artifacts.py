@@ -132,7 +132,8 @@ def write_termination_message(summary: dict[str, Any]) -> None:
         return
     text = json.dumps(summary, sort_keys=True, separators=(",", ":"), default=_json_default)
     if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
-        keep = {k: summary[k] for k in ("ok", "stage", "error", "digest", "uri") if k in summary}
+        wanted = ("ok", "stage", "error", "digest", "uri")
+        keep: dict[str, Any] = {k: summary[k] for k in wanted if k in summary}
         keep["truncated"] = True
         text = json.dumps(keep, sort_keys=True, separators=(",", ":"), default=_json_default)
     try:

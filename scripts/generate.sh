@@ -4,3 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:---write}
 python -m trtforge_runtime.spec.crd "$mode"
+python scripts/generate_grpc.py "$mode"
+python scripts/chart_values.py "$mode"   # chart: values.yaml, values.schema.json, crds/ copy

@@ -36,6 +36,13 @@ class QualityGateError(TrtforgeError):
     http_status = 422
 
 
+class TrainingError(TrtforgeError):
+    """Training cannot run as configured (e.g. an invalid TF_CONFIG for multi-worker training)."""
+
+    exit_code = 9
+    http_status = 422
+
+
 class ArtifactError(TrtforgeError):
     """An output folder would be overwritten, or an input artifact is missing or corrupt."""
 
@@ -54,6 +61,17 @@ class AccuracyGateError(ConversionError):
     """A converted network disagrees with the fp32 reference beyond engine.accuracy.maxTop1Drop."""
 
     exit_code = 7
+
+
+class UnsupportedTargetError(ConversionError):
+    """A compute capability (GPU architecture) the chosen backend cannot build for or run on."""
+
+
+class LibraryMissingError(TrtforgeError):
+    """A backend library (tensorrt, tensorrt_rtx, onnxruntime...) is not installed in this image."""
+
+    exit_code = 6
+    http_status = 503
 
 
 class InferenceError(TrtforgeError):
@@ -83,3 +101,16 @@ class NotReadyError(InferenceError):
 
 class RequestTimeoutError(InferenceError):
     http_status = 504
+
+
+class BackendError(InferenceError):
+    """The inference backend failed while running a (batched) request: a server-side error."""
+
+    http_status = 500
+
+
+class AutoscalingError(TrtforgeError):
+    """An autoscaler configuration that cannot work (bounds, target, windows) or a child it cannot render."""
+
+    exit_code = 9
+    http_status = 422

@@ -1,0 +1,231 @@
+"""Benchmark of the built-in autoscaler: simulated clock, real HTTP scraping of fake runtime pods.
+
+    python benchmarks/autoscaler_bench.py [--json FILE]
+
+1. step: the load jumps 10x (8 -> 80 in-flight, target 8 per replica) at a random moment between two
+   ticks; measured: time from the step until the desired count (10) is decided, including the real
+   scrape of that tick. Target <= 4 s (Knative KPA: 2 s tick, 6 s panic window).
+2. noise: steady load with +-30 % uniform noise per pod and tick, 30 simulated minutes per load level;
+   measured: direction changes (up after down or down after up) within any stable window. Target <= 1.
+3. scrape: wall and CPU time of one tick's concurrent scrape of 50 pods.
+
+Each fake pod is a real aiohttp endpoint on 127.0.0.1 serving Prometheus text; the autoscaler's pods
+follow its decision at once (instant readiness), which isolates the autoscaler's own reaction time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "operator" / "autoscaling"))
+
+from autoscaling_metrics_pods import MetricsPods  # noqa: E402
+from trtforge_operator.autoscaling.algorithm import Autoscaler, AutoscalerConfig, aggregate  # noqa: E402
+from trtforge_operator.autoscaling.scrape import INFLIGHT_METRIC, MetricsScraper, ScrapeTarget  # noqa: E402
+
+TICK = 2.0
+TARGET = 8.0
+
+
+def config(max_replicas: int = 50) -> AutoscalerConfig:
+    return AutoscalerConfig(
+        min_replicas=1,
+        max_replicas=max_replicas,
+        target=TARGET,
+        stable_window=60.0,
+        panic_window=6.0,
+        scale_down_delay=30.0,
+    )
+
+
+class Fleet:
+    """Fake pods that follow the autoscaler's count, sharing a total load (with optional noise)."""
+
+    def __init__(self, servers: MetricsPods, rng: random.Random, noise: float = 0.0) -> None:
+        self.servers = servers
+        self.rng = rng
+        self.noise = noise
+        self.names: list[str] = []
+        self.spare: list[str] = []
+
+    def resize(self, n: int) -> None:
+        while len(self.names) < n:
+            name = self.spare.pop() if self.spare else f"pod-{len(self.servers.pods)}"
+            if name not in self.servers.pods:
+                self.servers.add(name)
+            self.names.append(name)
+        while len(self.names) > n:
+            self.spare.append(self.names.pop())
+
+    def set_load(self, total: float) -> None:
+        share = total / len(self.names)
+        for name in self.names:
+            self.servers.pods[name].inflight = share * (1.0 + self.rng.uniform(-self.noise, self.noise))
+
+    def targets(self) -> list[ScrapeTarget]:
+        return [ScrapeTarget(n, self.servers.pods[n].url) for n in self.names]
+
+
+async def tick(scaler: Autoscaler, scraper: MetricsScraper, fleet: Fleet, now: float) -> tuple[int, float]:
+    started = time.perf_counter()
+    scrapes = await scraper.scrape(fleet.targets(), INFLIGHT_METRIC)
+    observation = aggregate({s.pod: s.value for s in scrapes}, TARGET)
+    decision = scaler.update(now, observation)
+    return decision.desired, time.perf_counter() - started
+
+
+async def bench_step(servers: MetricsPods, runs: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    times: list[float] = []
+    async with MetricsScraper(timeout=1.0) as scraper:
+        for _ in range(runs):
+            fleet = Fleet(servers, rng)
+            fleet.resize(1)
+            scaler = Autoscaler(config(), initial_replicas=1)
+            now = 0.0
+            while now < 60.0:  # a minute of steady 1x load fills the windows
+                fleet.set_load(8.0)
+                await tick(scaler, scraper, fleet, now)
+                now += TICK
+            step_at = now - TICK + rng.uniform(0.0, TICK)  # somewhere between two ticks
+            reached = None
+            while reached is None and now < step_at + 60.0:
+                fleet.set_load(80.0 if now >= step_at else 8.0)
+                desired, seconds = await tick(scaler, scraper, fleet, now)
+                fleet.resize(desired)
+                if desired >= 10:
+                    reached = now + seconds - step_at
+                now += TICK
+            times.append(reached if reached is not None else math.inf)
+    return {
+        "runs": runs,
+        "seconds_max": max(times),
+        "seconds_median": statistics.median(times),
+        "target_seconds": 4.0,
+        "ok": max(times) <= 4.0,
+    }
+
+
+async def bench_noise(servers: MetricsPods, minutes: float) -> dict[str, Any]:
+    results = []
+    async with MetricsScraper(timeout=1.0) as scraper:
+        for load in (8.0, 20.0, 40.0, 44.0, 60.0, 100.0):
+            for seed in (1, 2):
+                rng = random.Random(seed)
+                fleet = Fleet(servers, rng, noise=0.3)
+                start = math.ceil(load / TARGET)
+                fleet.resize(start)
+                scaler = Autoscaler(config(), initial_replicas=start)
+                now, last_direction, previous = 0.0, 0, start
+                changes: list[float] = []
+                scale_events = 0
+                while now < minutes * 60.0:
+                    fleet.set_load(load)
+                    desired, _ = await tick(scaler, scraper, fleet, now)
+                    direction = (desired > previous) - (desired < previous)
+                    if direction:
+                        scale_events += 1
+                        if last_direction and direction != last_direction:
+                            changes.append(now)
+                        last_direction = direction
+                    previous = desired
+                    fleet.resize(desired)
+                    now += TICK
+                worst = max((len([c for c in changes if at - 60.0 < c <= at]) for at in changes), default=0)
+                results.append(
+                    {
+                        "load": load,
+                        "seed": seed,
+                        "scale_events": scale_events,
+                        "direction_changes": len(changes),
+                        "max_changes_per_stable_window": worst,
+                    }
+                )
+    worst = max(r["max_changes_per_stable_window"] for r in results)
+    return {
+        "minutes_per_run": minutes,
+        "runs": results,
+        "max_changes_per_stable_window": worst,
+        "target": 1,
+        "ok": worst <= 1,
+    }
+
+
+async def bench_scrape(servers: MetricsPods, pods: int, ticks: int) -> dict[str, Any]:
+    fleet = Fleet(servers, random.Random(3))
+    fleet.resize(pods)
+    fleet.set_load(pods * 5.0)
+    walls: list[float] = []
+    cpus: list[float] = []
+    async with MetricsScraper(timeout=1.0) as scraper:
+        await scraper.scrape(fleet.targets(), INFLIGHT_METRIC)  # warm the connection pool
+        for _ in range(ticks):
+            wall, cpu = time.perf_counter(), time.process_time()
+            scrapes = await scraper.scrape(fleet.targets(), INFLIGHT_METRIC)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+            assert all(s.value is not None for s in scrapes), [s.problem for s in scrapes if s.problem]
+    walls.sort()
+    return {
+        "pods": pods,
+        "ticks": ticks,
+        "wall_ms_median": 1000 * statistics.median(walls),
+        "wall_ms_p95": 1000 * walls[int(0.95 * (len(walls) - 1))],
+        "cpu_ms_median": 1000 * statistics.median(cpus),
+        "note": "CPU time covers this process: the scraper and the 50 fake pod servers together",
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    servers = MetricsPods().start()
+    try:
+        return {
+            "step_10x": await bench_step(servers, args.runs),
+            "noise_30pct": await bench_noise(servers, args.minutes),
+            "scrape": await bench_scrape(servers, 50, args.ticks),
+        }
+    finally:
+        servers.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="10x steps measured")
+    parser.add_argument("--minutes", type=float, default=30.0, help="simulated minutes per noise run")
+    parser.add_argument("--ticks", type=int, default=100, help="50-pod scrapes measured")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = asyncio.run(main_async(args))
+    step, noise, scrape = figures["step_10x"], figures["noise_30pct"], figures["scrape"]
+    print(
+        f"10x step -> desired replicas: max {step['seconds_max']:.2f} s, median "
+        f"{step['seconds_median']:.2f} s over {step['runs']} runs (target <= 4 s): "
+        f"{'OK' if step['ok'] else 'MISSED'}"
+    )
+    print(
+        f"+-30% noise: at most {noise['max_changes_per_stable_window']} direction change(s) per 60 s stable "
+        f"window over {len(noise['runs'])} runs of {noise['minutes_per_run']:g} simulated minutes "
+        f"(target <= 1): {'OK' if noise['ok'] else 'MISSED'}; total scale events "
+        f"{sum(r['scale_events'] for r in noise['runs'])}"
+    )
+    print(
+        f"scrape of {scrape['pods']} pods per tick: wall median {scrape['wall_ms_median']:.1f} ms, p95 "
+        f"{scrape['wall_ms_p95']:.1f} ms, CPU median {scrape['cpu_ms_median']:.1f} ms"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if step["ok"] and noise["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

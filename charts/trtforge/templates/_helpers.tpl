@@ -1,0 +1,131 @@
+{{/* Names, labels and computed settings shared by the templates. Kubernetes names are at most 63
+characters: every generated name is truncated there (and a trailing "-" trimmed). */}}
+
+{{- define "trtforge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "trtforge.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "trtforge.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "trtforge.baseLabels" -}}
+app.kubernetes.io/name: {{ include "trtforge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{- define "trtforge.selectorLabels" -}}
+{{ include "trtforge.baseLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* Labels of every object the chart creates (component added by the caller or trtforge.labels). */}}
+{{- define "trtforge.commonLabels" -}}
+helm.sh/chart: {{ include "trtforge.chart" . }}
+{{ include "trtforge.baseLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: trtforge
+{{- end -}}
+
+{{- define "trtforge.labels" -}}
+{{ include "trtforge.commonLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "trtforge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "trtforge.fullname" .) .Values.serviceAccount.name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator's image: repository@digest when a digest is given, else repository:tag. */}}
+{{- define "trtforge.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A workload image: call with (list $ .Values.workloadImages.trainer). */}}
+{{- define "trtforge.workloadImage" -}}
+{{- $root := index . 0 -}}
+{{- $img := index . 1 -}}
+{{- printf "%s:%s" $img.repository (default $root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+
+{{/* kopf peering runs when more than one replica is asked for. */}}
+{{- define "trtforge.ha" -}}
+{{- if gt (int .Values.replicas) 1 -}}true{{- end -}}
+{{- end -}}
+
+{{- define "trtforge.peeringName" -}}
+{{- default (include "trtforge.fullname" .) .Values.peering.name -}}
+{{- end -}}
+
+{{/* The claim the default storage URI points at ("" when none). */}}
+{{- define "trtforge.claimName" -}}
+{{- if .Values.storage.existingClaim -}}
+{{- .Values.storage.existingClaim -}}
+{{- else if .Values.storage.pvc.create -}}
+{{- .Values.storage.pvc.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "trtforge.storageUri" -}}
+{{- if .Values.storage.uri -}}
+{{- .Values.storage.uri -}}
+{{- else if include "trtforge.claimName" . -}}
+{{- printf "pvc://%s/" (include "trtforge.claimName" .) -}}
+{{- else -}}
+{{- fail "storage: set storage.uri (s3://...), storage.existingClaim, or storage.pvc.create=true" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces that get namespaced objects: the watched ones, else the release namespace. */}}
+{{- define "trtforge.targetNamespaces" -}}
+{{- if .Values.watchNamespaces -}}
+{{- join "," .Values.watchNamespaces -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The restricted (Pod Security Standards) pod and container security contexts. */}}
+{{- define "trtforge.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "trtforge.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}

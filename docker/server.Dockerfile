@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1.7
+# The serving runtime: `trtforge serve` with the TensorRT runtime + pycuda on GPU nodes, the TensorRT-RTX
+# runtime for RTX engines, and onnxruntime as the CPU fallback. Port 8080 (V2 REST, /metrics), 8081 (gRPC).
+#   docker build -f docker/server.Dockerfile -t REGISTRY/trtforge/server:0.1.0 .
+# TENSORRT_VERSION must equal the converter-tensorrt image's (engines are tied to the TensorRT version).
+ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13.0.2-devel-ubuntu24.04
+ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:13.0.2-runtime-ubuntu24.04
+ARG TENSORRT_VERSION=11.4.0.106
+ARG PYCUDA_VERSION=2026.1
+
+FROM ${CUDA_DEVEL_IMAGE} AS pycuda
+ARG PYCUDA_VERSION
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-dev python3-venv build-essential \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir wheel \
+ && CUDA_ROOT=/usr/local/cuda /opt/build/bin/pip wheel --no-cache-dir --no-deps -w /wheels "pycuda==${PYCUDA_VERSION}"
+
+FROM ${CUDA_RUNTIME_IMAGE} AS build
+ARG TENSORRT_VERSION
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY docker/requirements.py docker/
+COPY --from=pycuda /wheels /wheels
+# serve + s3 extras, the TensorRT-RTX runtime of the engine extra, the TensorRT runtime, pycuda
+RUN python3 -m venv /opt/trtforge \
+ && python3 docker/requirements.py serve s3 --with engine:tensorrt-rtx-cu13 > /tmp/requirements.txt \
+ && /opt/trtforge/bin/pip install -r /tmp/requirements.txt "tensorrt-cu13==${TENSORRT_VERSION}" /wheels/pycuda-*.whl
+COPY runtime/ runtime/
+COPY operator/ operator/
+RUN /opt/trtforge/bin/pip install --no-deps . && /opt/trtforge/bin/trtforge serve --help >/dev/null
+
+FROM ${CUDA_RUNTIME_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 trtforge \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin trtforge
+COPY --from=build /opt/trtforge /opt/trtforge
+ENV PATH=/opt/trtforge/bin:$PATH HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER 10001:10001
+EXPOSE 8080 8081
+ENTRYPOINT ["trtforge"]
+CMD ["serve", "--help"]

@@ -1,0 +1,118 @@
+"""The hpa and keda modes' children: the HorizontalPodAutoscaler or ScaledObject a ModelDeployment wants.
+
+Level-triggered and cheap: `reconcile` renders what the spec asks for (an HPA in hpa mode, a
+ScaledObject in keda mode, neither otherwise), makes it exist through the operator's `apply.ensure`
+(owner reference, create / patch / leave alone, never adopting a foreign object) and deletes the other
+kind when this ModelDeployment owns one (the mode changed, or autoscaling was turned off). The API is
+only asked again when the desired objects change or every `resync_seconds`. The operator never touches
+the Deployment's replicas in these modes: the HPA (or KEDA's HPA) owns them, so nothing fights.
+
+A cluster without KEDA answers 404 for ScaledObjects: that is an AutoscalingError naming the missing CRD.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from trtforge_runtime.errors import AutoscalingError
+from trtforge_runtime.spec.model import API_VERSION, KIND, Autoscaling
+
+from trtforge_operator import apply, labels, naming
+from trtforge_operator.autoscaling import hpa, keda
+
+HPA_KEY = ("autoscaling/v2", "HorizontalPodAutoscaler")
+KEDA_KEY = (keda.API_VERSION, keda.KIND)
+COMPONENT = "autoscaler"
+
+# The apply layer's resource table lacks these two kinds; register them (idempotent).
+apply.RESOURCES.setdefault(HPA_KEY, ("/apis/autoscaling/v2", "horizontalpodautoscalers"))
+apply.RESOURCES.setdefault(KEDA_KEY, (f"/apis/{keda.API_VERSION}", keda.PLURAL))
+
+
+def desired_children(
+    md: Mapping[str, Any], spec: Autoscaling, prometheus_url: str
+) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """(apiVersion, kind) -> the desired manifest with its owner reference, or None (must not exist)."""
+    meta = md["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    deployment = naming.predictor_name(name)
+    child_labels = labels.common(name, COMPONENT)
+    out: dict[tuple[str, str], dict[str, Any] | None] = {HPA_KEY: None, KEDA_KEY: None}
+    mode = str(spec.mode)
+    if spec.enabled and mode == "hpa":
+        out[HPA_KEY] = hpa.render_hpa(
+            name=deployment, namespace=namespace, deployment=deployment, spec=spec, labels=child_labels
+        )
+    elif spec.enabled and mode == "keda":
+        out[KEDA_KEY] = keda.render_scaled_object(
+            name=deployment,
+            namespace=namespace,
+            deployment=deployment,
+            spec=spec,
+            labels=child_labels,
+            prometheus_url=prometheus_url,
+        )
+    reference = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    for manifest in out.values():
+        if manifest is not None:
+            manifest["metadata"]["ownerReferences"] = [reference]
+    return out
+
+
+class ChildrenReconciler:
+    """Keeps one ModelDeployment's HPA / ScaledObject in line with its spec."""
+
+    def __init__(
+        self,
+        kube: apply.Kube,
+        prometheus_url: str,
+        *,
+        resync_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.prometheus_url = prometheus_url
+        self.resync_seconds = resync_seconds
+        self.clock = clock
+        self._last: tuple[str, float] | None = None
+
+    async def reconcile(self, md: Mapping[str, Any], spec: Autoscaling) -> list[str]:
+        """Creates, patches or deletes children; returns what it did (e.g. "created ScaledObject")."""
+        desired = desired_children(md, spec, self.prometheus_url)
+        key = naming.digest({f"{k[0]}/{k[1]}": v for k, v in desired.items()}, 16)
+        now = self.clock()
+        if self._last and self._last[0] == key and now - self._last[1] < self.resync_seconds:
+            return []
+        uid = md["metadata"]["uid"]
+        namespace = md["metadata"]["namespace"]
+        done: list[str] = []
+        for (api_version, kind), manifest in desired.items():
+            if manifest is not None:
+                try:
+                    action, _ = await apply.ensure(self.kube, manifest, owner_uid=uid)
+                except apply.KubeApiError as exc:
+                    if exc.status == 404:
+                        raise AutoscalingError(
+                            f"the cluster has no {kind} ({api_version}) API: install "
+                            f"{'KEDA' if kind == keda.KIND else 'autoscaling/v2'} or choose another "
+                            "spec.serving.autoscaling.mode"
+                        ) from None
+                    raise
+                if action is not apply.Action.UNCHANGED:
+                    done.append(f"{action.value} {kind}")
+            else:
+                name = naming.predictor_name(md["metadata"]["name"])
+                existing = await self.kube.get(api_version, kind, namespace, name)
+                if await apply.remove(self.kube, api_version, kind, existing, uid):
+                    done.append(f"deleted {kind}")
+        self._last = (key, now)
+        return done

@@ -1,0 +1,132 @@
+"""The reconcile queue: coalesced, serialized per ModelDeployment, bounded, retried with backoff.
+
+Any number of triggers for one ModelDeployment (its own watch events, its Jobs' and Deployment's
+events, the periodic resync) collapse into at most one running reconcile plus one pending: a Job's
+completion moves the pipeline on within one API round trip, and a burst of events costs one reconcile.
+Failures (API errors, bugs) are logged and retried with exponential backoff (0.5 s .. 60 s), never in
+a hot loop; the periodic resync is a safety net for missed events (e.g. a Secret created later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from trtforge_operator.pipeline import Pipeline, Result
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (namespace, name)
+MAX_BACKOFF = 60.0
+
+
+@dataclass
+class _KeyState:
+    dirty: bool = False
+    task: asyncio.Task[None] | None = None
+    failures: int = 0
+    retry: asyncio.TimerHandle | None = None
+    own_resource_version: str | None = None
+
+
+@dataclass
+class Stats:
+    reconciles: int = 0
+    errors: int = 0
+    skipped_own_writes: int = 0
+    last: dict[Key, Result] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(self, pipeline: Pipeline, concurrency: int, resync_seconds: float) -> None:
+        self.pipeline = pipeline
+        self.resync_seconds = resync_seconds
+        self._sem = asyncio.Semaphore(concurrency)
+        self._states: dict[Key, _KeyState] = {}
+        self._resync_task: asyncio.Task[None] | None = None
+        self.stats = Stats()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._resync_task is None:
+            self._resync_task = asyncio.get_running_loop().create_task(self._resync_loop())
+
+    async def stop(self) -> None:
+        tasks = [s.task for s in self._states.values() if s.task is not None]
+        if self._resync_task is not None:
+            tasks.append(self._resync_task)
+        for s in self._states.values():
+            if s.retry is not None:
+                s.retry.cancel()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._resync_task = None
+
+    # ------------------------------------------------------------------ triggers
+    def trigger(self, key: Key) -> None:
+        state = self._states.setdefault(key, _KeyState())
+        state.dirty = True
+        if state.retry is not None:
+            state.retry.cancel()
+            state.retry = None
+        if state.task is None or state.task.done():
+            state.task = asyncio.get_running_loop().create_task(self._run(key, state))
+
+    def is_own_write(self, key: Key, resource_version: str | None) -> bool:
+        """True for the watch event of our own last status write (nothing new to react to)."""
+        state = self._states.get(key)
+        if state is not None and resource_version and state.own_resource_version == resource_version:
+            self.stats.skipped_own_writes += 1
+            return True
+        return False
+
+    def forget(self, key: Key) -> None:
+        state = self._states.pop(key, None)
+        if state is not None and state.retry is not None:
+            state.retry.cancel()
+        self.stats.last.pop(key, None)
+
+    @property
+    def keys(self) -> list[Key]:
+        return list(self._states)
+
+    async def idle(self) -> None:
+        """Wait until no reconcile is running or pending (tests, benchmarks)."""
+        while any(s.task is not None and not s.task.done() for s in self._states.values()):
+            await asyncio.sleep(0.01)
+
+    # ------------------------------------------------------------------ work
+    async def _run(self, key: Key, state: _KeyState) -> None:
+        while state.dirty:
+            state.dirty = False
+            try:
+                async with self._sem:
+                    result = await self.pipeline.reconcile(*key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.errors += 1
+                state.failures += 1
+                delay = min(MAX_BACKOFF, 0.5 * 2 ** (state.failures - 1))
+                log.warning("reconcile of %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
+                log.debug("reconcile failure", exc_info=True)
+                state.retry = asyncio.get_running_loop().call_later(delay, self.trigger, key)
+                return
+            self.stats.reconciles += 1
+            state.failures = 0
+            if not result.found:
+                self.forget(key)
+                return
+            self.stats.last[key] = result
+            if result.resource_version:
+                state.own_resource_version = result.resource_version
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            for key in self.keys:
+                self.trigger(key)

@@ -1,0 +1,155 @@
+"""The serving Deployment: `trtforge serve` pods on the engine folder, rolled out revision by revision.
+
+HTTP (V2 REST + /metrics) on 8080, gRPC on 8081; readiness on /v2/health/ready (the runtime is ready only
+once its engine loaded and reproduced the reference sample), liveness on /v2/health/live, a startup probe
+that gives engine loading time; Prometheus scrape annotations; RollingUpdate from spec.serving.rollout.
+
+Replicas: with autoscaling disabled the Deployment runs spec.serving.replicas (which `kubectl scale md`
+sets through the scale subresource). With autoscaling enabled (any mode) the autoscaler owns the count:
+a new Deployment starts at status.serving.desiredReplicas (else minReplicas) and an existing one keeps
+its replicas (`replicas=None` leaves the field out of the desired manifest).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trtforge_operator import labels, naming, podsecurity
+from trtforge_operator.plan import Plan
+from trtforge_operator.reconcilers.common import (
+    CONFIG_DIR,
+    MANIFEST_KEY,
+    config_mount,
+    config_volume,
+    metadata,
+    placement,
+    pod_basics,
+    resources,
+)
+
+STAGE = "serve"
+COMPONENT = "predictor"
+HTTP_PORT = 8080
+GRPC_PORT = 8081
+CONTAINER = "server"
+
+
+def desired_replicas(plan: Plan, existing: dict[str, Any] | None, status_desired: int | None) -> int | None:
+    """The replica count to write, or None to leave the existing Deployment's count alone."""
+    serving = plan.spec.serving
+    if not serving.autoscaling.enabled:
+        return serving.replicas
+    if existing is not None:
+        return None
+    if status_desired is not None:
+        lo, hi = serving.autoscaling.min_replicas, serving.autoscaling.max_replicas
+        return max(lo, min(hi, status_desired))
+    return serving.autoscaling.min_replicas
+
+
+def pod_template(plan: Plan) -> dict[str, Any]:
+    serving = plan.spec.serving
+    pod_labels = labels.common(plan.owner.name, COMPONENT, plan.serving)
+    pod_labels.update(labels.predictor_selector(plan.owner.name))
+    tmp_vol, tmp_mount = podsecurity.tmp_volume()
+    store = plan.store
+    args = [
+        "serve",
+        "--engine",
+        plan.engine_location.path,
+        "--name",
+        plan.owner.name,
+        "--port",
+        str(HTTP_PORT),
+        "--grpc-port",
+        str(GRPC_PORT if serving.grpc else 0),
+        "-f",
+        f"{CONFIG_DIR}/{MANIFEST_KEY}",
+    ]
+    ports = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
+    if serving.grpc:
+        ports.append({"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": plan.settings.server_image,
+        "imagePullPolicy": plan.settings.image_pull_policy,
+        "command": ["trtforge"],
+        "args": args,
+        "ports": ports,
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "TRTFORGE_MODELDEPLOYMENT", "value": plan.owner.name},
+            {"name": "TRTFORGE_REVISION", "value": plan.serving},
+        ],
+        "resources": resources(serving.resources),
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 6,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "volumeMounts": [config_mount(), store.mount_spec(read_only=True), tmp_mount],
+        "securityContext": podsecurity.container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if store.env_from():
+        container["envFrom"] = store.env_from()
+    spec: dict[str, Any] = {
+        **pod_basics(plan),
+        **placement(plan, gpu=serving.resources.gpus > 0),
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [
+            config_volume(naming.config_map_name(plan.owner.name, STAGE, plan.serving)),
+            store.volume(),
+            tmp_vol,
+        ],
+    }
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(HTTP_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": spec}
+
+
+def deployment(plan: Plan, replicas: int | None) -> dict[str, Any]:
+    rollout = plan.spec.serving.rollout
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": labels.predictor_selector(plan.owner.name)},
+        "revisionHistoryLimit": plan.spec.revision_history_limit,
+        "progressDeadlineSeconds": rollout.progress_deadline_seconds,
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": rollout.max_surge, "maxUnavailable": rollout.max_unavailable},
+        },
+        "template": pod_template(plan),
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(plan, plan.predictor, COMPONENT, plan.serving),
+        "spec": spec,
+    }
+
+
+def template_revision(deployment: dict[str, Any] | None) -> str | None:
+    """The serving revision of a Deployment's pod template."""
+    if not deployment:
+        return None
+    tmpl_labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    rev = tmpl_labels.get(labels.REVISION)
+    return str(rev) if rev else None

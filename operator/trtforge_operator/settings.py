@@ -1,0 +1,123 @@
+"""Operator settings: the TRTFORGE_* environment variables the Helm chart sets, as one typed object.
+
+Read once when the operator starts (`OperatorSettings.from_env()`), never at import time, so tests and
+the CLI can build settings from any mapping. A malformed value is a `SettingsError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from trtforge_runtime import __version__
+from trtforge_runtime.errors import TrtforgeError
+
+IMAGE_REPOSITORY = "ghcr.io/trtforge"
+
+
+class SettingsError(TrtforgeError):
+    """An operator environment variable has an invalid value."""
+
+    exit_code = 2
+
+
+def _default_image(kind: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{kind}:{__version__}"
+
+
+# field name -> environment variable
+ENV_VARS: dict[str, str] = {
+    "watch_namespaces": "TRTFORGE_WATCH_NAMESPACES",
+    "trainer_image": "TRTFORGE_TRAINER_IMAGE",
+    "converter_image": "TRTFORGE_CONVERTER_IMAGE",
+    "converter_tensorrt_image": "TRTFORGE_CONVERTER_TENSORRT_IMAGE",
+    "server_image": "TRTFORGE_SERVER_IMAGE",
+    "image_pull_policy": "TRTFORGE_IMAGE_PULL_POLICY",
+    "image_pull_secrets": "TRTFORGE_IMAGE_PULL_SECRETS",
+    "storage_uri": "TRTFORGE_STORAGE_URI",
+    "artifacts_mount": "TRTFORGE_ARTIFACTS_MOUNT",
+    "worker_limit": "TRTFORGE_WORKER_LIMIT",
+    "health_port": "TRTFORGE_HEALTH_PORT",
+    "peering_name": "TRTFORGE_PEERING_NAME",
+    "workload_service_account": "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT",
+    "autoscaler_enabled": "TRTFORGE_AUTOSCALER_ENABLED",
+    "resync_seconds": "TRTFORGE_RESYNC_SECONDS",
+    "job_ttl_seconds": "TRTFORGE_JOB_TTL_SECONDS",
+    "prometheus_url": "TRTFORGE_PROMETHEUS_URL",
+    "autoscaler_scrape_timeout": "TRTFORGE_AUTOSCALER_SCRAPE_TIMEOUT",
+}
+LIST_FIELDS = ("watch_namespaces", "image_pull_secrets")
+
+
+class OperatorSettings(BaseModel):
+    """Everything the operator is configured with; every field has a default that works in a cluster."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    watch_namespaces: tuple[str, ...] = Field(default=(), description="Namespaces to watch; empty = all.")
+    trainer_image: str = Field(default_factory=lambda: _default_image("trainer"), min_length=1)
+    converter_image: str = Field(
+        default_factory=lambda: _default_image("converter"),
+        min_length=1,
+        description="CPU converter image (tensorrt-rtx, onnxruntime).",
+    )
+    converter_tensorrt_image: str = Field(
+        default_factory=lambda: _default_image("converter-tensorrt"),
+        min_length=1,
+        description="GPU converter image with full TensorRT.",
+    )
+    server_image: str = Field(default_factory=lambda: _default_image("server"), min_length=1)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
+    storage_uri: str = Field(
+        default="pvc://trtforge-artifacts/",
+        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.*|s3://.+)$",
+        description="Default artifact store when a ModelDeployment sets none.",
+    )
+    artifacts_mount: str = Field(default="/artifacts", pattern=r"^/.+")
+    worker_limit: int = Field(default=20, ge=1, le=10_000)
+    health_port: int = Field(default=8090, ge=1, le=65535)
+    peering_name: str = Field(default="", description="Empty: --standalone; set: kopf peering (HA).")
+    workload_service_account: str = Field(default="default", min_length=1)
+    autoscaler_enabled: bool = True
+    resync_seconds: float = Field(default=120.0, ge=1.0, le=86_400.0, description="Safety-net resync period.")
+    job_ttl_seconds: int = Field(default=86_400, ge=0, le=31_536_000, description="ttlSecondsAfterFinished.")
+    prometheus_url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        pattern=r"^https?://.+",
+        description="Prometheus the KEDA mode's ScaledObjects query (autoscaling.mode: keda).",
+    )
+    autoscaler_scrape_timeout: float = Field(
+        default=1.0, gt=0.0, le=30.0, description="Built-in autoscaler: time-out of one pod's /metrics."
+    )
+
+    @field_validator("watch_namespaces", "image_pull_secrets", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Build settings from TRTFORGE_* variables (unset or empty variables keep the default)."""
+        env = os.environ if env is None else env
+        values = {field: env[var] for field, var in ENV_VARS.items() if env.get(var, "") != ""}
+        # empty list variables are meaningful ("watch all"), keep them as given
+        for field in LIST_FIELDS:
+            if ENV_VARS[field] in env:
+                values[field] = env[ENV_VARS[field]]
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                problems.append(f"{ENV_VARS.get(field, field)}={values.get(field)!r}: {err['msg']}")
+            raise SettingsError("invalid operator settings: " + "; ".join(problems)) from None
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.watch_namespaces

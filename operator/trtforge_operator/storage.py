@@ -1,0 +1,104 @@
+"""Where a ModelDeployment's artifacts live, and how pods reach them.
+
+Supported stores (spec.storage.uri, else the operator default TRTFORGE_STORAGE_URI):
+
+- `pvc://CLAIM/PREFIX`: the claim is mounted at TRTFORGE_ARTIFACTS_MOUNT (default /artifacts) in every
+  training, conversion and serving pod; stages get plain paths (`/artifacts/PREFIX/NS/NAME/models/REV`).
+  Serving pods mount it read-only. The claim must be ReadWriteMany when pods run on several nodes.
+- `s3://BUCKET/PREFIX`: pods get a scratch emptyDir at the mount and the Secret named by
+  spec.storage.secretRef as environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...);
+  stages get `s3://` URIs and read/write them through fsspec (the images' `s3` extra).
+
+Datasets and imported models given as `pvc://CLAIM/PATH` are mounted read-only under /mnt/pvc/CLAIM
+and found through TRTFORGE_PVC_ROOT (the runtime's dataset contract).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trtforge_runtime.spec.model import ModelDeploymentSpec
+
+PVC_ROOT = "/mnt/pvc"
+PVC_ROOT_ENV = "TRTFORGE_PVC_ROOT"
+ARTIFACTS_VOLUME = "artifacts"
+
+
+@dataclass(frozen=True)
+class Location:
+    """One artifact folder: `uri` for status and users, `path` for the stage's command line."""
+
+    uri: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    scheme: str  # "pvc" | "s3"
+    root: str  # claim (pvc) or bucket (s3)
+    prefix: str  # path inside the claim / bucket, no leading or trailing slash
+    mount: str
+    secret: str | None
+
+    @classmethod
+    def from_uri(cls, uri: str, mount: str, secret: str | None = None) -> ArtifactStore:
+        scheme, _, rest = uri.partition("://")
+        if scheme not in ("pvc", "s3") or not rest:
+            raise ValueError(
+                f"unsupported artifact store {uri!r} (expected pvc://CLAIM/PREFIX or s3://BUCKET/PREFIX)"
+            )
+        root, _, prefix = rest.partition("/")
+        return cls(scheme, root, prefix.strip("/"), mount.rstrip("/") or "/", secret)
+
+    def location(self, *parts: str) -> Location:
+        rel = "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+        uri = f"{self.scheme}://{self.root}/{rel}"
+        path = f"{self.mount}/{rel}" if self.scheme == "pvc" else uri
+        return Location(uri=uri, path=path)
+
+    def volume(self) -> dict[str, Any]:
+        if self.scheme == "pvc":
+            return {"name": ARTIFACTS_VOLUME, "persistentVolumeClaim": {"claimName": self.root}}
+        return {"name": ARTIFACTS_VOLUME, "emptyDir": {}}
+
+    def mount_spec(self, read_only: bool) -> dict[str, Any]:
+        m: dict[str, Any] = {"name": ARTIFACTS_VOLUME, "mountPath": self.mount}
+        if read_only and self.scheme == "pvc":
+            m["readOnly"] = True
+        return m
+
+    def env(self) -> list[dict[str, Any]]:
+        return []
+
+    def env_from(self) -> list[dict[str, Any]]:
+        """The storage Secret's keys as environment (s3 credentials); any store may name one."""
+        return [{"secretRef": {"name": self.secret}}] if self.secret else []
+
+
+def input_claims(spec: ModelDeploymentSpec) -> list[str]:
+    """PersistentVolumeClaims named by pvc:// dataset or model-source URIs, in order, deduplicated."""
+    uris: list[str] = []
+    if spec.model.train is not None:
+        uris.append(spec.model.train.dataset.uri)
+    if spec.model.source is not None:
+        uris.append(spec.model.source.uri)
+        if spec.model.source.dataset is not None:
+            uris.append(spec.model.source.dataset.uri)
+    claims: list[str] = []
+    for uri in uris:
+        if uri.startswith("pvc://"):
+            claim = uri.removeprefix("pvc://").partition("/")[0]
+            if claim and claim not in claims:
+                claims.append(claim)
+    return claims
+
+
+def input_volumes(spec: ModelDeploymentSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) of the read-only input claims under /mnt/pvc/CLAIM."""
+    volumes, mounts = [], []
+    for i, claim in enumerate(input_claims(spec)):
+        vol = f"input-{i}"
+        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": vol, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    return volumes, mounts

@@ -1,0 +1,115 @@
+"""Full TensorRT (10.x/11.x): engines built on the GPU they will run on, then run on the gate's rows.
+
+A TensorRT engine is specific to the GPU architecture it was built on, so this builder builds for the GPU
+of the machine it runs on and refuses when that GPU's compute capability is not among the requested ones
+(the operator runs one conversion Job per architecture, on a matching node). Everything network-related is
+shared with TensorRT-RTX (`base.TensorRTFamilyBuilder`); this module adds the device query, a persistent
+timing cache, and the post-build verification with the serving runtime's `EngineRunner` (pycuda buffers).
+The `tensorrt` wheel is not installable on this project's CI machines; the code follows the documented
+TensorRT 10/11 Python API and its library-free logic is unit-tested.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from trtforge_runtime.convert.builders.base import TensorRTFamilyBuilder, VerifySamples
+from trtforge_runtime.convert.gate import compare
+from trtforge_runtime.errors import AccuracyGateError, ConversionError, UnsupportedTargetError
+from trtforge_runtime.trt import library
+
+
+def current_compute_capability() -> str:
+    """Compute capability of GPU 0: via pycuda when importable, else nvidia-smi."""
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        major, minor = cuda.Device(0).compute_capability()
+        return library.format_compute_capability(int(major), int(minor))
+    except ImportError:
+        pass
+    except Exception as exc:  # pycuda.driver.Error and friends: no usable GPU
+        raise ConversionError(f"backend tensorrt needs a CUDA GPU; pycuda reports: {exc}") from None
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        raise ConversionError(
+            "backend tensorrt builds on the GPU it targets, but no GPU was found here (no pycuda, no "
+            "nvidia-smi); run the conversion on a GPU node, or use backend tensorrt-rtx / onnxruntime"
+        )
+    proc = subprocess.run(
+        [smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True, check=False
+    )
+    first = proc.stdout.strip().splitlines()[0].strip() if proc.stdout.strip() else ""
+    if proc.returncode != 0 or not first:
+        raise ConversionError(f"nvidia-smi found no GPU: {proc.stderr.strip() or proc.stdout.strip()}")
+    major, minor = library.parse_compute_capability(first)
+    return library.format_compute_capability(major, minor)
+
+
+def select_device_target(requested: list[str], device: str) -> list[str]:
+    """[device] when the GPU's compute capability is requested, else refuse naming both."""
+    normalized = {
+        library.format_compute_capability(*library.parse_compute_capability(cc)) for cc in requested
+    }
+    dev = library.format_compute_capability(*library.parse_compute_capability(device))
+    if dev not in normalized:
+        raise UnsupportedTargetError(
+            f"this GPU has compute capability {dev}, which is not among the requested "
+            f"{', '.join(sorted(normalized))}; TensorRT engines are built on the GPU they target: run the "
+            f"conversion on a node with one of those GPUs, or add {dev} to engine.computeCapabilities"
+        )
+    return [dev]
+
+
+class TensorRTBuilder(TensorRTFamilyBuilder):
+    backend: ClassVar[str] = library.TENSORRT
+    uses_timing_cache: ClassVar[bool] = True
+
+    def __init__(self, device: Callable[[], str] = current_compute_capability) -> None:
+        self._device = device
+
+    def check_target(self, compute_capability: str, precision: str) -> None:
+        library.parse_compute_capability(compute_capability)
+
+    def select_targets(self, requested: list[str]) -> list[str]:
+        return select_device_target(requested, self._device())
+
+    def configure_target(self, trt: Any, config: Any, compute_capability: str) -> None:
+        # The engine is built for the GPU in this machine; select_targets made sure it is the requested one.
+        return None
+
+    def verify(self, engine: Path, samples: VerifySamples) -> dict[str, Any] | None:
+        """Run the built engine on the gate rows (pycuda, via the serving runtime) and compare with fp32."""
+        outputs = run_engine(engine, self.backend, samples.input_name, samples.output_name, samples.x)
+        drop, max_abs = compare(samples.reference, outputs)
+        report = {"rows": len(samples.x), "top1Drop": round(drop, 6), "maxAbsDiff": float(f"{max_abs:.6g}")}
+        if drop > samples.max_top1_drop + 1e-12:
+            raise AccuracyGateError(
+                f"the built {self.backend} engine {engine.name} disagrees with the fp32 model: top-1 drop "
+                f"{drop:.4f} > maxTop1Drop {samples.max_top1_drop:.4f} on {len(samples.x)} rows"
+            )
+        return report
+
+
+def run_engine(engine: Path, backend: str, input_name: str, output_name: str, x: np.ndarray) -> np.ndarray:
+    """Outputs of a serialized engine for rows `x`, in chunks no larger than the engine's profile allows."""
+    from trtforge_runtime.trt.runner import EngineRunner  # serving's runner; needs pycuda and a GPU
+
+    runner = EngineRunner(engine, backend)
+    runner.load()
+    try:
+        limit = max(1, runner.max_batch)
+        chunks = []
+        for i in range(0, len(x), limit):
+            result = runner.run({input_name: np.ascontiguousarray(x[i : i + limit])})
+            chunks.append(np.asarray(result[output_name], dtype=np.float32))
+        return np.concatenate(chunks)
+    finally:
+        runner.close()

@@ -1,0 +1,422 @@
+"""`trtforge convert -f FILE --model DIR -o DIR2`: the conversion pipeline, step by step.
+
+1. resolve and validate the model (train output folder or spec.model.source) and its gate/calibration rows;
+2. transform the network per candidate precision and run the accuracy gate (`best`: int8, fp16, fp32);
+3. build one engine per compute capability through the backend's builder, via the engine cache;
+4. build the onnxruntime fallback artifact (always);
+5. write DIR2 atomically: engine files, onnxruntime/, engine.json; report to the operator.
+An existing DIR2 converted from the same model and engine spec is reused; any other content is refused.
+Nothing in DIR2 or the cache is touched when a step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.artifacts import (
+    atomic_output_dir,
+    read_json,
+    versions,
+    write_json,
+    write_termination_message,
+)
+from trtforge_runtime.convert import engine_json, gate, precision, source
+from trtforge_runtime.convert.builders import builder_for
+from trtforge_runtime.convert.builders import onnxruntime as ort_artifact
+from trtforge_runtime.convert.builders.base import (
+    BuildRequest,
+    EngineBuilder,
+    VerifySamples,
+    check_batch_profile,
+)
+from trtforge_runtime.convert.cache import CACHE_ENV, CacheEntry, CacheKey, EngineCache, place
+from trtforge_runtime.errors import (
+    ArtifactError,
+    ConversionError,
+    DatasetError,
+    TrtforgeError,
+    UnsupportedTargetError,
+)
+from trtforge_runtime.spec.load import load_manifest
+from trtforge_runtime.spec.model import Engine
+from trtforge_runtime.trt import library
+
+_log = logging.getLogger(__name__)
+SYNTHETIC_ROWS = 256
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """The command's inputs, from flags and environment (read when the command runs)."""
+
+    file: Path
+    model: Path | None
+    output: Path
+    cache: Path
+    compute_capabilities: list[str] | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ConvertSettings:
+        output = Path(args.output)
+        env_cache = os.environ.get(CACHE_ENV)
+        cache = args.cache or (Path(env_cache) if env_cache else output.resolve().parent / ".engine-cache")
+        return cls(Path(args.file), args.model, output, Path(cache), args.compute_capability)
+
+
+@dataclass
+class Outcome:
+    """What a conversion produced (also what the command prints and reports)."""
+
+    output: Path
+    document: dict[str, Any]
+    reused_output: bool
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ConvertSettings.from_args(args)
+    try:
+        outcome = convert(settings)
+    except TrtforgeError as exc:
+        write_termination_message({"ok": False, "stage": "convert", "error": str(exc)})
+        raise
+    print_summary(outcome)
+    write_termination_message(summary(outcome))
+    return 0
+
+
+def summary(outcome: Outcome) -> dict[str, Any]:
+    doc = outcome.document
+    chosen = [c for c in doc["gate"]["candidates"] if c["precision"] == doc["precision"]]
+    return {
+        "ok": True,
+        "stage": "convert",
+        "uri": str(outcome.output),
+        "digest": doc["model"]["digest"],
+        "backend": doc["backend"],
+        "version": doc["engines"][0]["libraryVersion"]
+        if doc["engines"]
+        else doc["onnxruntime"]["libraryVersion"],
+        "precision": doc["precision"],
+        "computeCapabilities": [e["computeCapability"] for e in doc["engines"]],
+        "top1Drop": chosen[0]["top1Drop"] if chosen else None,
+        "sizeBytes": sum(e["sizeBytes"] for e in doc["engines"]) or doc["onnxruntime"]["sizeBytes"],
+        "buildSeconds": round(sum(e["buildSeconds"] for e in doc["engines"]), 3),
+        "cacheHits": sum(1 for e in doc["engines"] if e["cacheHit"] or outcome.reused_output),
+        "reused": outcome.reused_output,
+    }
+
+
+def print_summary(outcome: Outcome) -> None:
+    doc = outcome.document
+    g = doc["gate"]
+    chosen = next(c for c in g["candidates"] if c["precision"] == doc["precision"])
+    if outcome.reused_output:
+        print(f"{outcome.output} is up to date (same model and engine spec); nothing rebuilt")
+    print(
+        f"converted {doc['name']}: backend {doc['backend']}, precision {doc['precision']} "
+        f"(gate: top-1 drop {chosen['top1Drop']:.4f} <= {g['maxTop1Drop']} "
+        f"on {g['samples']} {g['data']} rows)"
+    )
+    for c in g["candidates"]:
+        if not c["passed"]:
+            why = c.get("reason") or f"top-1 drop {c['top1Drop']:.4f} > {g['maxTop1Drop']}"
+            print(f"  rejected {c['precision']}: {why}")
+    for e in doc["engines"]:
+        hit = e["cacheHit"] or outcome.reused_output
+        how = "cache hit" if hit else f"built in {e['buildSeconds']:.2f} s"
+        print(f"  {e['file']}: {e['sizeBytes']:,} bytes, {how}")
+    ort = doc["onnxruntime"]
+    print(f"  {ort['file']} (+ {ort['optimizedFile']}): onnxruntime fallback for any node")
+    if not outcome.reused_output:
+        print(f"wrote {outcome.output / 'engine.json'}")
+
+
+def select_targets(spec_ccs: list[str], flag_ccs: list[str] | None) -> list[str]:
+    """Normalized compute capabilities to build: the spec's, or the --compute-capability subset of them."""
+    normalized = [library.format_compute_capability(*library.parse_compute_capability(c)) for c in spec_ccs]
+    if not flag_ccs:
+        return normalized
+    picked = []
+    for cc in flag_ccs:
+        n = library.format_compute_capability(*library.parse_compute_capability(cc))
+        if n not in normalized:
+            raise UnsupportedTargetError(
+                f"--compute-capability {cc} is not in spec.engine.computeCapabilities "
+                f"({', '.join(normalized)})"
+            )
+        if n not in picked:
+            picked.append(n)
+    return picked
+
+
+def engine_spec_json(engine: Engine) -> dict[str, Any]:
+    data = engine.model_dump(mode="json", by_alias=True, exclude={"resources"})
+    return dict(data)
+
+
+def check_existing_output(output: Path, fp: str | None) -> dict[str, Any] | None:
+    """None when OUTPUT is absent/empty; its engine.json when it was converted with fingerprint `fp`."""
+    if not output.exists():
+        return None
+    if not output.is_dir():
+        raise ArtifactError(f"output {output} exists and is not a folder")
+    if not any(output.iterdir()):
+        return None
+    doc_path = output / "engine.json"
+    if not doc_path.is_file():
+        raise ArtifactError(
+            f"output folder {output} is not empty and holds no engine.json; refusing to touch it"
+        )
+    doc = read_json(doc_path, "engine.json")
+    if fp is None:
+        return None
+    if doc.get("fingerprint") != fp:
+        raise ArtifactError(
+            f"output folder {output} already holds a different engine (engine.json from another model or "
+            "engine spec); refusing to overwrite it: choose another output folder or remove it"
+        )
+    for rel in [e.get("file") for e in doc.get("engines", [])] + [doc.get("onnxruntime", {}).get("file")]:
+        if not rel or not (output / rel).is_file():
+            raise ArtifactError(
+                f"output folder {output} lacks {rel} named in its engine.json; remove the folder"
+            )
+    return doc
+
+
+def gate_rows(src: source.ModelSource, n: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The gate's rows: held-out test rows when the model comes with data, else seeded synthetic rows."""
+    shape = src.input.shape[1:]
+    x = src.samples.x_test
+    if x is not None:
+        if tuple(x.shape[1:]) != tuple(shape):
+            raise DatasetError(
+                f"gate samples ({src.samples.origin}) have shape {list(x.shape)}, but model input "
+                f"{src.input.name!r} wants [-1, {', '.join(map(str, shape))}]"
+            )
+        y = src.samples.y_test
+        return x[:n], (None if y is None else np.asarray(y)[:n]), "test"
+    _log.warning("no held-out data: the accuracy gate runs on synthetic uniform [0, 1) rows")
+    rng = np.random.default_rng(0)
+    return rng.random((min(n, SYNTHETIC_ROWS), *shape), dtype=np.float32), None, "synthetic"
+
+
+def convert(settings: ConvertSettings) -> Outcome:
+    manifest = load_manifest(settings.file)
+    spec = manifest.spec
+    engine = spec.engine
+    backend = str(engine.backend)
+    batch = check_batch_profile(engine.batch)
+    builder = builder_for(backend)
+    if builder is not None:
+        builder.library_version()  # LibraryMissingError naming the package when not installed
+    requested = select_targets(engine.compute_capabilities, settings.compute_capabilities)
+    explicit = str(engine.precision) if str(engine.precision) != "best" else None
+    if builder is not None and explicit is not None:
+        for cc in requested:
+            builder.check_target(cc, explicit)  # fail fast, before any work
+    check_existing_output(settings.output, None)  # refuse a foreign non-empty folder before any work
+
+    with tempfile.TemporaryDirectory(prefix="trtforge-convert-") as tmp:
+        work = Path(tmp)
+        src = source.resolve(spec, settings.model, work)
+        if len(src.inputs) != 1:
+            raise ConversionError(
+                f"the model has {len(src.inputs)} inputs ({[t.name for t in src.inputs]}); "
+                "trtforge gates and serves single-input models"
+            )
+        targets = builder.select_targets(requested) if builder is not None else []
+        fp = engine_json.fingerprint(src.digest, engine_spec_json(engine), targets)
+        existing = check_existing_output(settings.output, fp)
+        if existing is not None:
+            return Outcome(settings.output.resolve(), existing, reused_output=True)
+
+        chosen, chosen_path, the_gate, results, data = _gate(src, engine, builder, targets, explicit, work)
+        cache = EngineCache(settings.cache)
+        network_digest = _digest(chosen_path)
+        engines = _build_engines(
+            builder, cache, src, chosen, chosen_path, network_digest, engine, batch, targets, the_gate
+        )
+        ort_entry = _build_onnxruntime(cache, src, chosen, chosen_path, network_digest)
+
+        outputs = _all_outputs(chosen_path, src.input.name, the_gate.x)
+        reference = engine_json.reference_sample(the_gate.x, src.input.name, outputs, src.output.name, chosen)
+        lib_versions = versions(["trtforge", "onnx", "onnxruntime", "onnxconverter-common"])
+        if builder is not None:
+            lib_versions[library.module_name(builder.backend)] = builder.library_version()
+        doc = engine_json.document(
+            name=manifest.metadata.name,
+            model={
+                "digest": src.digest,
+                "inputs": [t.to_json() for t in src.inputs],
+                "outputs": [t.to_json() for t in src.outputs],
+                "origin": src.origin,
+            },
+            backend=backend,
+            precision=chosen,
+            batch={"min": batch[0], "opt": batch[1], "max": batch[2]},
+            engines=[e for e, _ in engines],
+            onnxruntime={
+                "file": f"onnxruntime/{ort_artifact.MODEL_FILE}",
+                "optimizedFile": f"onnxruntime/{ort_artifact.OPTIMIZED_FILE}",
+                "precision": chosen,
+                "libraryVersion": ort_artifact.library_version(),
+                "sizeBytes": (ort_entry.path / ort_artifact.MODEL_FILE).stat().st_size,
+                "cacheKey": ort_entry.key,
+                "cacheHit": ort_entry.hit,
+                "fallback": True,
+            },
+            gate=the_gate.report(results, chosen, data),
+            reference=reference,
+            versions=lib_versions,
+            fingerprint=fp,
+            compute_capabilities=targets,
+        )
+        with atomic_output_dir(settings.output, marker="engine.json") as out:
+            for entry_doc, entry in engines:
+                place(entry.path / Path(entry_doc["file"]).name, out / entry_doc["file"])
+            for name in (ort_artifact.MODEL_FILE, ort_artifact.OPTIMIZED_FILE):
+                place(ort_entry.path / name, out / "onnxruntime" / name)
+            write_json(out / "engine.json", doc)
+    return Outcome(settings.output.resolve(), doc, reused_output=False)
+
+
+def _digest(path: Path) -> str:
+    from trtforge_runtime.artifacts import sha256_file
+
+    return sha256_file(path)
+
+
+def _gate(
+    src: source.ModelSource,
+    engine: Engine,
+    builder: EngineBuilder | None,
+    targets: list[str],
+    explicit: str | None,
+    work: Path,
+) -> tuple[str, Path, gate.Gate, list[gate.GateResult], str]:
+    """Transform and gate the candidate precisions; (chosen, its network, the gate, results, data kind)."""
+    x, y, data = gate_rows(src, engine.accuracy.samples)
+    the_gate = gate.Gate(src.onnx_path, src.input.name, src.output.name, x, engine.accuracy.max_top1_drop, y)
+    candidates = (explicit,) if explicit else precision.BEST_ORDER
+    results: list[gate.GateResult] = []
+    for p in candidates:
+        try:
+            if builder is not None and explicit is None:
+                for cc in targets:
+                    builder.check_target(cc, p)
+            path = precision.transform(
+                src.onnx_path, p, work / f"{p}.onnx", input_name=src.input.name, calib=src.samples.x_calib
+            )
+        except (precision.CalibrationDataMissing, UnsupportedTargetError) as exc:
+            if explicit:
+                raise
+            results.append(gate.GateResult(p, 1.0, float("inf"), False, reason=str(exc).split(";")[0]))
+            continue
+        result, _ = the_gate.evaluate(p, path)
+        results.append(result)
+        if result.passed:
+            return p, path, the_gate, results, data
+        if explicit:
+            raise the_gate.refuse(result)
+    raise ConversionError(
+        "no precision passed: "
+        + "; ".join(f"{r.precision}: {r.reason or f'top-1 drop {r.top1_drop:.4f}'}" for r in results)
+    )
+
+
+def _build_engines(
+    builder: EngineBuilder | None,
+    cache: EngineCache,
+    src: source.ModelSource,
+    chosen: str,
+    network: Path,
+    network_digest: str,
+    engine: Engine,
+    batch: tuple[int, int, int],
+    targets: list[str],
+    the_gate: gate.Gate,
+) -> list[tuple[dict[str, Any], CacheEntry]]:
+    if builder is None:
+        return []
+    version = builder.library_version()
+    verify = VerifySamples(
+        src.input.name, src.output.name, the_gate.x, the_gate.reference, engine.accuracy.max_top1_drop
+    )
+    out = []
+    for cc in targets:
+        key = CacheKey(
+            src.digest, network_digest, builder.backend, version, chosen, cc, batch, engine.workspace_mib
+        )
+        file_name = builder.engine_file(cc)
+        timing = cache.root / "timing" / f"{builder.backend}-{version}-{library.sm_tag(cc)}.cache"
+        request = BuildRequest(network, chosen, engine.batch, engine.workspace_mib, cc, timing)
+
+        def fill(tmp: Path, request: BuildRequest = request, file_name: str = file_name) -> dict[str, Any]:
+            dest = tmp / file_name
+            cc = request.compute_capability
+            _log.info("building %s %s engine for compute capability %s", builder.backend, chosen, cc)
+            start = time.perf_counter()
+            builder.build(request, dest)
+            seconds = time.perf_counter() - start
+            return {
+                "file": file_name,
+                "buildSeconds": round(seconds, 3),
+                "sizeBytes": dest.stat().st_size,
+                "verification": builder.verify(dest, verify),
+            }
+
+        entry = cache.get_or_build(key, fill)
+        meta = entry.meta
+        out.append(
+            (
+                {
+                    "backend": builder.backend,
+                    "computeCapability": cc,
+                    "file": f"engines/{file_name}",
+                    "sizeBytes": int(meta["sizeBytes"]),
+                    "buildSeconds": float(meta["buildSeconds"]),
+                    "libraryVersion": version,
+                    "precision": chosen,
+                    "cacheKey": entry.key,
+                    "cacheHit": entry.hit,
+                }
+                | ({"verification": meta["verification"]} if meta.get("verification") else {}),
+                entry,
+            )
+        )
+    return out
+
+
+def _build_onnxruntime(
+    cache: EngineCache,
+    src: source.ModelSource,
+    chosen: str,
+    network: Path,
+    network_digest: str,
+) -> CacheEntry:
+    version = ort_artifact.library_version()
+    # The onnxruntime artifact depends on neither the batch profile nor the builder workspace.
+    key = CacheKey(src.digest, network_digest, "onnxruntime", version, chosen, "any", (0, 0, 0), 0)
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        start = time.perf_counter()
+        ort_artifact.build(network, tmp)
+        return {"buildSeconds": round(time.perf_counter() - start, 3)}
+
+    return cache.get_or_build(key, fill)
+
+
+def _all_outputs(path: Path, input_name: str, x: np.ndarray) -> dict[str, np.ndarray]:
+    sess = gate.session(path)
+    names = [o.name for o in sess.get_outputs()]
+    values = sess.run(names, {input_name: x})
+    return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, values, strict=True)}

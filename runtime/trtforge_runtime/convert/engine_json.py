@@ -1,0 +1,110 @@
+"""`engine.json`: the engine folder's description (docs/artifacts.md), read by serving and the operator.
+
+Besides what was built (backend, precision, engines per architecture, the onnxruntime fallback, the gate
+report) it carries a small reference sample: a few gate rows and the chosen network's outputs for them in
+onnxruntime. The serving runtime runs those rows through the engine it picked at start-up and stays not
+ready when outputs differ by more than `atol` or the top-1 classes differ. Rows are chosen with a clear
+top-1 margin, so that legitimate numeric differences between GPU and CPU cannot flip the class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.artifacts import utc_now
+
+FORMAT = "trtforge.engine/v1"
+REFERENCE_ROWS = 4
+# Allowed |engine - onnxruntime| on the reference rows per precision (GPU kernels, TF32, fused scales).
+REFERENCE_ATOL: dict[str, float] = {"fp32": 0.01, "fp16": 0.02, "int8": 0.05}
+
+
+def tensor_json(array: np.ndarray, datatype: str = "FP32") -> dict[str, Any]:
+    """A tensor as V2 JSON: shape, datatype, row-major flat data."""
+    return {
+        "shape": list(array.shape),
+        "datatype": datatype,
+        "data": [float(v) for v in np.asarray(array, dtype=np.float32).reshape(-1)],
+    }
+
+
+def top1_margins(out: np.ndarray) -> np.ndarray:
+    """Per row: best score minus second best."""
+    flat = out.reshape(len(out), -1)
+    if flat.shape[1] < 2:
+        return np.full(len(flat), np.inf)
+    part = np.sort(flat, axis=1)
+    return part[:, -1] - part[:, -2]
+
+
+def select_rows(out: np.ndarray, atol: float, rows: int = REFERENCE_ROWS) -> list[int]:
+    """The first `rows` rows whose top-1 margin exceeds 4*atol (else those with the largest margins)."""
+    margins = top1_margins(out)
+    clear = [int(i) for i in np.flatnonzero(margins > 4 * atol)[:rows]]
+    if len(clear) < min(rows, len(out)):
+        extra = [int(i) for i in np.argsort(-margins) if int(i) not in clear]
+        clear += extra[: rows - len(clear)]
+    return sorted(clear)
+
+
+def reference_sample(
+    x: np.ndarray,
+    input_name: str,
+    outputs: dict[str, np.ndarray],
+    primary_output: str,
+    precision: str,
+) -> dict[str, Any]:
+    atol = REFERENCE_ATOL.get(precision, 0.05)
+    idx = select_rows(outputs[primary_output], atol)
+    primary = outputs[primary_output][idx]
+    return {
+        "inputs": {input_name: tensor_json(x[idx])},
+        "outputs": {name: tensor_json(out[idx]) for name, out in outputs.items()},
+        "atol": atol,
+        "top1": [int(v) for v in np.argmax(primary.reshape(len(primary), -1), axis=1)],
+    }
+
+
+def fingerprint(model_digest: str, engine_spec: dict[str, Any], targets: list[str]) -> str:
+    """What an engine folder was converted from: same fingerprint -> the folder can be reused as is."""
+    payload = {"model": model_digest, "engine": engine_spec, "targets": sorted(targets)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def document(
+    *,
+    name: str,
+    model: dict[str, Any],
+    backend: str,
+    precision: str,
+    batch: dict[str, int],
+    engines: list[dict[str, Any]],
+    onnxruntime: dict[str, Any],
+    gate: dict[str, Any],
+    reference: dict[str, Any],
+    versions: dict[str, str],
+    fingerprint: str,
+    compute_capabilities: list[str],
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "name": name,
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "rejected": [c for c in gate["candidates"] if not c["passed"]],
+        "batch": batch,
+        "computeCapabilities": compute_capabilities,
+        "engines": engines,
+        "onnxruntime": onnxruntime,
+        "gate": gate,
+        "referenceSample": reference,
+        "createdAt": utc_now(),
+        "versions": versions,
+        "fingerprint": fingerprint,
+    }

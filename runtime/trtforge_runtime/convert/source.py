@@ -1,0 +1,293 @@
+"""Finding and validating the model to convert, and the data its gate and calibration run on.
+
+The model is either a `trtforge train` output folder (model.onnx + manifest.json + samples.npz) or the
+spec's `model.source`: an ONNX file, or a SavedModel converted to ONNX first with tf2onnx. Every ONNX file
+is checked with onnx's checker before anything else touches it, so a corrupt or non-ONNX file is reported
+as such (naming the file and the problem) instead of as an obscure builder failure later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.artifacts import read_json, sha256_file
+from trtforge_runtime.errors import ArtifactError, ConversionError, DatasetError
+from trtforge_runtime.spec.model import Dataset, ModelDeploymentSpec, SourceFormat
+
+_log = logging.getLogger(__name__)
+
+CALIBRATION_ROWS = 1024
+ARTIFACTS_MOUNT_ENV = "TRTFORGE_ARTIFACTS_MOUNT"
+
+# ONNX TensorProto element types -> V2 protocol datatypes.
+V2_DATATYPES: dict[int, str] = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    9: "BOOL",
+    10: "FP16",
+    11: "FP64",
+    12: "UINT32",
+    13: "UINT64",
+    16: "BF16",
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input or output: name, shape (-1 for dynamic dimensions), V2 datatype."""
+
+    name: str
+    shape: tuple[int, ...]
+    datatype: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "datatype": self.datatype}
+
+
+@dataclass
+class Samples:
+    """Held-out rows for the accuracy gate (x_test/y_test) and calibration rows for int8 (x_calib)."""
+
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    x_calib: np.ndarray | None = None
+    origin: str = "none"
+
+
+@dataclass
+class ModelSource:
+    """A validated fp32 ONNX model ready for the precision transforms."""
+
+    onnx_path: Path
+    digest: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    samples: Samples = field(default_factory=Samples)
+    origin: str = ""
+
+    @property
+    def input(self) -> TensorInfo:
+        return self.inputs[0]
+
+    @property
+    def output(self) -> TensorInfo:
+        return self.outputs[0]
+
+
+def load_onnx(path: Path, what: str = "model") -> Any:
+    """Load and check an ONNX file; ArtifactError naming the file and the problem when it is not valid."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.is_file():
+        raise ArtifactError(f"{what} not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise ArtifactError(f"{what} {path} is not an ONNX model (cannot be decoded: {exc})") from None
+    if not model.graph.node or not model.graph.output:
+        raise ArtifactError(
+            f"{what} {path} is not an ONNX model (no graph nodes/outputs: corrupt or not ONNX)"
+        )
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{what} {path} is not a valid ONNX model: {first}") from None
+    return model
+
+
+def describe(model: Any) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """Inputs (initializers excluded) and outputs of an ONNX model as TensorInfo."""
+    initializers = {i.name for i in model.graph.initializer}
+
+    def info(vi: Any) -> TensorInfo:
+        t = vi.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in t.shape.dim)
+        return TensorInfo(vi.name, dims, V2_DATATYPES.get(t.elem_type, f"ONNX{t.elem_type}"))
+
+    inputs = [info(v) for v in model.graph.input if v.name not in initializers]
+    outputs = [info(v) for v in model.graph.output]
+    return inputs, outputs
+
+
+def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], path: Path) -> None:
+    """The engine profile needs a dynamic first (batch) dimension and static others on every input."""
+    if not inputs:
+        raise ArtifactError(f"model {path} has no inputs")
+    for t in inputs:
+        if not t.shape:
+            raise ConversionError(f"model input {t.name!r} is a scalar; a batch dimension is needed")
+        if t.shape[0] != -1:
+            raise ConversionError(
+                f"model input {t.name!r} has a fixed batch dimension {t.shape[0]} (shape {list(t.shape)}); "
+                "export the model with a dynamic batch dimension"
+            )
+        if any(d == -1 for d in t.shape[1:]):
+            raise ConversionError(
+                f"model input {t.name!r} has dynamic non-batch dimensions (shape {list(t.shape)}); "
+                "only the batch dimension may be dynamic"
+            )
+        if t.datatype != "FP32":
+            raise ConversionError(f"model input {t.name!r} is {t.datatype}; trtforge converts FP32 models")
+    for t in outputs:
+        if t.datatype != "FP32":
+            raise ConversionError(f"model output {t.name!r} is {t.datatype}; trtforge converts FP32 models")
+
+
+def from_model_dir(model_dir: Path) -> ModelSource:
+    """A `trtforge train` output folder, checked against its manifest's digest."""
+    if not model_dir.is_dir():
+        raise ArtifactError(f"model folder not found: {model_dir}")
+    manifest = read_json(model_dir / "manifest.json", "model manifest")
+    onnx_path = model_dir / "model.onnx"
+    model = load_onnx(onnx_path)
+    digest = sha256_file(onnx_path)
+    if manifest.get("digest") not in (None, digest):
+        raise ArtifactError(
+            f"model {onnx_path} does not match its manifest: digest {digest}, manifest says "
+            f"{manifest.get('digest')} (the file was changed or truncated after training)"
+        )
+    inputs, outputs = describe(model)
+    check_io(inputs, outputs, onnx_path)
+    return ModelSource(
+        onnx_path, digest, inputs, outputs, _samples_npz(model_dir / "samples.npz"), str(model_dir.resolve())
+    )
+
+
+def _samples_npz(path: Path) -> Samples:
+    if not path.exists():
+        return Samples()
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"samples file {path} is unreadable: {exc}") from None
+    return Samples(
+        x_test=_f32(arrays.get("x_test")),
+        y_test=arrays.get("y_test"),
+        x_calib=_f32(arrays.get("x_calib")),
+        origin=str(path),
+    )
+
+
+def _f32(a: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or len(a) == 0 else np.ascontiguousarray(a, dtype=np.float32)
+
+
+def dataset_samples(dataset: Dataset, seed: int) -> Samples:
+    """Gate and calibration rows from a dataset spec (the training engineer's `load_dataset`)."""
+    try:
+        from trtforge_runtime.train.datasets import load_dataset
+    except ImportError as exc:
+        raise DatasetError(
+            f"cannot load dataset {dataset.uri}: the dataset module is unavailable ({exc})"
+        ) from None
+    splits = load_dataset(dataset, seed)
+    return Samples(
+        x_test=_f32(splits.x_test),
+        y_test=splits.y_test,
+        x_calib=_f32(splits.x_train[:CALIBRATION_ROWS]),
+        origin=dataset.uri,
+    )
+
+
+def local_path(uri: str) -> Path:
+    """A source URI as a local path: a path, file://PATH, or pvc://CLAIM/PATH under the artifacts mount."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if uri.startswith("pvc://"):
+        rest = uri.removeprefix("pvc://")
+        _claim, _, sub = rest.partition("/")
+        return Path(os.environ.get(ARTIFACTS_MOUNT_ENV, "/artifacts")) / sub
+    if "://" in uri:
+        raise ArtifactError(
+            f"model source {uri}: only local paths, file:// and pvc:// URIs are read directly; "
+            "copy s3:// models into the artifact volume first"
+        )
+    return Path(uri)
+
+
+def savedmodel_to_onnx(saved_model: Path, out: Path, opset: int = 17) -> Path:
+    """A SavedModel folder to ONNX via `python -m tf2onnx.convert` (TensorFlow runs out of process)."""
+    if not (saved_model / "saved_model.pb").is_file():
+        raise ArtifactError(f"{saved_model} is not a SavedModel folder (no saved_model.pb)")
+    cmd = [
+        sys.executable, "-m", "tf2onnx.convert",
+        "--saved-model", str(saved_model), "--opset", str(opset), "--output", str(out),
+    ]  # fmt: skip
+    _log.info("converting SavedModel %s to ONNX (tf2onnx, opset %d)", saved_model, opset)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not out.is_file():
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise ConversionError(f"tf2onnx could not convert SavedModel {saved_model}:\n{tail}")
+    _name_batch_dims(out)
+    return out
+
+
+def _name_batch_dims(path: Path) -> None:
+    """tf2onnx names dynamic dims `unk__N`; name every input's/output's first dimension `batch`."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for vi in [*model.graph.input, *model.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+    onnx.save(model, str(path))
+
+
+def from_spec_source(spec: ModelDeploymentSpec, workdir: Path) -> ModelSource:
+    """The model named by spec.model.source (ONNX file or SavedModel), with its dataset's samples."""
+    src = spec.model.source
+    if src is None:
+        raise ArtifactError("no --model folder given and the spec has no model.source to convert")
+    path = local_path(src.uri)
+    if src.format == SourceFormat.SAVEDMODEL:
+        if not path.is_dir():
+            raise ArtifactError(f"SavedModel folder not found: {path}")
+        onnx_path = savedmodel_to_onnx(path, workdir / "source.onnx")
+    else:
+        if path.is_dir():
+            raise ArtifactError(f"model source {path} is a folder; format onnx needs an .onnx file")
+        onnx_path = workdir / "source.onnx"
+        load_onnx(path)  # validate before copying
+        shutil.copyfile(path, onnx_path)
+    model = load_onnx(onnx_path)
+    inputs, outputs = describe(model)
+    if src.input_name is not None:
+        chosen = [t for t in inputs if t.name == src.input_name]
+        if not chosen:
+            raise ArtifactError(
+                f"spec.model.source.inputName {src.input_name!r} is not an input of the model "
+                f"(inputs: {[t.name for t in inputs]})"
+            )
+        inputs = chosen + [t for t in inputs if t.name != src.input_name]
+    check_io(inputs, outputs, onnx_path)
+    samples = dataset_samples(src.dataset, 42) if src.dataset is not None else Samples()
+    return ModelSource(onnx_path, sha256_file(onnx_path), inputs, outputs, samples, src.uri)
+
+
+def resolve(spec: ModelDeploymentSpec, model_dir: Path | None, workdir: Path) -> ModelSource:
+    """The model to convert: --model DIR when given, else spec.model.source."""
+    if model_dir is not None:
+        source = from_model_dir(model_dir)
+        if source.samples.x_test is None and spec.model.train is not None:
+            seed = spec.model.train.seed
+            source.samples = dataset_samples(spec.model.train.dataset, seed)
+        return source
+    return from_spec_source(spec, workdir)

@@ -1,0 +1,1 @@
+"""Inference backends behind one protocol (`base.Backend`): onnxruntime, TensorRT and TensorRT-RTX."""

@@ -1,0 +1,228 @@
+"""Dynamic batching in front of any backend: merge concurrent requests into one backend call.
+
+Requests enter a bounded FIFO queue, each with its own future. One loop forms a batch from the head of
+the queue: it waits until the queued rows reach the batch limit or the oldest request has waited
+`max_queue_delay_us`, whichever comes first, then concatenates the inputs, runs the backend once (in a
+worker thread, so the event loop keeps reading requests meanwhile) and hands every request its slice of
+the outputs. The batch limit is min(maxBatchSize, the engine profile's max), so a batch never exceeds what
+the engine accepts; a single request above the limit is split into limit-sized chunks and reassembled.
+A full queue raises `OverloadedError` (503) at once rather than letting latency grow without bound; a
+backend failure is delivered to every request of the failed batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.errors import (
+    BackendError,
+    InferenceError,
+    NotReadyError,
+    OverloadedError,
+    TrtforgeError,
+)
+from trtforge_runtime.serve.backends.base import Backend
+from trtforge_runtime.serve.metrics import ServeMetrics
+
+log = logging.getLogger(__name__)
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(slots=True)
+class _Item:
+    inputs: Arrays
+    rows: int
+    key: tuple[Any, ...]  # inputs with the same key can be concatenated
+    future: asyncio.Future[Arrays]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        model: str,
+        max_batch_size: int,
+        max_queue_delay_us: int,
+        max_queue_size: int,
+        metrics: ServeMetrics | None = None,
+        use_thread: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.model = model
+        self.profile_max = backend.metadata().max_batch
+        self.limit = max(1, min(max_batch_size, self.profile_max))
+        self.delay = max_queue_delay_us / 1e6
+        self.max_queue_size = max_queue_size
+        self.metrics = metrics
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"backend-{model}") if use_thread else None
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._queued_rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
+
+    async def stop(self) -> None:
+        """Stop forming batches; requests still queued fail with NotReadyError (drain first to avoid it)."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(NotReadyError(f"model '{self.model}' is shutting down"))
+        self._queued_rows = 0
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # ---------------------------------------------------------------------------------------------- infer
+    async def infer(self, inputs: Arrays) -> Arrays:
+        """Queue one request (all inputs share the batch dimension) and wait for its outputs."""
+        if self._closed or self._task is None:
+            raise NotReadyError(f"model '{self.model}' is not serving")
+        rows = _rows(inputs)
+        if rows > self.limit:
+            return await self._infer_split(inputs, rows)
+        if len(self._queue) >= self.max_queue_size:
+            raise OverloadedError(
+                f"model '{self.model}' is overloaded: {len(self._queue)} requests queued "
+                f"(maxQueueSize {self.max_queue_size}); retry later"
+            )
+        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
+        key = tuple((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items())
+        self._queue.append(_Item(inputs, rows, key, future))
+        self._queued_rows += rows
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+        self._wake.set()
+        return await future
+
+    async def _infer_split(self, inputs: Arrays, rows: int) -> Arrays:
+        parts = await asyncio.gather(
+            *(
+                self.infer({k: v[start : start + self.limit] for k, v in inputs.items()})
+                for start in range(0, rows, self.limit)
+            )
+        )
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    # ------------------------------------------------------------------------------------------ the loop
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            head = self._queue[0]
+            if head.future.done():  # cancelled (timeout, client gone) while queued
+                self._pop()
+                continue
+            deadline = head.enqueued + self.delay
+            while self._queued_rows < self.limit:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._wake.wait()
+                except TimeoutError:
+                    break
+            batch = self._take()
+            if batch:
+                await self._execute(loop, batch)
+
+    def _pop(self) -> _Item:
+        item = self._queue.popleft()
+        self._queued_rows -= item.rows
+        return item
+
+    def _take(self) -> list[_Item]:
+        batch: list[_Item] = []
+        rows = 0
+        key = None
+        while self._queue:
+            item = self._queue[0]
+            if item.future.done():
+                self._pop()
+                continue
+            if key is None:
+                key = item.key
+            elif item.key != key or rows + item.rows > self.limit:
+                break
+            batch.append(self._pop())
+            rows += item.rows
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+        return batch
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        started = time.perf_counter()
+        rows = sum(it.rows for it in batch)
+        if len(batch) == 1:
+            merged = batch[0].inputs
+        else:
+            merged = {name: np.concatenate([it.inputs[name] for it in batch]) for name in batch[0].inputs}
+        try:
+            if self._executor is not None:
+                outputs = await loop.run_in_executor(self._executor, self.backend.infer, merged)
+            else:
+                outputs = self.backend.infer(merged)
+            for name, arr in outputs.items():
+                if arr.ndim == 0 or arr.shape[0] != rows:
+                    raise BackendError(
+                        f"backend returned output '{name}' with shape {list(arr.shape)} for a batch of {rows}"
+                    )
+        except Exception as exc:
+            err = exc if isinstance(exc, TrtforgeError) else BackendError(f"inference failed: {exc}")
+            if not isinstance(exc, InferenceError):
+                log.exception("backend failed on a batch of %d rows (%d requests)", rows, len(batch))
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(err)
+            return
+        finally:
+            if self.metrics is not None:
+                m = self.metrics
+                m.batch_size.labels(self.model).observe(rows)
+                m.batch_requests.labels(self.model).observe(len(batch))
+                m.compute_time.labels(self.model).observe(time.perf_counter() - started)
+                qt = m.queue_time.labels(self.model)
+                for it in batch:
+                    qt.observe(started - it.enqueued)
+        start = 0
+        for it in batch:
+            if not it.future.done():
+                it.future.set_result({name: arr[start : start + it.rows] for name, arr in outputs.items()})
+            start += it.rows
+
+
+def _rows(inputs: Arrays) -> int:
+    rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
+    if len(rows) != 1 or -1 in rows:
+        raise InferenceError(f"all inputs need the same batch dimension, got {sorted(rows)}")
+    return rows.pop()

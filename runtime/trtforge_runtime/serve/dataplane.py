@@ -1,0 +1,215 @@
+"""The transport-neutral Open Inference Protocol data plane shared by the REST and gRPC front ends.
+
+Front ends decode their wire format into `types.InferRequest`, call `DataPlane` and encode what it returns
+(or the `InferenceError` it raises: 400 bad input, 404 unknown model/version, 503 not ready/overloaded,
+504 timeout). Here a request is checked against the model's metadata (tensor names, datatypes, shapes,
+with messages that name the tensor and the expected vs received value), counted in the metrics, bounded
+by the per-request timeout and handed to the model's batcher; the requested outputs are selected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime import __version__
+from trtforge_runtime.errors import (
+    InferenceError,
+    ModelNotFoundError,
+    NotReadyError,
+    RequestTimeoutError,
+    TrtforgeError,
+)
+from trtforge_runtime.serve.metrics import ServeMetrics
+from trtforge_runtime.serve.types import InferRequest, InferResponse, ModelMetadata, Tensor
+
+Arrays = dict[str, np.ndarray]
+InferFn = Callable[[Arrays], Awaitable[Arrays]]
+
+EXTENSIONS = ["binary_tensor_data"]
+
+
+@dataclass(slots=True)
+class ServedModel:
+    """One model as the data plane serves it; `infer` is normally `Batcher.infer`."""
+
+    name: str
+    version: str
+    metadata: ModelMetadata
+    infer: InferFn
+    ready: bool = False
+    reason: str = "loading"  # why it is not ready (shown in logs and the ready endpoint's error)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class DataPlane:
+    def __init__(
+        self,
+        metrics: ServeMetrics | None = None,
+        *,
+        server_name: str = "trtforge",
+        server_version: str = __version__,
+        request_timeout: float | None = 30.0,
+    ) -> None:
+        self.metrics = metrics or ServeMetrics()
+        self.server_name = server_name
+        self.server_version = server_version
+        self.request_timeout = request_timeout
+        self.models: dict[str, ServedModel] = {}
+        self.draining = False
+        self.inflight = 0
+
+    # ------------------------------------------------------------------------------------------ registry
+    def add_model(self, model: ServedModel) -> None:
+        self.models[model.name] = model
+        self.set_ready(model.name, model.ready, model.reason)
+
+    def set_ready(self, name: str, ready: bool, reason: str = "") -> None:
+        model = self.models[name]
+        model.ready = ready
+        model.reason = "" if ready else reason
+        self.metrics.ready.labels(name).set(1 if ready else 0)
+
+    def begin_drain(self) -> None:
+        """SIGTERM: report not ready at once; requests already admitted (and late ones) still complete."""
+        self.draining = True
+        self.metrics.draining.set(1)
+
+    def get_model(self, name: str, version: str | None = None) -> ServedModel:
+        model = self.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ModelNotFoundError(f"unknown model '{name}' (served models: {known})")
+        if version not in (None, "", model.version):
+            raise ModelNotFoundError(
+                f"unknown version '{version}' of model '{name}' (available versions: {model.version})"
+            )
+        return model
+
+    # ---------------------------------------------------------------------------------------- health/meta
+    async def live(self) -> bool:
+        return True
+
+    async def ready(self) -> bool:
+        return not self.draining and bool(self.models) and all(m.ready for m in self.models.values())
+
+    async def server_metadata(self) -> dict[str, Any]:
+        return {"name": self.server_name, "version": self.server_version, "extensions": list(EXTENSIONS)}
+
+    async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        return self.get_model(name, version).metadata.to_json()
+
+    async def model_ready(self, name: str, version: str | None = None) -> bool:
+        return not self.draining and self.get_model(name, version).ready
+
+    # --------------------------------------------------------------------------------------------- infer
+    def record(self, model: str, protocol: str, code: int) -> None:
+        """Count a request a front end answered itself (malformed body, oversize...)."""
+        self.metrics.requests.labels(model, protocol, str(code)).inc()
+
+    async def infer(
+        self, name: str, version: str | None, request: InferRequest, protocol: str = "rest"
+    ) -> InferResponse:
+        started = time.perf_counter()
+        m = self.metrics
+        label = name if name in self.models else "<unknown>"
+        gauge = m.inflight.labels(label)
+        gauge.inc()
+        self.inflight += 1
+        code = 200
+        try:
+            model = self.get_model(name, version)
+            if not model.ready:
+                raise NotReadyError(f"model '{name}' is not ready: {model.reason or 'loading'}")
+            inputs = self._check_inputs(model, request)
+            wanted = self._check_outputs(model, request)
+            try:
+                if self.request_timeout:
+                    async with asyncio.timeout(self.request_timeout):
+                        outputs = await model.infer(inputs)
+                else:
+                    outputs = await model.infer(inputs)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"model '{name}': request timed out after {self.request_timeout:g} s"
+                ) from None
+            return InferResponse(
+                model_name=model.name,
+                model_version=model.version,
+                outputs=[Tensor.of(out, outputs[out]) for out, _ in wanted],
+                id=request.id,
+            )
+        except TrtforgeError as exc:
+            code = exc.http_status
+            raise
+        except Exception:
+            code = 500
+            raise
+        finally:
+            self.inflight -= 1
+            gauge.dec()
+            m.requests.labels(label, protocol, str(code)).inc()
+            m.latency.labels(label, protocol).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _check_inputs(model: ServedModel, request: InferRequest) -> Arrays:
+        specs = {t.name: t for t in model.metadata.inputs}
+        arrays: Arrays = {}
+        for tensor in request.inputs:
+            spec = specs.get(tensor.name)
+            if spec is None:
+                raise InferenceError(
+                    f"unknown input tensor '{tensor.name}' for model '{model.name}' "
+                    f"(expected inputs: {', '.join(specs)})"
+                )
+            if tensor.name in arrays:
+                raise InferenceError(f"input tensor '{tensor.name}' given more than once")
+            if tensor.datatype != spec.datatype:
+                raise InferenceError(
+                    f"input tensor '{tensor.name}': expected datatype {spec.datatype}, "
+                    f"received {tensor.datatype}"
+                )
+            shape = tensor.shape
+            if len(shape) != len(spec.shape) or any(
+                want != -1 and want != got for want, got in zip(spec.shape, shape, strict=True)
+            ):
+                raise InferenceError(
+                    f"input tensor '{tensor.name}': expected shape {list(spec.shape)}, received {list(shape)}"
+                )
+            if shape and shape[0] < 1:
+                raise InferenceError(f"input tensor '{tensor.name}': the batch dimension must be at least 1")
+            if tuple(tensor.data.shape) != shape:  # a front end bug, never the client's
+                raise InferenceError(
+                    f"input tensor '{tensor.name}': data has shape {list(tensor.data.shape)}, "
+                    f"declared {list(shape)}"
+                )
+            arrays[tensor.name] = tensor.data
+        missing = [n for n in specs if n not in arrays]
+        if missing:
+            raise InferenceError(
+                f"missing input tensor(s) {', '.join(repr(n) for n in missing)} for model '{model.name}'"
+            )
+        batch = {a.shape[0] for a in arrays.values()}
+        if len(batch) > 1:
+            raise InferenceError(f"input tensors disagree on the batch dimension: {sorted(batch)}")
+        return arrays
+
+    @staticmethod
+    def _check_outputs(model: ServedModel, request: InferRequest) -> list[tuple[str, dict[str, Any]]]:
+        names = [t.name for t in model.metadata.outputs]
+        if not request.outputs:
+            return [(n, {}) for n in names]
+        wanted = []
+        for out in request.outputs:
+            if out.name not in names:
+                raise InferenceError(
+                    f"unknown output tensor '{out.name}' for model '{model.name}' "
+                    f"(available outputs: {', '.join(names)})"
+                )
+            wanted.append((out.name, out.parameters))
+        return wanted

@@ -1,0 +1,163 @@
+"""Lifecycle of `trtforge serve`: listen, load in the background, serve, drain on SIGTERM, exit.
+
+Order at start-up: the REST (and gRPC) ports answer first (live, not ready), then the model loads, its
+reference sample is checked and it is warmed up, and only then does ready turn 200. On SIGTERM (or
+SIGINT) ready turns 503 at once; after `shutdown_delay_seconds` (time for Kubernetes to take the pod out
+of its endpoints) the listeners close, in-flight requests finish (at most `drain_timeout_seconds`), idle
+connections close, the batcher stops and the backend unloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.errors import NotReadyError, TrtforgeError
+from trtforge_runtime.serve.app import LoadedModel, declared_metadata, load_model, read_engine_doc
+from trtforge_runtime.serve.dataplane import DataPlane, ServedModel
+from trtforge_runtime.serve.metrics import ServeMetrics
+from trtforge_runtime.serve.rest import HttpProtocol, RestApp
+from trtforge_runtime.serve.settings import ServeSettings
+
+log = logging.getLogger("trtforge.serve")
+
+
+class Server:
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.metrics = ServeMetrics()
+        self.dataplane = DataPlane(self.metrics, request_timeout=settings.request_timeout_seconds)
+        self.doc = read_engine_doc(settings.engine_dir)
+        self.name = settings.name or str(self.doc.get("name") or "model")
+        self.dataplane.add_model(
+            ServedModel(
+                name=self.name,
+                version=settings.model_version,
+                metadata=declared_metadata(self.doc, self.name, settings.model_version, "onnxruntime"),
+                infer=self._not_loaded,
+                ready=False,
+                reason="loading",
+            )
+        )
+        self.rest = RestApp(self.dataplane, max_body_bytes=settings.max_body_bytes)
+        self.port: int | None = None
+        self.grpc_port: int | None = None
+        self.loaded: LoadedModel | None = None
+        self.load_error: TrtforgeError | None = None
+        self.stopping = asyncio.Event()
+        self._http: asyncio.Server | None = None
+        self._grpc: Any = None
+        self._load_task: asyncio.Task[None] | None = None
+
+    async def _not_loaded(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotReadyError(f"model '{self.name}' is not loaded")
+
+    # -------------------------------------------------------------------------------------------- start
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        try:
+            self._http = await loop.create_server(
+                lambda: HttpProtocol(self.rest), s.host, s.port, reuse_address=True, backlog=2048
+            )
+        except OSError as exc:
+            raise TrtforgeError(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}") from None
+        self.port = self._http.sockets[0].getsockname()[1]
+        log.info("REST (KServe V2) listening on http://%s:%d", s.host, self.port)
+        if s.grpc_port:
+            from trtforge_runtime.serve.grpc_server import start_grpc
+
+            self._grpc = await start_grpc(
+                self.dataplane, s.host, s.grpc_port, max_message_bytes=s.max_body_bytes
+            )
+            self.grpc_port = self._grpc.port
+        self._load_task = loop.create_task(self._load())
+
+    async def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.loaded = await load_model(self.settings, self.dataplane, self.metrics, self.doc, self.name)
+        except TrtforgeError as exc:
+            self.load_error = exc
+            log.error("model %s cannot be served: %s", self.name, exc)
+            self.dataplane.set_ready(self.name, False, str(exc))
+            self.stopping.set()
+            return
+        except Exception as exc:  # keep the reason visible, then stop with an error
+            log.exception("model %s failed to load", self.name)
+            self.load_error = TrtforgeError(f"model {self.name} failed to load: {exc}")
+            self.stopping.set()
+            return
+        if self.dataplane.models[self.name].ready:
+            log.info("ready in %.2f s", time.perf_counter() - started)
+
+    async def wait_loaded(self) -> None:
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self.stopping.is_set():
+            log.info("%s: not ready; draining in-flight requests", sig.name)
+            self.dataplane.begin_drain()
+            self.stopping.set()
+
+    # --------------------------------------------------------------------------------------------- stop
+    async def shutdown(self) -> None:
+        s = self.settings
+        self.dataplane.begin_drain()
+        if s.shutdown_delay_seconds and self.load_error is None:
+            await asyncio.sleep(s.shutdown_delay_seconds)
+        self.rest.closing = True
+        if self._http is not None:
+            self._http.close()
+        grpc_stop = (
+            asyncio.get_running_loop().create_task(self._grpc.stop(s.drain_timeout_seconds))
+            if self._grpc is not None
+            else None
+        )
+        deadline = time.monotonic() + s.drain_timeout_seconds
+        while time.monotonic() < deadline and (
+            self.dataplane.inflight or any(not c.idle for c in self.rest.connections)
+        ):
+            await asyncio.sleep(0.01)
+        left = self.dataplane.inflight
+        if left:
+            log.warning("drain timeout: %d requests still in flight", left)
+        for conn in list(self.rest.connections):
+            conn.close_if_idle()
+        if grpc_stop is not None:
+            await grpc_stop
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._load_task
+        if self.loaded is not None:
+            await self.loaded.batcher.stop()
+            await asyncio.to_thread(self.loaded.backend.unload)
+        for conn in list(self.rest.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._http is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._http.wait_closed(), 1.0)
+        log.info("stopped")
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (or a fatal load error); returns the exit code."""
+        await self.start()
+        self.install_signal_handlers()
+        await self.stopping.wait()
+        await self.shutdown()
+        return self.load_error.exit_code if self.load_error is not None else 0

@@ -1,0 +1,316 @@
+"""Loading a spec dataset into seeded, stratified train/validation/test splits, without TensorFlow.
+
+Training and conversion (int8 calibration, the accuracy gate of `spec.model.source.dataset`) both read
+datasets through `load_dataset`, so one URI means the same rows everywhere. Supported sources:
+
+- `builtin://digits` (and iris, wine, breast_cancer): scikit-learn's bundled data, no download;
+- a local path, `file://PATH`, or `pvc://CLAIM/PATH` (read from `$TRTFORGE_PVC_ROOT/CLAIM/PATH`, where
+  the operator mounts the claim);
+- `s3://BUCKET/KEY` through fsspec, when the `s3` extra (s3fs) is installed.
+
+Files are `.npz` (arrays under the `features`/`label` keys) or `.csv` (a header row; the `label` column
+is the class, every other column a feature). Every failure raises `DatasetError` naming the URI and,
+where it applies, the key, column or shapes at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.errors import DatasetError
+from trtforge_runtime.spec.model import Dataset
+
+log = logging.getLogger(__name__)
+
+PVC_ROOT_ENV = "TRTFORGE_PVC_ROOT"
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+SUPPORTED = "builtin://NAME, a local path, file://PATH, pvc://CLAIM/PATH or s3://BUCKET/KEY"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Seeded splits; x float32 raw features (normalization is a layer inside the model), y int64."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max())) + 1
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Where pvc:// URIs are mounted; read from the environment when a dataset is loaded."""
+
+    pvc_root: Path = Path(DEFAULT_PVC_ROOT)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DatasetSettings:
+        env = os.environ if env is None else env
+        return cls(pvc_root=Path(env.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT))
+
+
+def _builtin_loaders() -> dict[str, Callable[[], Any]]:
+    from sklearn import datasets as skd
+
+    return {
+        "digits": skd.load_digits,
+        "iris": skd.load_iris,
+        "wine": skd.load_wine,
+        "breast_cancer": skd.load_breast_cancer,
+    }
+
+
+BUILTIN_NAMES = ("digits", "iris", "wine", "breast_cancer")
+
+
+def load_dataset(spec: Dataset, seed: int, settings: DatasetSettings | None = None) -> Splits:
+    """Read the dataset `spec` names and split it: test first, then validation from the rest."""
+    x, y = load_arrays(spec, settings)
+    return split(x, y, spec, seed)
+
+
+def load_arrays(spec: Dataset, settings: DatasetSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All rows of the dataset as (float32 features, int64 labels), validated."""
+    settings = settings or DatasetSettings.from_env()
+    uri = spec.uri
+    if uri.startswith("builtin://"):
+        name = uri.removeprefix("builtin://")
+        loaders = _builtin_loaders()
+        if name not in loaders:
+            raise DatasetError(
+                f"dataset {uri}: unknown builtin dataset {name!r}; known: {', '.join(loaders)}"
+            )
+        bunch = loaders[name]()
+        x, y = np.asarray(bunch.data), np.asarray(bunch.target)
+    else:
+        fmt = _format_of(spec)
+        data = _read_bytes(uri, settings)
+        if fmt == "npz":
+            x, y = _parse_npz(data, uri, spec.features, spec.label)
+        else:
+            x, y = _parse_csv(data, uri, spec.label)
+    return _validate(x, y, uri, spec.features, spec.label)
+
+
+def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int) -> Splits:
+    """Stratified, seeded test and validation splits (unstratified when a class is too rare)."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(x)
+    n_test = int(np.ceil(n * spec.test_split))
+    n_val = int(np.ceil((n - n_test) * spec.validation_split))
+    if n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
+        raise DatasetError(
+            f"dataset {spec.uri}: {n} rows are too few for testSplit {spec.test_split} and "
+            f"validationSplit {spec.validation_split} (each split needs at least one row)"
+        )
+
+    def _split(a: np.ndarray, b: np.ndarray, size: int) -> list[np.ndarray]:
+        try:
+            out: list[np.ndarray] = train_test_split(a, b, test_size=size, random_state=seed, stratify=b)
+        except ValueError as exc:
+            log.warning("dataset %s: stratified split impossible (%s); splitting unstratified", spec.uri, exc)
+            out = train_test_split(a, b, test_size=size, random_state=seed, stratify=None)
+        return out
+
+    x_rest, x_test, y_rest, y_test = _split(x, y, n_test)
+    x_train, x_val, y_train, y_val = _split(x_rest, y_rest, n_val)
+    return Splits(
+        x_train=np.ascontiguousarray(x_train),
+        y_train=np.ascontiguousarray(y_train),
+        x_val=np.ascontiguousarray(x_val),
+        y_val=np.ascontiguousarray(y_val),
+        x_test=np.ascontiguousarray(x_test),
+        y_test=np.ascontiguousarray(y_test),
+    )
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+def _format_of(spec: Dataset) -> str:
+    fmt = str(spec.format)
+    if fmt != "auto":
+        return fmt
+    name = spec.uri.lower().rstrip("/")
+    for ext in ("npz", "csv"):
+        if name.endswith(f".{ext}"):
+            return ext
+    raise DatasetError(
+        f"dataset {spec.uri}: cannot tell the format from the file name (expected .npz or .csv); "
+        "set spec.model.train.dataset.format to npz or csv"
+    )
+
+
+def local_path(uri: str, settings: DatasetSettings) -> Path | None:
+    """The filesystem path of a local, file:// or pvc:// URI; None for a remote (fsspec) URI."""
+    if uri.startswith("file://"):
+        rest = uri.removeprefix("file://")
+        return Path(rest.removeprefix("localhost/") if rest.startswith("localhost/") else rest)
+    if uri.startswith("pvc://"):
+        claim, _, rest = uri.removeprefix("pvc://").partition("/")
+        if not claim or not rest:
+            raise DatasetError(f"dataset {uri}: a pvc URI needs the form pvc://CLAIM/PATH")
+        return settings.pvc_root / claim / rest
+    if "://" in uri:
+        scheme = uri.split("://", 1)[0]
+        if scheme == "s3":
+            return None
+        raise DatasetError(f"dataset {uri}: unsupported scheme {scheme!r}; use {SUPPORTED}")
+    return Path(uri)
+
+
+def _read_bytes(uri: str, settings: DatasetSettings) -> bytes:
+    path = local_path(uri, settings)
+    if path is not None:
+        if not path.exists():
+            raise DatasetError(f"dataset {uri}: not found ({path})")
+        if not path.is_file():
+            raise DatasetError(f"dataset {uri}: not a file ({path})")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"dataset {uri}: unreadable ({path}): {exc.strerror or exc}") from None
+    return _read_remote(uri)
+
+
+def _read_remote(uri: str) -> bytes:
+    try:
+        import fsspec
+    except ImportError:  # pragma: no cover - fsspec is part of the train extra
+        raise DatasetError(
+            f"dataset {uri}: reading remote URIs needs fsspec: pip install 'trtforge[train]'"
+        ) from None
+    scheme = uri.split("://", 1)[0]
+    try:
+        with fsspec.open(uri, "rb") as fh:
+            data: bytes = fh.read()
+    except ImportError:
+        raise DatasetError(
+            f"dataset {uri}: reading {scheme}:// needs the {scheme} extra: pip install 'trtforge[{scheme}]'"
+        ) from None
+    except FileNotFoundError:
+        raise DatasetError(f"dataset {uri}: not found") from None
+    except PermissionError as exc:
+        raise DatasetError(f"dataset {uri}: access denied: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"dataset {uri}: unreadable: {exc}") from None
+    return data
+
+
+def _parse_npz(data: bytes, uri: str, features: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"dataset {uri}: not a valid .npz file: {exc}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DatasetError(f"dataset {uri}: not a .npz archive (a single .npy array?)")
+    with npz:
+        keys = sorted(npz.files)
+        for role, key in (("features", features), ("label", label)):
+            if key not in keys:
+                raise DatasetError(
+                    f"dataset {uri}: {role} key {key!r} not in the archive; available keys: "
+                    f"{', '.join(keys) or '(none)'}"
+                )
+        try:
+            return np.asarray(npz[features]), np.asarray(npz[label])
+        except ValueError as exc:  # object arrays need pickle, which is refused
+            raise DatasetError(f"dataset {uri}: cannot read arrays: {exc}") from None
+
+
+def _parse_csv(data: bytes, uri: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"dataset {uri}: not UTF-8 text: {exc}") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DatasetError(f"dataset {uri}: empty CSV file")
+    header = [c.strip() for c in rows[0]]
+    if label not in header:
+        raise DatasetError(
+            f"dataset {uri}: label column {label!r} not in the CSV header; columns: {', '.join(header)}"
+        )
+    if len(rows) < 2:
+        raise DatasetError(f"dataset {uri}: the CSV file has a header but no rows")
+    li = header.index(label)
+    feature_cols = [i for i in range(len(header)) if i != li]
+    if not feature_cols:
+        raise DatasetError(f"dataset {uri}: the CSV file has no feature columns besides {label!r}")
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
+    for r, row in enumerate(rows[1:]):
+        line = r + 2
+        if len(row) != len(header):
+            raise DatasetError(
+                f"dataset {uri}: line {line} has {len(row)} columns, the header has {len(header)}"
+            )
+        for c, cell in enumerate(row):
+            try:
+                values[r, c] = float(cell)
+            except ValueError:
+                raise DatasetError(
+                    f"dataset {uri}: line {line}, column {header[c]!r}: {cell!r} is not a number"
+                ) from None
+    return values[:, feature_cols], values[:, li]
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+
+def _validate(
+    x: np.ndarray, y: np.ndarray, uri: str, features: str, label: str
+) -> tuple[np.ndarray, np.ndarray]:
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"dataset {uri}: features {features!r} must be numeric, got dtype {x.dtype}")
+    if y.dtype.kind not in "biuf":
+        raise DatasetError(
+            f"dataset {uri}: label {label!r} must hold integer class indices, got dtype {y.dtype}"
+        )
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DatasetError(
+            f"dataset {uri}: label {label!r} must be one class index per row, got shape {tuple(y.shape)}"
+        )
+    if x.ndim == 0:
+        raise DatasetError(f"dataset {uri}: features {features!r} is a scalar, not rows of features")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.shape[0] != y.shape[0]:
+        raise DatasetError(
+            f"dataset {uri}: features {features!r} has shape {tuple(x.shape)} but label {label!r} has shape "
+            f"{tuple(y.shape)}: they need the same number of rows"
+        )
+    if x.shape[0] == 0:
+        raise DatasetError(f"dataset {uri}: no rows")
+    x32 = x.astype(np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(x32)))
+    if bad:
+        raise DatasetError(f"dataset {uri}: features {features!r} hold {bad} NaN or infinite values")
+    if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
+        raise DatasetError(f"dataset {uri}: label {label!r} must hold integer class indices, got fractions")
+    y64 = y.astype(np.int64)
+    if y64.min() < 0:
+        raise DatasetError(f"dataset {uri}: label {label!r} holds negative class indices ({int(y64.min())})")
+    return x32, y64

@@ -1,0 +1,148 @@
+"""Exporting a trained Keras model: a SavedModel, a deterministic ONNX file, and their parity check.
+
+ONNX comes from `tf2onnx.convert.from_function` on the model's inference function (tf2onnx's
+`from_keras` fails on Keras 3 models). tf2onnx names dynamic dimensions from a process-wide counter
+(`unk__6`), so the graph is canonicalised afterwards: the batch dimension of the input and the output is
+`batch`, other symbolic dimensions are renumbered in order of appearance, and the doc string is
+cleared. With the stable layer names of `architecture`, the same weights give the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.errors import TrainingError
+
+OPSET = 17
+BATCH_DIM = "batch"
+
+# ONNX TensorProto element type -> Open Inference Protocol (V2) datatype name
+V2_DATATYPES = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    9: "BOOL",
+    10: "FP16",
+    11: "FP64",
+    12: "UINT32",
+    13: "UINT64",
+    16: "BF16",
+}
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How closely onnxruntime reproduces TensorFlow on held-out rows."""
+
+    max_abs_diff: float
+    argmax_agreement: float
+    rows: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"maxAbsDiff": self.max_abs_diff, "argmaxAgreement": self.argmax_agreement, "rows": self.rows}
+
+
+def export_saved_model(model: Any, path: Path) -> None:
+    """Keras's own SavedModel export (an inference `serve` signature)."""
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def export_onnx(model: Any, path: Path, *, input_name: str, output_name: str) -> None:
+    """Convert `model` to ONNX (opset 17, dynamic batch) and write it to `path` deterministically."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    input_shape = [None, *(int(d) for d in model.input.shape[1:])]
+    spec = tf.TensorSpec(input_shape, tf.float32, name=input_name)
+
+    @tf.function(input_signature=[spec])
+    def serve(x: Any) -> dict[str, Any]:
+        return {output_name: model(x, training=False)}
+
+    try:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
+    except Exception as exc:  # tf2onnx raises bare exceptions for unsupported ops
+        raise TrainingError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    canonicalize(proto, input_name=input_name, output_name=output_name)
+    onnx.checker.check_model(proto, full_check=True)
+    path.write_bytes(proto.SerializeToString(deterministic=True))
+
+
+def canonicalize(proto: Any, *, input_name: str, output_name: str) -> None:
+    """Stable names for symbolic dimensions and no run-specific text, in place."""
+    graph = proto.graph
+    # tf2onnx sometimes lists constants (e.g. a Normalization layer's mean) as graph inputs too; since IR
+    # version 4 initializers need not be inputs, and serving must see only the real input.
+    constants = {t.name for t in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in constants]
+    if len(real_inputs) != len(graph.input):
+        del graph.input[:]
+        graph.input.extend(real_inputs)
+    if [i.name for i in graph.input] != [input_name] or [o.name for o in graph.output] != [output_name]:
+        raise TrainingError(
+            f"ONNX export produced inputs {[i.name for i in graph.input]} and outputs "
+            f"{[o.name for o in graph.output]}; expected [{input_name!r}] and [{output_name!r}]"
+        )
+    renames: dict[str, str] = {}
+    for value in (*graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param:
+            renames.setdefault(dims[0].dim_param, BATCH_DIM)
+            dims[0].dim_param = BATCH_DIM
+    counter = 0
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param and dim.dim_param != BATCH_DIM:
+                if dim.dim_param not in renames:
+                    renames[dim.dim_param] = f"d{counter}"
+                    counter += 1
+                dim.dim_param = renames[dim.dim_param]
+    proto.doc_string = ""
+    graph.doc_string = ""
+    graph.name = "trtforge"
+
+
+def tensor_descriptions(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Manifest entries `{name, shape (-1 = dynamic), datatype}` of an ONNX file's inputs and outputs."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def describe(value: Any) -> dict[str, Any]:
+        t = value.type.tensor_type
+        shape = [int(d.dim_value) if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        return {
+            "name": value.name,
+            "shape": shape,
+            "datatype": V2_DATATYPES.get(t.elem_type, str(t.elem_type)),
+        }
+
+    return [describe(v) for v in graph.input], [describe(v) for v in graph.output]
+
+
+def onnx_parity(model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str) -> Parity:
+    """Run `x` through TensorFlow and onnxruntime; max |difference| and the fraction of equal classes."""
+    import onnxruntime as ort
+
+    from trtforge_runtime.train.architecture import predicted_classes
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    got = np.asarray(session.run(None, {input_name: x.astype(np.float32)})[0])
+    want = np.asarray(model.predict(x, batch_size=1024, verbose=0))
+    if got.shape != want.shape:
+        raise TrainingError(f"ONNX output shape {got.shape} differs from TensorFlow's {want.shape}")
+    diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if len(x) else 0.0
+    agree = float(np.mean(predicted_classes(got) == predicted_classes(want))) if len(x) else 1.0
+    return Parity(max_abs_diff=diff, argmax_agreement=agree, rows=len(x))

@@ -1,0 +1,443 @@
+"""The Helm chart's values as a typed model: the one source of values.yaml, values.schema.json and CRDs.
+
+    python scripts/chart_values.py --write   # regenerate values.yaml, values.schema.json, crds/ of the chart
+    python scripts/chart_values.py --check   # exit 1 when a generated chart file is stale (CI)
+
+Every value is declared once here with its description, bounds, default and an example. From that this
+script writes `values.yaml` (each key preceded by a comment: what it is, its default, an example), the
+JSON schema helm checks values against (`additionalProperties: false` everywhere, so a misspelt key is
+refused, and bounds such as `replicas >= 0`), and copies `crds/modeldeployments.trtforge.dev.yaml`,
+itself generated from the ModelDeployment models, into the chart so that no hand-kept copy exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "trtforge"
+CRD_SOURCE = ROOT / "crds" / "modeldeployments.trtforge.dev.yaml"
+CRD_COPY = CHART / "crds" / CRD_SOURCE.name
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+STORAGE_URI = r"^$|^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.*|s3://.+)$"
+
+
+def field(default: Any, description: str, example: Any, **kwargs: Any) -> Any:
+    """A documented value: description and example end up in values.yaml and in the schema."""
+    return Field(default=default, description=description, examples=[example], **kwargs)
+
+
+def group(model: type[BaseModel], description: str) -> Any:
+    return Field(default_factory=model, description=description)
+
+
+class Values(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Image(Values):
+    repository: str = field(
+        "ghcr.io/trtforge/operator",
+        "Image repository.",
+        "registry.example.com/ml/trtforge-operator",
+        min_length=1,
+    )
+    tag: str = field("", "Image tag; empty means the chart's appVersion.", "0.1.0")
+    digest: str = field(
+        "",
+        "Image digest; when set it is used instead of the tag (immutable deployments).",
+        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        pattern=r"^$|^sha256:[a-f0-9]{64}$",
+    )
+    pull_policy: str = field(
+        "IfNotPresent", "Image pull policy.", "Always", pattern=r"^(Always|IfNotPresent|Never)$"
+    )
+
+
+class WorkloadImage(Values):
+    repository: str = field(
+        "",
+        "Image repository (e.g. a mirror in your registry).",
+        "registry.example.com/mirror/IMAGE",
+        min_length=1,
+    )
+    tag: str = field("", "Image tag; empty means the chart's appVersion.", "0.1.0")
+
+
+def workload_image(name: str, what: str) -> Any:
+    return Field(
+        default_factory=lambda: WorkloadImage(repository=f"ghcr.io/trtforge/{name}"),
+        description=what,
+    )
+
+
+class WorkloadImages(Values):
+    trainer: WorkloadImage = workload_image(
+        "trainer", "Image of the training Jobs (TensorFlow GPU, `trtforge train`)."
+    )
+    converter: WorkloadImage = workload_image(
+        "converter",
+        "Image of the CPU conversion Jobs (backends tensorrt-rtx and onnxruntime, `trtforge convert`).",
+    )
+    converter_tensorrt: WorkloadImage = workload_image(
+        "converter-tensorrt",
+        "Image of the GPU conversion Jobs of backend tensorrt (full TensorRT, a Job per GPU architecture).",
+    )
+    server: WorkloadImage = workload_image(
+        "server", "Image of the serving pods (TensorRT runtime + pycuda, `trtforge serve`)."
+    )
+    pull_policy: str = field(
+        "IfNotPresent",
+        "Pull policy of the Job and serving containers the operator creates.",
+        "Always",
+        pattern=r"^(Always|IfNotPresent|Never)$",
+    )
+
+
+class ServiceAccount(Values):
+    create: bool = field(True, "Create the operator's ServiceAccount.", False)
+    name: str = field(
+        "", "Name of the ServiceAccount; empty means the release's full name.", "trtforge-operator"
+    )
+    annotations: dict[str, str] = field(
+        {}, "Annotations of the ServiceAccount.", {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}
+    )
+
+
+class Rbac(Values):
+    create: bool = field(
+        True,
+        "Create the ClusterRole/Role and bindings with exactly the verbs the operator uses.",
+        False,
+    )
+
+
+class Peering(Values):
+    name: str = field(
+        "",
+        "Name of the kopf peering object used when replicas > 1; empty means the release's full name.",
+        "trtforge",
+        pattern=r"^$|" + DNS_SUBDOMAIN,
+        max_length=253,
+    )
+    create: bool = field(
+        True,
+        "Create the (Cluster)KopfPeering object(s) when replicas > 1 (kopf's peering CRDs ship in crds/).",
+        False,
+    )
+
+
+class Autoscaler(Values):
+    enabled: bool = field(
+        True,
+        "Let the operator create autoscalers for ModelDeployments (TRTFORGE_AUTOSCALER_ENABLED).",
+        False,
+    )
+    hpa: bool = field(
+        True,
+        "Grant the operator HorizontalPodAutoscaler rights (serving.autoscaling.mode hpa).",
+        False,
+    )
+    keda: bool = field(
+        False,
+        "Grant the operator KEDA ScaledObject rights (mode keda; needs KEDA installed).",
+        True,
+    )
+    prometheus_url: str = field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        "Prometheus that KEDA ScaledObjects query in mode keda (TRTFORGE_PROMETHEUS_URL).",
+        "http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
+        pattern=r"^https?://.+",
+    )
+    scrape_timeout: float = field(
+        1.0,
+        "Built-in autoscaler: time-out in seconds of one serving pod's /metrics scrape "
+        "(TRTFORGE_AUTOSCALER_SCRAPE_TIMEOUT).",
+        2.0,
+        gt=0.0,
+        le=30.0,
+    )
+
+
+class Pvc(Values):
+    create: bool = field(
+        True,
+        "Create a PersistentVolumeClaim for artifacts in each watched namespace "
+        "(the release namespace when all are watched).",
+        False,
+    )
+    name: str = field(
+        "trtforge-artifacts",
+        "Name of the created claim (the default storage URI is pvc://NAME/).",
+        "ml-artifacts",
+        pattern=DNS_LABEL,
+        max_length=63,
+    )
+    access_mode: str = field(
+        "ReadWriteOnce",
+        "Access mode; use ReadWriteMany on multi-node clusters so Jobs and servers on different nodes "
+        "share artifacts.",
+        "ReadWriteMany",
+        pattern=r"^(ReadWriteOnce|ReadWriteMany|ReadWriteOncePod|ReadOnlyMany)$",
+    )
+    storage_class_name: str = field(
+        "", "StorageClass of the claim; empty means the cluster's default class.", "efs-sc"
+    )
+    size: str = field("20Gi", "Requested size.", "200Gi", pattern=QUANTITY)
+    keep_on_uninstall: bool = field(
+        True, "Keep the claim (and the artifacts) when the release is uninstalled.", False
+    )
+    annotations: dict[str, str] = field(
+        {}, "Annotations of the claim.", {"backup.example.com/enabled": "true"}
+    )
+
+
+class S3(Values):
+    existing_secret: str = field(
+        "",
+        "Secret (in each ModelDeployment's namespace) with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+        "optionally AWS_ENDPOINT_URL, used for s3:// storage when a ModelDeployment names no "
+        "spec.storage.secretRef (TRTFORGE_STORAGE_SECRET).",
+        "trtforge-s3",
+        pattern=r"^$|" + DNS_SUBDOMAIN,
+        max_length=253,
+    )
+
+
+class Storage(Values):
+    uri: str = field(
+        "",
+        "Default artifact store of ModelDeployments without spec.storage (TRTFORGE_STORAGE_URI); empty "
+        "means pvc://<existingClaim or pvc.name>/.",
+        "s3://ml-artifacts/trtforge/",
+        pattern=STORAGE_URI,
+    )
+    existing_claim: str = field(
+        "",
+        "Use this existing PersistentVolumeClaim (in the ModelDeployments' namespaces) instead of "
+        "creating one.",
+        "shared-models",
+        pattern=r"^$|" + DNS_LABEL,
+        max_length=63,
+    )
+    mount_path: str = field(
+        "/artifacts",
+        "Where Jobs and servers mount the artifact store (TRTFORGE_ARTIFACTS_MOUNT).",
+        "/data",
+        pattern=r"^/.*$",
+    )
+    pvc: Pvc = group(Pvc, "The claim the chart creates.")
+    s3: S3 = group(S3, "S3-compatible object storage credentials.")
+
+
+class ChartValues(Values):
+    """All values of charts/trtforge."""
+
+    name_override: str = field("", "Replaces the chart name in object names.", "forge", max_length=63)
+    fullname_override: str = field("", "Replaces the full name (release-chart) of objects.", "trtforge")
+    image: Image = group(Image, "The operator's image.")
+    image_pull_secrets: list[str] = field(
+        [],
+        "Names of image pull Secrets, used by the operator pod and passed on to every Job and serving "
+        "pod (TRTFORGE_IMAGE_PULL_SECRETS).",
+        ["regcred"],
+    )
+    workload_images: WorkloadImages = group(WorkloadImages, "Images of the pods the operator creates.")
+    replicas: int = field(
+        1,
+        "Operator replicas; more than 1 runs kopf peering (one active, the others on standby).",
+        2,
+        ge=0,
+        le=10,
+    )
+    peering: Peering = group(Peering, "kopf peering (high availability), used when replicas > 1.")
+    watch_namespaces: list[str] = field(
+        [],
+        "Namespaces to watch; empty means all (ClusterRole). When set, a Role/RoleBinding per namespace.",
+        ["ml-prod", "ml-staging"],
+        json_schema_extra={"uniqueItems": True, "items": {"type": "string", "pattern": DNS_LABEL}},
+    )
+    worker_limit: int = field(
+        20, "Concurrent kopf handler workers (TRTFORGE_WORKER_LIMIT).", 50, ge=1, le=1000
+    )
+    health_port: int = field(
+        8090, "Port of kopf's liveness endpoint /healthz (TRTFORGE_HEALTH_PORT).", 8091, ge=1024, le=65535
+    )
+    log_level: str = field("INFO", "Operator log level.", "DEBUG", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    resync_seconds: float = field(
+        120.0,
+        "Safety-net resync period of every ModelDeployment in seconds (TRTFORGE_RESYNC_SECONDS); changes of "
+        "children are handled at once through watches.",
+        300.0,
+        ge=1.0,
+        le=86400.0,
+    )
+    job_ttl_seconds: int = field(
+        86400,
+        "ttlSecondsAfterFinished of training and conversion Jobs (TRTFORGE_JOB_TTL_SECONDS).",
+        3600,
+        ge=0,
+        le=31536000,
+    )
+    workload_service_account: str = field(
+        "default",
+        "ServiceAccount of the Jobs and serving pods; it must exist in each ModelDeployment's namespace "
+        "(TRTFORGE_WORKLOAD_SERVICE_ACCOUNT).",
+        "trtforge-workload",
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
+    )
+    autoscaler: Autoscaler = group(Autoscaler, "Autoscaling of ModelDeployments.")
+    storage: Storage = group(Storage, "Artifact storage (models and engines).")
+    service_account: ServiceAccount = group(ServiceAccount, "The operator's ServiceAccount.")
+    rbac: Rbac = group(Rbac, "RBAC objects.")
+    resources: dict[str, Any] = field(
+        {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"memory": "512Mi"}},
+        "Resources of the operator container.",
+        {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    )
+    priority_class_name: str = field(
+        "", "PriorityClass of the operator pods.", "system-cluster-critical", max_length=253
+    )
+    node_selector: dict[str, str] = field(
+        {}, "Node labels for the operator pods.", {"kubernetes.io/os": "linux"}
+    )
+    tolerations: list[dict[str, Any]] = field(
+        [],
+        "Tolerations of the operator pods.",
+        [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+    )
+    affinity: dict[str, Any] = field(
+        {},
+        "Affinity of the operator pods (with replicas > 1 consider pod anti-affinity across nodes).",
+        {"nodeAffinity": {}},
+    )
+    pod_annotations: dict[str, str] = field(
+        {},
+        "Extra annotations of the operator pods.",
+        {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+    )
+    pod_labels: dict[str, str] = field({}, "Extra labels of the operator pods.", {"team": "ml"})
+    extra_env: list[dict[str, Any]] = field(
+        [],
+        "Extra environment variables of the operator container.",
+        [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+    )
+
+
+# ------------------------------------------------------------------------------------------ generation
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """Inline `$ref`s and drop pydantic's titles: the schema reads like the values it checks."""
+    if isinstance(node, list):
+        return [_inline(x, defs) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = dict(defs[node["$ref"].rsplit("/", 1)[-1]])
+        target.update({k: v for k, v in node.items() if k != "$ref"})
+        return _inline(target, defs)
+    out = {k: _inline(v, defs) for k, v in node.items() if k != "title"}
+    if out.get("type") == "object" and "properties" in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def build_schema() -> dict[str, Any]:
+    raw = ChartValues.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    schema = _inline(raw, defs)
+    # the chart's own object defaults are filled from values.yaml by helm; keep only the docs here
+    return {"$schema": "http://json-schema.org/draft-07/schema#", **schema}
+
+
+def _scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
+def _comment(text: str, pad: str) -> list[str]:
+    return [f"{pad}# {line}" for line in textwrap.wrap(text, width=108 - len(pad))]
+
+
+def _render(model: BaseModel, pad: str = "") -> list[str]:
+    lines: list[str] = []
+    for name, info in type(model).model_fields.items():
+        key = info.alias or name
+        value = getattr(model, name)
+        if lines and not pad:
+            lines.append("")
+        lines += _comment(info.description or "", pad)
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{key}:")
+            lines += _render(value, pad + "  ")
+            continue
+        plain = value.model_dump() if isinstance(value, BaseModel) else value
+        lines.append(f"{pad}# Default: {_scalar(plain)}")
+        if info.examples:
+            lines.append(f"{pad}# Example: {_scalar(info.examples[0])}")
+        if isinstance(plain, dict | list) and plain:
+            lines.append(f"{pad}{key}:")
+            block = yaml.safe_dump(plain, default_flow_style=False, sort_keys=False)
+            lines += [f"{pad}  {line}" for line in block.splitlines()]
+        else:
+            lines.append(f"{pad}{key}: {_scalar(plain)}")
+    return lines
+
+
+def build_values() -> str:
+    head = [
+        "# Values of the trtforge chart. GENERATED from scripts/chart_values.py by",
+        "#   python scripts/chart_values.py --write   (or: bash scripts/generate.sh)",
+        "# Do not edit by hand; CI fails when this file is stale. values.schema.json refuses unknown keys.",
+        "",
+    ]
+    return "\n".join([*head, *_render(ChartValues())]) + "\n"
+
+
+def outputs() -> dict[Path, str]:
+    return {
+        CHART / "values.yaml": build_values(),
+        CHART / "values.schema.json": json.dumps(build_schema(), indent=2) + "\n",
+        CRD_COPY: CRD_SOURCE.read_text(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="regenerate the files (default)")
+    mode.add_argument("--check", action="store_true", help="fail when a generated file is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in outputs().items():
+        current = path.read_text() if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(path.relative_to(ROOT))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        names = ", ".join(str(p) for p in stale)
+        print(f"stale: {names}; run: python scripts/chart_values.py --write", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

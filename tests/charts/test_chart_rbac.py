@@ -1,0 +1,143 @@
+"""RBAC of the chart: least privilege, no wildcards, scoped per watched namespace, and enough for every
+kind of child the operator's reconcilers create."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from charts.chartlib import (
+    REPO,
+    Helm,
+    by_kind,
+    env_of,
+    grants,
+    operator_children,
+    operator_variants,
+    rbac_wildcards,
+    value_sets,
+)
+
+SETS = [None, *value_sets()]
+IDS = ["default", *(p.stem for p in value_sets())]
+VALUES = REPO / "tests" / "charts" / "values"
+
+OWN = {"get", "list", "watch", "create", "patch", "delete"}
+NAMESPACED = {
+    ("trtforge.dev", "modeldeployments"): {"get", "list", "watch", "patch"},
+    ("trtforge.dev", "modeldeployments/status"): {"get", "patch"},
+    ("trtforge.dev", "modeldeployments/scale"): {"get", "patch"},
+    ("trtforge.dev", "modeldeployments/finalizers"): {"update"},
+    ("batch", "jobs"): OWN,
+    ("apps", "deployments"): OWN,
+    ("apps", "deployments/scale"): {"get", "patch"},
+    ("", "services"): OWN,
+    ("", "configmaps"): OWN,
+    ("policy", "poddisruptionbudgets"): OWN,
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},
+    ("", "events"): {"create", "patch"},
+}
+HPA = {("autoscaling", "horizontalpodautoscalers"): OWN}
+KEDA = {("keda.sh", "scaledobjects"): OWN}
+CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+NAMESPACES = {("", "namespaces"): {"list", "watch"}}
+PEERING = {"get", "list", "watch", "patch"}
+
+
+def triples(rules: dict[tuple[str, str], set[str]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for (g, r), verbs in rules.items() for v in verbs}
+
+
+@pytest.mark.parametrize("values", SETS, ids=IDS)
+def test_no_wildcards(helm: Helm, values: Path | None) -> None:
+    docs = helm.template(*([values] if values else []))
+    assert by_kind(docs, "ClusterRole")
+    assert rbac_wildcards(docs) == []
+
+
+def test_wildcard_check_works() -> None:
+    role = {
+        "kind": "Role",
+        "metadata": {"name": "r"},
+        "rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}],
+    }
+    assert rbac_wildcards([role])
+
+
+def test_cluster_wide_exact_rules(helm: Helm) -> None:
+    docs = helm.template()
+    assert grants(docs, "ClusterRole") == triples({**CRDS, **NAMESPACES, **NAMESPACED, **HPA})
+    assert not by_kind(docs, "Role")
+    (binding,) = by_kind(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "forge-trtforge", "namespace": "trtforge-system"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ("keda.yaml", {**CRDS, **NAMESPACES, **NAMESPACED, **KEDA}),
+        ("no-autoscaler.yaml", {**CRDS, **NAMESPACES, **NAMESPACED}),
+        (
+            "ha.yaml",
+            {**CRDS, **NAMESPACES, **NAMESPACED, **HPA, ("kopf.dev", "clusterkopfpeerings"): PEERING},
+        ),
+    ],
+)
+def test_optional_rules(helm: Helm, values: str, expected: dict[tuple[str, str], set[str]]) -> None:
+    assert grants(helm.template(VALUES / values), "ClusterRole") == triples(expected)
+
+
+def test_namespaced_roles(helm: Helm) -> None:
+    docs = helm.template(VALUES / "namespaced.yaml")
+    # cluster scope keeps only what kopf cannot do without: reading CRDs; no namespaces, no workloads
+    assert grants(docs, "ClusterRole") == triples(CRDS)
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
+    for ns in ("ml-prod", "ml-staging"):
+        assert grants(docs, "Role", ns) == triples({**NAMESPACED, **HPA})
+    bindings = by_kind(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-prod", "ml-staging"]
+    for b in bindings:
+        assert b["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "forge-trtforge",
+        }
+        assert b["subjects"][0]["namespace"] == "trtforge-system"
+
+
+def test_ha_namespaced_peering_rights(helm: Helm) -> None:
+    docs = helm.template(VALUES / "ha-namespaced.yaml")
+    assert ("kopf.dev", "kopfpeerings", "patch") in grants(docs, "Role", "team-a")
+    assert not {t for t in grants(docs, "ClusterRole") if t[0] == "kopf.dev"}
+
+
+def test_rbac_off(helm: Helm) -> None:
+    docs = helm.template(sets=["rbac.create=false"])
+    assert not [d for d in docs if d["kind"] in {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}]
+
+
+@pytest.mark.parametrize("values", SETS, ids=IDS)
+def test_rights_cover_every_child_the_operator_creates(helm: Helm, values: Path | None) -> None:
+    """The reconcilers' output kinds must all be creatable, readable, patchable and deletable."""
+    docs = helm.template(*([values] if values else []))
+    env = env_of(by_kind(docs, "Deployment")[0])
+    granted = grants(docs, "ClusterRole") | {
+        t for ns in env["TRTFORGE_WATCH_NAMESPACES"].split(",") if ns for t in grants(docs, "Role", ns)
+    }
+    plural = {
+        "Job": "jobs",
+        "Deployment": "deployments",
+        "Service": "services",
+        "ConfigMap": "configmaps",
+        "PodDisruptionBudget": "poddisruptionbudgets",
+    }
+    for _, manifest in operator_variants():
+        for child in operator_children(env, manifest):
+            group = child["apiVersion"].rpartition("/")[0]
+            resource = plural[child["kind"]]
+            for verb in OWN:
+                assert (group, resource, verb) in granted, (child["kind"], verb)

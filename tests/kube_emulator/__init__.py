@@ -1,0 +1,16 @@
+"""An emulated Kubernetes API server for tests: kopf, the `kubernetes` client and kubectl talk to it
+over real HTTP on 127.0.0.1. See docs/testing.md.
+
+    from kube_emulator import EmulatorThread, Kube
+    with EmulatorThread() as emu: ...
+
+The pytest fixture `kube` lives in `kube_emulator.fixtures` (add
+`pytest_plugins = ["kube_emulator.fixtures"]` to a conftest.py).
+"""
+
+from kube_emulator.emulator import Emulator
+from kube_emulator.errors import ApiError
+from kube_emulator.helpers import Kube
+from kube_emulator.runner import EmulatorThread, api_client, kubeconfig_text, write_kubeconfig
+
+__all__ = ["ApiError", "Emulator", "EmulatorThread", "Kube", "api_client", "kubeconfig_text", "write_kubeconfig"]

@@ -1,0 +1,431 @@
+"""Validation as the API server does it: object names and labels, and CRD structural schemas.
+
+For custom resources, `admit_custom(obj, schema)` prunes unknown fields (unless
+`x-kubernetes-preserve-unknown-fields`), drops nulls of non-nullable fields, applies defaults and
+validates types, enums, bounds, patterns, required fields, list types, `x-kubernetes-int-or-string`
+and the `x-kubernetes-validations` CEL rules (evaluated with cel-python), returning the field errors
+the API server would answer with 422 Invalid. `check_crd_schema` refuses schemas that the API server
+would not decode or accept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any
+
+from kube_emulator.errors import FieldError
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+# kinds whose names must be DNS-1123 labels (the rest: DNS-1123 subdomains)
+LABEL_NAMED = {("", "namespaces"), ("", "services")}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return '"object"'
+    if isinstance(value, list):
+        return '"array"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def check_name(name: str, store_key: tuple[str, str]) -> list[FieldError]:
+    if store_key in LABEL_NAMED:
+        if len(name) > 63 or not DNS1123_LABEL.match(name):
+            return [FieldError("metadata.name", "FieldValueInvalid",
+                               f"Invalid value: {_fmt(name)}: a lowercase RFC 1123 label must consist of lower case "
+                               "alphanumeric characters or '-', start and end with an alphanumeric character, and be "
+                               "at most 63 characters")]
+    elif len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        return [FieldError("metadata.name", "FieldValueInvalid",
+                           f"Invalid value: {_fmt(name)}: a lowercase RFC 1123 subdomain must consist of lower case "
+                           "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+                           "character, at most 253 characters")]
+    return []
+
+
+def check_qualified_key(key: str, field: str) -> list[FieldError]:
+    prefix, _, name = key.rpartition("/")
+    errs = []
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+        errs.append(FieldError(field, "FieldValueInvalid",
+                               f"Invalid value: {_fmt(key)}: prefix part must be a lowercase RFC 1123 subdomain"))
+    if len(name) > 63 or not QUALIFIED_NAME.match(name):
+        errs.append(FieldError(field, "FieldValueInvalid",
+                               f"Invalid value: {_fmt(key)}: name part must consist of alphanumeric characters, "
+                               "'-', '_' or '.', must start and end with an alphanumeric character, and be at most "
+                               "63 characters"))
+    return errs
+
+
+def check_metadata(meta: dict[str, Any]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        return [FieldError("metadata.labels", "FieldValueInvalid", "Invalid value: labels must be a map")]
+    for key, value in labels.items():
+        errs += check_qualified_key(key, "metadata.labels")
+        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+            errs.append(FieldError("metadata.labels", "FieldValueInvalid",
+                                   f"Invalid value: {_fmt(value)}: a valid label must be an empty string or "
+                                   "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+                                   "with an alphanumeric character, at most 63 characters"))
+    annotations = meta.get("annotations") or {}
+    for key, value in annotations.items():
+        errs += check_qualified_key(key, "metadata.annotations")
+        if not isinstance(value, str):
+            errs.append(FieldError("metadata.annotations", "FieldValueInvalid",
+                                   f"Invalid value: {_fmt(value)}: annotation values must be strings"))
+    if len(json.dumps(annotations)) > 256 * 1024:
+        errs.append(FieldError("metadata.annotations", "FieldValueTooLong", "Too long: must have at most 262144 bytes"))
+    return errs
+
+
+# ------------------------------------------------------------------ structural schemas
+
+
+def admit_custom(obj: dict[str, Any], schema: dict[str, Any] | None, old: dict[str, Any] | None) -> list[FieldError]:
+    """Prune, default and validate a custom resource in place; the field errors (empty when valid)."""
+    if schema is None:
+        return []
+    root_props = schema.get("properties") or {}
+    for key in list(obj):
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        sub = root_props.get(key)
+        if sub is None:
+            if not schema.get("x-kubernetes-preserve-unknown-fields"):
+                del obj[key]
+            continue
+        if obj[key] is None and not sub.get("nullable"):
+            del obj[key]
+            continue
+        obj[key] = _prune_default(obj[key], sub)
+    for key, sub in root_props.items():
+        if key not in obj and key not in ("metadata", "apiVersion", "kind") and "default" in sub:
+            obj[key] = _prune_default(json.loads(json.dumps(sub["default"])), sub)
+    errs: list[FieldError] = []
+    for key in schema.get("required") or []:
+        if key not in obj:
+            errs.append(FieldError(key, "FieldValueRequired", "Required value"))
+    for key, sub in root_props.items():
+        if key in obj and key not in ("metadata", "apiVersion", "kind"):
+            _validate(obj[key], sub, key, errs, (old or {}).get(key), old is not None and key in (old or {}))
+    root_rules = schema.get("x-kubernetes-validations")
+    if root_rules:
+        _cel(obj, root_rules, "", errs, old, old is not None)
+    return errs
+
+
+def _prune_default(value: Any, schema: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields") or schema.get("x-kubernetes-embedded-resource")
+        for key in list(value):
+            if props is not None and key in props:
+                sub = props[key]
+            elif isinstance(addl, dict):
+                sub = addl
+            elif preserve or addl is True:
+                continue
+            else:
+                del value[key]
+                continue
+            if value[key] is None and not sub.get("nullable"):
+                del value[key]
+                continue
+            value[key] = _prune_default(value[key], sub)
+        for key, sub in (props or {}).items():
+            if key not in value and "default" in sub:
+                value[key] = _prune_default(json.loads(json.dumps(sub["default"])), sub)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            return [_prune_default(v, items) for v in value]
+    return value
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _type_ok(value: Any, wanted: str) -> bool:
+    actual = _type_name(value)
+    return actual == wanted or (wanted == "number" and actual == "integer")
+
+
+def _validate(
+    value: Any, schema: dict[str, Any], path: str, errs: list[FieldError], old: Any, has_old: bool
+) -> None:
+    if value is None:
+        if not schema.get("nullable"):
+            errs.append(FieldError(path, "FieldValueInvalid",
+                                   f'Invalid value: "null": {path} in body must be of type {schema.get("type")}: "null"'))
+        return
+    if schema.get("x-kubernetes-int-or-string"):
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            errs.append(FieldError(path, "FieldValueInvalid",
+                                   f'Invalid value: "{_type_name(value)}": {path} in body must be of type '
+                                   f'integer,string: "{_type_name(value)}"'))
+            return
+    elif (wanted := schema.get("type")) and not _type_ok(value, wanted):
+        errs.append(FieldError(path, "FieldValueTypeInvalid",
+                               f'Invalid value: "{_type_name(value)}": {path} in body must be of type {wanted}: '
+                               f'"{_type_name(value)}"'))
+        return
+    enum = schema.get("enum")
+    if enum is not None and value not in enum:
+        supported = ", ".join(_fmt(e) for e in enum)
+        errs.append(FieldError(path, "FieldValueNotSupported",
+                               f"Unsupported value: {_fmt(value)}: supported values: {supported}"))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        _bounds(value, schema, path, errs)
+    if isinstance(value, str):
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errs.append(FieldError(path, "FieldValueTooLong",
+                                   f"Too long: may not be more than {schema['maxLength']} bytes"))
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            errs.append(FieldError(path, "FieldValueInvalid",
+                                   f"Invalid value: {_fmt(value)}: {path} in body should be at least "
+                                   f"{schema['minLength']} chars long"))
+        pattern = schema.get("pattern")
+        if pattern and not re.search(pattern, value):
+            errs.append(FieldError(path, "FieldValueInvalid",
+                                   f"Invalid value: {_fmt(value)}: {path} in body should match '{pattern}'"))
+    if isinstance(value, list):
+        _validate_list(value, schema, path, errs, old, has_old)
+    if isinstance(value, dict):
+        _validate_map(value, schema, path, errs, old, has_old)
+    rules = schema.get("x-kubernetes-validations")
+    if rules:
+        _cel(value, rules, path, errs, old, has_old)
+
+
+def _bounds(value: float, schema: dict[str, Any], path: str, errs: list[FieldError]) -> None:
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    xlo, xhi = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
+    # JSON-Schema-2020 numeric exclusive bounds only get here through a lenient CRD install
+    if isinstance(xlo, int | float) and not isinstance(xlo, bool):
+        lo, xlo = xlo, True
+    if isinstance(xhi, int | float) and not isinstance(xhi, bool):
+        hi, xhi = xhi, True
+    if lo is not None and (value < lo or (xlo and value == lo)):
+        rel = "greater than" if xlo else "greater than or equal to"
+        errs.append(FieldError(path, "FieldValueInvalid",
+                               f"Invalid value: {_fmt(value)}: {path} in body should be {rel} {_fmt(lo)}"))
+    if hi is not None and (value > hi or (xhi and value == hi)):
+        rel = "less than" if xhi else "less than or equal to"
+        errs.append(FieldError(path, "FieldValueInvalid",
+                               f"Invalid value: {_fmt(value)}: {path} in body should be {rel} {_fmt(hi)}"))
+    mult = schema.get("multipleOf")
+    if mult and (value / mult) != int(value / mult):
+        errs.append(FieldError(path, "FieldValueInvalid",
+                               f"Invalid value: {_fmt(value)}: {path} in body should be a multiple of {_fmt(mult)}"))
+
+
+def _validate_list(
+    value: list[Any], schema: dict[str, Any], path: str, errs: list[FieldError], old: Any, has_old: bool
+) -> None:
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        errs.append(FieldError(path, "FieldValueTooMany",
+                               f"Too many: {len(value)}: must have at most {schema['maxItems']} items"))
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        errs.append(FieldError(path, "FieldValueInvalid",
+                               f"Invalid value: {len(value)}: {path} in body should have at least "
+                               f"{schema['minItems']} items"))
+    list_type = schema.get("x-kubernetes-list-type")
+    if schema.get("uniqueItems") or list_type == "set":
+        seen: list[Any] = []
+        for i, item in enumerate(value):
+            if item in seen:
+                errs.append(FieldError(f"{path}[{i}]", "FieldValueDuplicate", f"Duplicate value: {_fmt(item)}"))
+            seen.append(item)
+    if list_type == "map":
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        seen_keys: list[tuple[Any, ...]] = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                ident = tuple(item.get(k) for k in keys)
+                if ident in seen_keys:
+                    errs.append(FieldError(f"{path}[{i}]", "FieldValueDuplicate",
+                                           f"Duplicate value: {json.dumps(dict(zip(keys, ident, strict=True)))}"))
+                seen_keys.append(ident)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        old_items = old if isinstance(old, list) else []
+        for i, item in enumerate(value):
+            prev = old_items[i] if i < len(old_items) else None
+            _validate(item, items, f"{path}[{i}]", errs, prev, has_old and i < len(old_items))
+
+
+def _validate_map(
+    value: dict[str, Any], schema: dict[str, Any], path: str, errs: list[FieldError], old: Any, has_old: bool
+) -> None:
+    old_map = old if isinstance(old, dict) else {}
+    for key in schema.get("required") or []:
+        if key not in value:
+            errs.append(FieldError(f"{path}.{key}", "FieldValueRequired", "Required value"))
+    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        errs.append(FieldError(path, "FieldValueTooMany",
+                               f"Too many: {len(value)}: must have at most {schema['maxProperties']} items"))
+    if "minProperties" in schema and len(value) < schema["minProperties"]:
+        errs.append(FieldError(path, "FieldValueInvalid",
+                               f"Invalid value: {len(value)}: {path} in body should have at least "
+                               f"{schema['minProperties']} properties"))
+    props = schema.get("properties") or {}
+    addl = schema.get("additionalProperties")
+    for key, item in value.items():
+        sub = props.get(key)
+        if sub is None and isinstance(addl, dict):
+            sub = addl
+        if sub is not None:
+            _validate(item, sub, f"{path}.{key}", errs, old_map.get(key), has_old and key in old_map)
+
+
+# ------------------------------------------------------------------ CEL
+
+
+@lru_cache(maxsize=1024)
+def _program(rule: str) -> Any:
+    import celpy
+
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def compile_error(rule: str) -> str | None:
+    try:
+        _program(rule)
+    except Exception as exc:  # celpy raises its own parser errors
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def _cel(value: Any, rules: list[dict[str, Any]], path: str, errs: list[FieldError], old: Any, has_old: bool) -> None:
+    from celpy import CELEvalError, json_to_cel
+
+    for rule in rules:
+        text = rule["rule"]
+        uses_old = "oldSelf" in text
+        if uses_old and not has_old and not rule.get("optionalOldSelf"):
+            continue  # transition rules only run on updates
+        activation = {"self": json_to_cel(value)}
+        if uses_old:
+            activation["oldSelf"] = json_to_cel(old)
+        field = path
+        if rule.get("fieldPath"):
+            field = f"{path}{rule['fieldPath']}" if path else rule["fieldPath"].lstrip(".")
+        try:
+            result = _program(text).evaluate(activation)
+        except Exception as exc:  # a compile or runtime error is a validation failure, as in the API server
+            errs.append(FieldError(field, "FieldValueInvalid",
+                                   f"Invalid value: {_fmt(value)}: {exc} evaluating rule: {text}"))
+            continue
+        if isinstance(result, CELEvalError):
+            errs.append(FieldError(field, "FieldValueInvalid",
+                                   f"Invalid value: {_fmt(value)}: {result.args[0] if result.args else result} "
+                                   f"evaluating rule: {text}"))
+            continue
+        if bool(result):
+            continue
+        message = rule.get("message") or f"failed rule: {text}"
+        if rule.get("messageExpression"):
+            try:
+                message = str(_program(rule["messageExpression"]).evaluate(activation))
+            except Exception:  # the API server falls back to the message
+                pass
+        reason = {
+            "FieldValueForbidden": "FieldValueForbidden",
+            "FieldValueRequired": "FieldValueRequired",
+            "FieldValueDuplicate": "FieldValueDuplicate",
+        }.get(rule.get("reason", ""), "FieldValueInvalid")
+        if reason == "FieldValueInvalid":
+            errs.append(FieldError(field, reason, f"Invalid value: {_fmt(value)}: {message}"))
+        else:
+            errs.append(FieldError(field, reason, message))
+
+
+# ------------------------------------------------------------------ CRD schemas
+
+_BOOL_KEYS = {
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "uniqueItems",
+    "nullable",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-embedded-resource",
+}
+_NUM_KEYS = {"minimum", "maximum", "multipleOf"}
+_INT_KEYS = {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
+_STR_KEYS = {"type", "pattern", "format", "description", "title", "x-kubernetes-list-type", "x-kubernetes-map-type"}
+_TYPES = {"object", "array", "string", "integer", "number", "boolean"}
+
+
+def check_crd_schema(schema: Any, path: str = "openAPIV3Schema") -> list[str]:
+    """Problems the API server would refuse a CRD's openAPIV3Schema for (decode errors, bad CEL, ...)."""
+    problems: list[str] = []
+    if not isinstance(schema, dict):
+        return [f"{path}: must be an object"]
+    for key, val in schema.items():
+        where = f"{path}.{key}"
+        if key in _BOOL_KEYS and not isinstance(val, bool):
+            problems.append(f"{where}: cannot unmarshal {_type_name(val)} into a bool "
+                            "(OpenAPI v3.0 / Kubernetes: exclusive bounds are booleans that modify minimum/maximum)")
+        elif key in _NUM_KEYS and (not isinstance(val, int | float) or isinstance(val, bool)):
+            problems.append(f"{where}: must be a number")
+        elif key in _INT_KEYS and (not isinstance(val, int) or isinstance(val, bool)):
+            problems.append(f"{where}: must be an integer")
+        elif key in _STR_KEYS and not isinstance(val, str):
+            problems.append(f"{where}: must be a string")
+        elif key in ("$ref", "$schema", "definitions", "dependencies", "patternProperties", "id"):
+            problems.append(f"{where}: Forbidden: {key} is not supported")
+    if "type" in schema and schema["type"] not in _TYPES:
+        problems.append(f"{path}.type: Unsupported value: {_fmt(schema['type'])}")
+    if "properties" in schema and isinstance(schema.get("additionalProperties"), dict):
+        problems.append(f"{path}.additionalProperties: Forbidden: additionalProperties and properties are mutually "
+                        "exclusive")
+    if (
+        "type" not in schema
+        and not schema.get("x-kubernetes-int-or-string")
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+        and path != "openAPIV3Schema"
+    ):
+        problems.append(f"{path}.type: Required value: must not be empty for specified object fields")
+    for name, sub in (schema.get("properties") or {}).items():
+        problems += check_crd_schema(sub, f"{path}.properties[{name}]")
+    if isinstance(schema.get("items"), dict):
+        problems += check_crd_schema(schema["items"], f"{path}.items")
+    if isinstance(schema.get("additionalProperties"), dict):
+        problems += check_crd_schema(schema["additionalProperties"], f"{path}.additionalProperties")
+    for i, rule in enumerate(schema.get("x-kubernetes-validations") or []):
+        if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str):
+            problems.append(f"{path}.x-kubernetes-validations[{i}].rule: Required value")
+            continue
+        err = compile_error(rule["rule"])
+        if err:
+            problems.append(f"{path}.x-kubernetes-validations[{i}].rule: Invalid value: "
+                            f"{_fmt(rule['rule'])}: compilation failed: {err}")
+    return problems

@@ -1,0 +1,212 @@
+"""The built-in autoscaler against the Kubernetes emulator, driven by real HTTP /metrics endpoints.
+
+The serving Deployment is the operator's own manifest for the digits example; the test plays the
+Deployment controller and kubelet (pods on 127.0.0.1, one fake runtime endpoint per pod) and drives the
+controller's ticks on a simulated clock, so that the 60 s windows pass in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from autoscaling_metrics_pods import MetricsPods
+from trtforge_operator.apply import Kube as ApiKube
+from trtforge_operator.autoscaling.controller import AutoscalerController, TickResult
+from trtforge_operator.autoscaling.scrape import MetricsScraper
+from trtforge_operator.plan import Owner, Plan
+from trtforge_operator.reconcilers.deployment import deployment as render_deployment
+from trtforge_operator.settings import OperatorSettings
+from trtforge_runtime.spec.load import parse_spec
+from trtforge_runtime.spec.model import API_VERSION, KIND
+
+REPO = Path(__file__).resolve().parents[3]
+NS = "ml"
+DEPLOYMENT = "digits-predictor"
+TICK = 2.0
+
+
+def create_md(cluster: Any, **autoscaling: Any) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc["metadata"]["namespace"] = NS
+    doc["spec"]["serving"]["autoscaling"].update(autoscaling)
+    return dict(cluster.create(doc))
+
+
+def create_deployment(cluster: Any, md: dict[str, Any], replicas: int) -> None:
+    meta = md["metadata"]
+    owner = Owner(name=meta["name"], namespace=NS, uid=meta["uid"])
+    plan = Plan.build(owner, parse_spec(md["spec"]), OperatorSettings())
+    cluster.create(render_deployment(plan, replicas))
+
+
+class Serving:
+    """Plays the Deployment controller + kubelet: spec.replicas ready pods, pod i served by fake pod i."""
+
+    def __init__(self, cluster: Any, pods: MetricsPods, capacity: int) -> None:
+        self.cluster = cluster
+        self.fake = [pods.add(f"runtime-{i}") for i in range(capacity)]
+        self.total = 0.0
+
+    def replicas(self) -> int:
+        return int(self.cluster.get("apps/v1", "Deployment", DEPLOYMENT, NS)["spec"]["replicas"])
+
+    def kubelet(self) -> int:
+        n = self.replicas()
+        self.cluster.make_deployment_ready(NS, DEPLOYMENT, container_port=[p.port for p in self.fake[:n]])
+        self.load(self.total)
+        return n
+
+    def load(self, total: float) -> None:
+        self.total = total
+        n = self.replicas()
+        for i, pod in enumerate(self.fake):
+            pod.inflight = total / n if i < n else 0.0
+
+
+class Ticker:
+    def __init__(self, cluster: Any, controller: AutoscalerController) -> None:
+        self.cluster = cluster
+        self.controller = controller
+        self.now = 0.0
+
+    async def tick(self, serving: Serving) -> TickResult:
+        self.now += TICK
+        md = self.cluster.get(API_VERSION, KIND, "digits", NS)
+        result = await self.controller.tick(md)
+        serving.kubelet()
+        return result
+
+
+@pytest_asyncio.fixture
+async def controller(cluster: Any) -> Any:
+    kube = ApiKube(cluster.client())
+    ctrl = AutoscalerController(kube, namespace=NS, name="digits", scraper=MetricsScraper(timeout=0.5))
+    yield ctrl
+    await ctrl.close()
+    kube.close()
+
+
+def autoscaler_events(cluster: Any) -> list[dict[str, Any]]:
+    events = cluster.events(NS, "digits")
+    return sorted(events, key=lambda e: e["metadata"]["creationTimestamp"] + e["metadata"]["name"])
+
+
+@pytest.mark.asyncio
+async def test_replicas_follow_real_metrics_up_and_down(
+    cluster: Any, metrics_pods: MetricsPods, controller: AutoscalerController
+) -> None:
+    md = create_md(cluster, minReplicas=1, maxReplicas=4, target=8)
+    create_deployment(cluster, md, replicas=1)
+    serving = Serving(cluster, metrics_pods, capacity=4)
+    serving.kubelet()
+    ticker = Ticker(cluster, controller)
+    controller.clock = lambda: ticker.now
+
+    serving.load(6.0)  # below one replica's target: steady at 1
+    for _ in range(10):
+        result = await ticker.tick(serving)
+        assert result.decision is not None and not result.scaled
+        assert [s.value for s in result.scrapes] == [6.0]
+    md = cluster.get(API_VERSION, KIND, "digits", NS)
+    assert md["status"]["serving"]["desiredReplicas"] == 1
+
+    serving.load(40.0)  # 5x one replica: panic, straight to maxReplicas
+    result = await ticker.tick(serving)
+    assert result.scaled and result.decision is not None and result.decision.desired == 4
+    assert serving.replicas() == 4
+    assert cluster.get(API_VERSION, KIND, "digits", NS)["status"]["serving"]["desiredReplicas"] == 4
+    (up,) = [e for e in autoscaler_events(cluster) if e["reason"] == "AutoscalerPanicScaleUp"]
+    assert up["type"] == "Normal" and up["involvedObject"]["uid"] == md["metadata"]["uid"]
+    assert "replicas 1 -> 4" in up["message"] and "target 8 per replica" in up["message"]
+    assert "panic window 6s" in up["message"]
+
+    # four pods now share the load; one of them turns bad: ignored (counted at target), nothing breaks
+    serving.fake[3].body = "trtforge_inflight_requests NaN\n"
+    for _ in range(5):
+        result = await ticker.tick(serving)
+        assert not result.scaled
+    assert sorted(s.value for s in result.scrapes if s.value is not None) == [10.0, 10.0, 10.0]
+    assert [s.pod for s in result.scrapes if s.value is None] != []
+    serving.fake[3].body = None
+
+    # the load goes away: no scale-down before the panic ends (a stable window) plus the delay
+    serving.load(0.0)
+    drop = ticker.now
+    history: list[tuple[float, int]] = []
+    while ticker.now < drop + 200.0 and serving.replicas() > 1:
+        await ticker.tick(serving)
+        history.append((ticker.now, serving.replicas()))
+    assert serving.replicas() == 1, history
+    first_down = next(t for t, n in history if n < 4)
+    assert first_down - drop >= 30.0
+    counts = [n for _, n in history]
+    assert counts == sorted(counts, reverse=True)  # down only, no flapping
+    downs = [e for e in autoscaler_events(cluster) if e["reason"] == "AutoscalerScaleDown"]
+    assert downs and "-> 1:" in downs[-1]["message"] and "stable window 60s" in downs[-1]["message"]
+    assert cluster.get(API_VERSION, KIND, "digits", NS)["status"]["serving"]["desiredReplicas"] == 1
+
+
+@pytest.mark.asyncio
+async def test_rps_metric_scales_on_counter_rates(
+    cluster: Any, metrics_pods: MetricsPods, controller: AutoscalerController
+) -> None:
+    md = create_md(cluster, minReplicas=1, maxReplicas=6, target=100, metric="rps")
+    create_deployment(cluster, md, replicas=1)
+    serving = Serving(cluster, metrics_pods, capacity=6)
+    serving.kubelet()
+    ticker = Ticker(cluster, controller)
+    controller.clock = lambda: ticker.now
+    for _ in range(6):
+        for pod in serving.fake[: serving.replicas()]:
+            pod.requests_total += 400.0 * TICK / serving.replicas()  # 400 requests/s in all
+        await ticker.tick(serving)
+    assert serving.replicas() == 4
+    # a restarted pod (counter back near zero) is a reset, not a negative rate
+    serving.fake[0].requests_total = 5.0
+    result = await ticker.tick(serving)
+    assert result.decision is not None and result.decision.desired == 4
+
+
+@pytest.mark.asyncio
+async def test_other_modes_and_missing_deployment_leave_replicas_alone(
+    cluster: Any, metrics_pods: MetricsPods, controller: AutoscalerController
+) -> None:
+    md = create_md(cluster, minReplicas=1, maxReplicas=4, target=8)
+    result = await controller.tick(md)
+    assert result.decision is None and "does not exist yet" in (result.skipped or "")
+
+    create_deployment(cluster, md, replicas=2)
+    serving = Serving(cluster, metrics_pods, capacity=4)
+    serving.kubelet()
+    serving.load(100.0)
+    for mode in ("hpa", "keda"):
+        cluster.patch(API_VERSION, KIND, "digits", {"spec": {"serving": {"autoscaling": {"mode": mode}}}}, NS)
+        result = await controller.tick(cluster.get(API_VERSION, KIND, "digits", NS))
+        assert result.decision is None and result.skipped == f"autoscaling mode {mode}"
+    cluster.patch(API_VERSION, KIND, "digits", {"spec": {"serving": {"autoscaling": {"enabled": False}}}}, NS)
+    result = await controller.tick(cluster.get(API_VERSION, KIND, "digits", NS))
+    assert result.skipped == "autoscaling off"
+    assert serving.replicas() == 2
+    assert autoscaler_events(cluster) == []
+
+
+@pytest.mark.asyncio
+async def test_silent_pods_keep_the_count(
+    cluster: Any, metrics_pods: MetricsPods, controller: AutoscalerController
+) -> None:
+    md = create_md(cluster, minReplicas=1, maxReplicas=4, target=8)
+    create_deployment(cluster, md, replicas=3)
+    serving = Serving(cluster, metrics_pods, capacity=4)
+    serving.kubelet()
+    ticker = Ticker(cluster, controller)
+    controller.clock = lambda: ticker.now
+    for pod in serving.fake:
+        metrics_pods.remove(pod.name)  # every pod refuses connections
+    for _ in range(60):
+        result = await ticker.tick(serving)
+        assert all(s.value is None for s in result.scrapes)
+    assert serving.replicas() == 3

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+from trtforge_operator.settings import OperatorSettings, SettingsError
+
+
+def test_defaults_work_without_environment() -> None:
+    s = OperatorSettings.from_env({})
+    assert s.watch_namespaces == ()
+    assert s.clusterwide
+    assert s.storage_uri == "pvc://trtforge-artifacts/"
+    assert s.artifacts_mount == "/artifacts"
+    assert s.worker_limit == 20
+    assert s.health_port == 8090
+    assert s.peering_name == ""
+    assert s.workload_service_account == "default"
+    assert s.autoscaler_enabled is True
+    assert s.trainer_image.startswith("ghcr.io/trtforge/trainer:")
+
+
+def test_every_variable_is_read() -> None:
+    env = {
+        "TRTFORGE_WATCH_NAMESPACES": "ml, team-b ,",
+        "TRTFORGE_TRAINER_IMAGE": "reg/t:1",
+        "TRTFORGE_CONVERTER_IMAGE": "reg/c:1",
+        "TRTFORGE_CONVERTER_TENSORRT_IMAGE": "reg/ct:1",
+        "TRTFORGE_SERVER_IMAGE": "reg/s:1",
+        "TRTFORGE_IMAGE_PULL_POLICY": "Always",
+        "TRTFORGE_IMAGE_PULL_SECRETS": "regcred",
+        "TRTFORGE_STORAGE_URI": "s3://bucket/prefix",
+        "TRTFORGE_ARTIFACTS_MOUNT": "/data",
+        "TRTFORGE_WORKER_LIMIT": "5",
+        "TRTFORGE_HEALTH_PORT": "9000",
+        "TRTFORGE_PEERING_NAME": "trtforge",
+        "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT": "runner",
+        "TRTFORGE_AUTOSCALER_ENABLED": "false",
+    }
+    s = OperatorSettings.from_env(env)
+    assert s.watch_namespaces == ("ml", "team-b")
+    assert (s.trainer_image, s.converter_image, s.converter_tensorrt_image, s.server_image) == (
+        "reg/t:1",
+        "reg/c:1",
+        "reg/ct:1",
+        "reg/s:1",
+    )
+    assert s.image_pull_policy == "Always"
+    assert s.image_pull_secrets == ("regcred",)
+    assert s.storage_uri == "s3://bucket/prefix"
+    assert s.artifacts_mount == "/data"
+    assert (s.worker_limit, s.health_port) == (5, 9000)
+    assert s.peering_name == "trtforge"
+    assert s.workload_service_account == "runner"
+    assert s.autoscaler_enabled is False
+    assert not s.clusterwide
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("TRTFORGE_WORKER_LIMIT", "many"),
+        ("TRTFORGE_HEALTH_PORT", "70000"),
+        ("TRTFORGE_IMAGE_PULL_POLICY", "Sometimes"),
+        ("TRTFORGE_STORAGE_URI", "ftp://x/"),
+        ("TRTFORGE_AUTOSCALER_ENABLED", "perhaps"),
+    ],
+)
+def test_bad_values_name_the_variable(var: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=var):
+        OperatorSettings.from_env({var: value})
+
+
+def test_settings_are_not_read_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRTFORGE_WORKER_LIMIT", "7")
+    assert OperatorSettings.from_env().worker_limit == 7
+    monkeypatch.setenv("TRTFORGE_WORKER_LIMIT", "9")
+    assert OperatorSettings.from_env().worker_limit == 9

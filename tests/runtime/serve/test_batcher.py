@@ -1,0 +1,204 @@
+"""Dynamic batching: merge, split, limits, deadline, overload and failure propagation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from trtforge_runtime.errors import BackendError, InferenceError, NotReadyError, OverloadedError
+from trtforge_runtime.serve.backends.base import Backend, BackendInfo
+from trtforge_runtime.serve.batcher import Batcher
+from trtforge_runtime.serve.metrics import ServeMetrics
+from trtforge_runtime.serve.types import TensorSpec
+
+W = np.arange(64 * 10, dtype=np.float32).reshape(64, 10) / 640
+
+
+class LinearBackend:
+    """A real (numpy) backend: y = x @ W, recording the batch sizes it ran."""
+
+    def __init__(self, max_batch: int = 256, delay: float = 0.0, fail: bool = False) -> None:
+        self.max_batch = max_batch
+        self.delay = delay
+        self.fail = fail
+        self.batches: list[int] = []
+        self.gate: threading.Event | None = None
+
+    def load(self) -> None:
+        pass
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        assert x.shape[0] <= self.max_batch, "batch above the profile max"
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.batches.append(x.shape[0])
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("device lost")
+        return {"y": x @ W}
+
+    def unload(self) -> None:
+        pass
+
+    def metadata(self) -> BackendInfo:
+        return BackendInfo(
+            "numpy",
+            (TensorSpec("x", "FP32", (-1, 64)),),
+            (TensorSpec("y", "FP32", (-1, 10)),),
+            self.max_batch,
+        )
+
+
+def x_rows(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 64)).astype(np.float32)
+
+
+def make(backend: LinearBackend, **kw: int) -> Batcher:
+    assert isinstance(backend, Backend)
+    opts = {"max_batch_size": 64, "max_queue_delay_us": 20_000, "max_queue_size": 100, **kw}
+    b = Batcher(backend, model="m", metrics=ServeMetrics(), **opts)
+    b.start()
+    return b
+
+
+@pytest.mark.asyncio
+async def test_concurrent_requests_merge_and_split_back() -> None:
+    backend = LinearBackend()
+    b = make(backend)
+    xs = [x_rows(1 + i % 4, i) for i in range(12)]
+    outs = await asyncio.gather(*(b.infer({"x": x}) for x in xs))
+    for x, out in zip(xs, outs, strict=True):
+        np.testing.assert_allclose(out["y"], x @ W, rtol=1e-5, atol=1e-5)
+    assert sum(backend.batches) == sum(len(x) for x in xs)
+    assert len(backend.batches) < len(xs), backend.batches  # merged
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_batch_never_exceeds_max_batch_size() -> None:
+    backend = LinearBackend()
+    b = make(backend, max_batch_size=8)
+    xs = [x_rows(3, i) for i in range(10)]
+    outs = await asyncio.gather(*(b.infer({"x": x}) for x in xs))
+    assert max(backend.batches) <= 8
+    assert backend.batches[0] == 6  # 3 + 3; a third request would make 9
+    for x, out in zip(xs, outs, strict=True):
+        np.testing.assert_allclose(out["y"], x @ W, rtol=1e-5, atol=1e-5)
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_profile_max_caps_batches_and_large_requests_are_chunked() -> None:
+    backend = LinearBackend(max_batch=16)
+    b = make(backend, max_batch_size=64)
+    assert b.limit == 16
+    x = x_rows(40, 1)
+    out = await b.infer({"x": x})
+    np.testing.assert_allclose(out["y"], x @ W, rtol=1e-5, atol=1e-5)
+    assert sorted(backend.batches) == [8, 16, 16]
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_deadline_runs_a_lone_request_after_the_delay() -> None:
+    backend = LinearBackend()
+    b = make(backend, max_queue_delay_us=50_000)
+    started = time.perf_counter()
+    await b.infer({"x": x_rows(1, 0)})
+    waited = time.perf_counter() - started
+    assert 0.045 <= waited < 1.0, waited
+    # a full batch does not wait for the deadline
+    started = time.perf_counter()
+    await asyncio.gather(*(b.infer({"x": x_rows(8, i)}) for i in range(8)))
+    assert time.perf_counter() - started < 0.045
+    assert backend.batches[-1] == 64
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_zero_delay_runs_immediately() -> None:
+    backend = LinearBackend()
+    b = make(backend, max_queue_delay_us=0)
+    started = time.perf_counter()
+    for i in range(5):
+        await b.infer({"x": x_rows(1, i)})
+    assert time.perf_counter() - started < 0.5
+    assert backend.batches == [1] * 5
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_full_queue_answers_overloaded_at_once() -> None:
+    backend = LinearBackend()
+    backend.gate = threading.Event()  # the backend blocks: nothing leaves the queue
+    b = make(backend, max_queue_size=4, max_batch_size=1, max_queue_delay_us=0)
+    first = asyncio.ensure_future(b.infer({"x": x_rows(1, 0)}))
+    await asyncio.sleep(0.05)  # the first request is now running (blocked) in the backend
+    queued = [asyncio.ensure_future(b.infer({"x": x_rows(1, i)})) for i in range(4)]
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    with pytest.raises(OverloadedError, match="overloaded: 4 requests queued") as info:
+        await b.infer({"x": x_rows(1, 9)})
+    assert info.value.http_status == 503
+    assert time.perf_counter() - started < 0.05
+    backend.gate.set()
+    await asyncio.gather(first, *queued)
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_backend_exception_reaches_every_request_of_the_batch() -> None:
+    backend = LinearBackend(fail=True)
+    b = make(backend)
+    results = await asyncio.gather(*(b.infer({"x": x_rows(2, i)}) for i in range(5)), return_exceptions=True)
+    assert len(backend.batches) == 1
+    assert all(isinstance(r, BackendError) and "device lost" in str(r) for r in results)
+    assert all(r.http_status == 500 for r in results if isinstance(r, BackendError))
+    backend.fail = False  # the batcher keeps working afterwards
+    out = await b.infer({"x": x_rows(1, 0)})
+    assert out["y"].shape == (1, 10)
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_cancelled_request_is_skipped() -> None:
+    backend = LinearBackend()
+    b = make(backend, max_queue_delay_us=100_000)
+    doomed = asyncio.ensure_future(b.infer({"x": x_rows(5, 0)}))
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    out = await b.infer({"x": x_rows(2, 1)})
+    assert out["y"].shape == (2, 10)
+    assert backend.batches == [2]
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_mismatched_batch_dimension_and_stopped_batcher() -> None:
+    class Two(LinearBackend):
+        def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {"y": inputs["x"] @ W}
+
+    b = make(Two())
+    with pytest.raises(InferenceError, match="same batch dimension"):
+        await b.infer({"x": x_rows(2, 0), "z": x_rows(3, 0)})
+    await b.stop()
+    with pytest.raises(NotReadyError):
+        await b.infer({"x": x_rows(1, 0)})
+
+
+@pytest.mark.asyncio
+async def test_metrics_record_batches_and_queue_time() -> None:
+    backend = LinearBackend()
+    b = make(backend)
+    await asyncio.gather(*(b.infer({"x": x_rows(2, i)}) for i in range(4)))
+    text = b.metrics.render().decode() if b.metrics else ""
+    assert 'trtforge_batch_size_sum{model="m"} 8.0' in text
+    assert 'trtforge_queue_duration_seconds_count{model="m"} 4.0' in text
+    await b.stop()

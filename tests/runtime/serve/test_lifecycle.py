@@ -1,0 +1,177 @@
+"""Start-up and shutdown: reference-sample check, backend selection, SIGTERM drain, the CLI process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from serve_support import INPUT, corrupt_reference, make_engine_dir, serve
+
+from trtforge_runtime.errors import ArtifactError
+from trtforge_runtime.serve import selection
+from trtforge_runtime.serve.selection import select_backend
+
+
+def get(url: str, path: str) -> tuple[int, bytes]:
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def infer_body(rows: int = 1) -> bytes:
+    return json.dumps(
+        {"inputs": [{"name": INPUT, "shape": [rows, 64], "datatype": "FP32", "data": [0.25] * (64 * rows)}]}
+    ).encode()
+
+
+def test_disagreeing_reference_sample_keeps_model_not_ready(tmp_path: Path) -> None:
+    engine = make_engine_dir(tmp_path / "digits")
+    corrupt_reference(engine)
+    srv = serve(engine)
+    try:
+        assert get(srv.url, "/v2/health/live")[0] == 200
+        assert get(srv.url, "/v2/health/ready")[0] == 503
+        status, body = get(srv.url, "/v2/models/digits/ready")
+        assert status == 503 and json.loads(body)["ready"] is False
+        host, port = srv.url.split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("POST", "/v2/models/digits/infer", body=infer_body())
+        resp = conn.getresponse()
+        error = json.loads(resp.read())["error"]
+        assert resp.status == 503
+        assert "disagrees with engine.json referenceSample" in error and "top-1 classes" in error
+        metrics = get(srv.url, "/metrics")[1].decode()
+        assert 'trtforge_reference_check_passed{backend="onnxruntime",model="digits"} 0.0' in metrics
+        assert 'trtforge_model_ready{model="digits"} 0.0' in metrics
+    finally:
+        srv.stop()
+
+
+def test_selection_prefers_the_engine_for_this_gpu(tmp_path: Path) -> None:
+    engine = make_engine_dir(tmp_path / "digits")
+    doc = json.loads((engine / "engine.json").read_text())
+    everything = lambda name: True  # noqa: E731 - the libraries of a GPU node
+    pick = select_backend(engine, doc, compute_capability="8.9", importable=everything)
+    assert pick.kind == "tensorrt-rtx" and pick.path == engine / "engines/tensorrt-rtx-sm89.engine"
+    assert "compute capability 8.9" in pick.reason
+    pick = select_backend(engine, doc, compute_capability="9.0", importable=everything)
+    assert pick.kind == "onnxruntime"
+    assert "9.0" in pick.reason and "engines built for: 8.9" in pick.reason
+    pick = select_backend(engine, doc, detect=lambda: (None, "nvidia-smi not found"))
+    assert pick.kind == "onnxruntime" and "no NVIDIA GPU detected (nvidia-smi not found)" in pick.reason
+    pick = select_backend(engine, doc, compute_capability="8.9", importable=lambda name: name != "pycuda")
+    assert pick.kind == "onnxruntime" and "needs pycuda" in pick.reason
+    with pytest.raises(ArtifactError, match="--backend tensorrt cannot run here"):
+        select_backend(engine, doc, forced="tensorrt", compute_capability="8.9", importable=everything)
+    pick = select_backend(engine, doc, forced="onnxruntime")
+    assert pick.kind == "onnxruntime" and "forced" in pick.reason
+
+
+def test_engine_that_fails_to_load_falls_back_to_onnxruntime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Pretend the GPU libraries are installed: the (fake) engine then fails to load for real
+    # (no pycuda / no GPU here) and the server must fall back to onnxruntime and say why.
+    monkeypatch.setattr(selection, "_module_importable", lambda name: True)
+    engine = make_engine_dir(tmp_path / "digits")
+    caplog.set_level("INFO", logger="trtforge")
+    srv = serve(engine, compute_capability="8.9")
+    try:
+        assert get(srv.url, "/v2/health/ready")[0] == 200
+        assert srv.server is not None and srv.server.loaded is not None
+        assert srv.server.loaded.selection.kind == "onnxruntime"
+        assert "tensorrt-rtx engine" in srv.server.loaded.selection.reason
+        assert "failed to load" in srv.server.loaded.selection.reason
+    finally:
+        srv.stop()
+    assert any("falling back to onnxruntime" in r.getMessage() for r in caplog.records)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            if get(f"127.0.0.1:{port}", "/v2/health/ready")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not become ready")
+
+
+def trtforge() -> list[str]:
+    exe = shutil.which("trtforge")
+    return [exe] if exe else [sys.executable, "-m", "trtforge_runtime.cli"]
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(engine_dir: Path) -> None:
+    port = free_port()
+    env = dict(
+        os.environ,
+        TRTFORGE_MAX_QUEUE_DELAY_MICROSECONDS="1500000",  # requests sit in the batcher for 1.5 s
+        TRTFORGE_SHUTDOWN_DELAY_SECONDS="0.5",
+    )
+    cmd = [*trtforge(), "serve", "--engine", str(engine_dir), "--port", str(port), "--grpc-port", "0"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    try:
+        wait_ready(port, proc)
+        results: list[tuple[int, bytes]] = []
+
+        def call() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            conn.request("POST", "/v2/models/digits/infer", body=infer_body(2))
+            resp = conn.getresponse()
+            results.append((resp.status, resp.read()))
+            conn.close()
+
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # the requests are queued, waiting for the batch deadline
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        assert get(f"127.0.0.1:{port}", "/v2/health/ready")[0] == 503  # not ready at once
+        for t in threads:
+            t.join(20)
+        assert [r[0] for r in results] == [200, 200, 200], results
+        assert all(len(json.loads(r[1])["outputs"][0]["data"]) == 20 for r in results)
+        assert proc.wait(20) == 0
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        assert "SIGTERM: not ready; draining" in stderr and "stopped" in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_reports_a_missing_engine_folder(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*trtforge(), "serve", "--engine", str(tmp_path / "nope"), "--grpc-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == ArtifactError.exit_code
+    assert "engine folder not found" in out.stderr

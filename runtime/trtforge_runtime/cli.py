@@ -108,7 +108,12 @@ def _resolve(target: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # `trtforge operator --verbose ...`: leading options belong to kopf
+        if args.command != "operator":
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.kopf_args = [*unknown, *args.kopf_args]
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -50,6 +50,10 @@ class ArtifactError(TrtforgeError):
     http_status = 409
 
 
+class OutputConflictError(ArtifactError):
+    """The output folder already holds a different artifact (another model or spec); it is left untouched."""
+
+
 class ConversionError(TrtforgeError):
     """A model cannot be converted or an engine cannot be built."""
 

@@ -144,9 +144,7 @@ def convert_stage(
         outcome = convert(settings)
     doc = outcome.document
     how = "up to date, reused" if outcome.reused_output else f"done in {time.perf_counter() - started:.1f} s"
-    engines = (
-        ", ".join(f"{e['backend']} {e['computeCapability']}" for e in doc.get("engines", [])) or "none"
-    )
+    engines = ", ".join(f"{e['backend']} {e['computeCapability']}" for e in doc.get("engines", [])) or "none"
     progress.stage(2, "convert", f"{how}: precision {doc.get('precision')}, engines: {engines}")
     return doc
 

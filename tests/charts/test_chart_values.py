@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -144,3 +145,44 @@ def test_invalid_values_file_is_refused(helm: Helm, tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "minimum: got -3, want 0" in proc.stdout + proc.stderr
     assert "additional properties 'sise' not allowed" in proc.stdout + proc.stderr
+
+
+class Yaml11Loader(yaml.SafeLoader):
+    """Reads scalars as YAML 1.1 does (Go's yaml.v2, behind kubectl): `y`, `n`, `on`... are booleans."""
+
+    bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+
+
+Yaml11Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:y|Y|n|N|yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$"),
+    list("yYnNtTfFoO"),
+)
+
+
+def _differences(a: Any, b: Any, where: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in a for d in _differences(a[k], b.get(k), f"{where}/{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        return [
+            d for i, (x, y) in enumerate(zip(a, b, strict=False)) for d in _differences(x, y, f"{where}/{i}")
+        ]
+    return [] if a == b and type(a) is type(b) else [f"{where}: {a!r} reads as {b!r} in YAML 1.1"]
+
+
+def test_yaml_means_the_same_to_kubectl(helm: Helm) -> None:
+    """A string such as `y` written unquoted turns into `true` for kubectl (YAML 1.1): the chart's files
+    and rendered manifests must read the same either way."""
+    assert _differences({"a": "y"}, yaml.load("a: y", Loader=Yaml11Loader))
+    texts = {
+        str(p.relative_to(CHART)): p.read_text() for p in [*CHART.glob("crds/*.yaml"), CHART / "values.yaml"]
+    }
+    rendered = helm.run(*helm.template_args())
+    assert rendered.returncode == 0, rendered.stderr
+    texts["helm template"] = rendered.stdout
+    problems = []
+    for name, text in texts.items():
+        plain = list(yaml.safe_load_all(text))
+        yaml11 = list(yaml.load_all(text, Loader=Yaml11Loader))
+        problems += [f"{name}{d}" for d in _differences(plain, yaml11)]
+    assert problems == []

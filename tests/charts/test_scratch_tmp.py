@@ -69,7 +69,9 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kubectl: str) -> It
     dispatch = ApiServer._dispatch
 
     async def recorded(self: Any, request: Any) -> Any:
-        requests.append((request.method, request.path, dict(request.query), request.headers.get("User-Agent", "")))
+        requests.append(
+            (request.method, request.path, dict(request.query), request.headers.get("User-Agent", ""))
+        )
         return await dispatch(self, request)
 
     monkeypatch.setattr(ApiServer, "_dispatch", recorded)
@@ -94,7 +96,11 @@ def _wait(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[str]
 
 
 def _jobs(kube: Any) -> list[dict[str, Any]]:
-    return [j for j in kube.list("batch/v1", "Job", "default") if (j["metadata"].get("labels") or {}).get(LABEL) == "digits"]
+    return [
+        j
+        for j in kube.list("batch/v1", "Job", "default")
+        if (j["metadata"].get("labels") or {}).get(LABEL) == "digits"
+    ]
 
 
 def test_chart_installs_and_its_operator_reconciles_the_example(
@@ -104,6 +110,7 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
     port = _free_port()
     docs = helm.template(sets=[f"healthPort={port}"], release=RELEASE, namespace=NAMESPACE)
     rendered = tmp_path / "chart.yaml"
+
     def fix(n):
         if isinstance(n, dict):
             out = {}
@@ -117,12 +124,23 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
         if isinstance(n, list):
             return [fix(x) for x in n]
         return n
+
     docs = fix(docs)
 
     # install: the namespace, then everything the chart renders (CRDs included), as a user would
-    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in (NAMESPACE, "default")]
+    namespaces = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in (NAMESPACE, "default")
+    ]
     import re as _re
-    rendered.write_text(_re.sub(r"default: (y|n)$", r"default: '\\1'", yaml.safe_dump_all([*namespaces, *docs], sort_keys=False), flags=_re.M))
+
+    rendered.write_text(
+        _re.sub(
+            r"default: (y|n)$",
+            r"default: '\\1'",
+            yaml.safe_dump_all([*namespaces, *docs], sort_keys=False),
+            flags=_re.M,
+        )
+    )
     kube.kubectl("apply", "--validate=false", "-f", str(rendered))
     for doc in docs:
         meta = doc["metadata"]
@@ -159,12 +177,16 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
 
         _wait(healthy, 60, f"the operator's liveness endpoint {url}", proc)
 
-        kube.kubectl("apply", "--validate=false", "-n", "default", "-f", str(REPO / "examples" / "digits.yaml"))
+        kube.kubectl(
+            "apply", "--validate=false", "-n", "default", "-f", str(REPO / "examples" / "digits.yaml")
+        )
         (train,) = _wait(lambda: _jobs(kube), 30, "the training Job", proc)
         pod = train["spec"]["template"]["spec"]
         assert pod["containers"][0]["image"] == env["TRTFORGE_TRAINER_IMAGE"]
         assert restricted_violations(pod, "train Job") == []
-        claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+        ]
         assert "trtforge-artifacts" in claims  # the chart's default store
 
         # play the job controller: training succeeds -> the operator starts the conversion Job
@@ -178,8 +200,12 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
                 "digest": "sha256:" + "ab" * 32,
             },
         )
-        jobs = _wait(lambda: [j for j in _jobs(kube) if j["metadata"]["name"] != train["metadata"]["name"]],
-                     30, "the conversion Job", proc)
+        jobs = _wait(
+            lambda: [j for j in _jobs(kube) if j["metadata"]["name"] != train["metadata"]["name"]],
+            30,
+            "the conversion Job",
+            proc,
+        )
         convert = jobs[0]["spec"]["template"]["spec"]
         assert convert["containers"][0]["image"] == env["TRTFORGE_CONVERTER_IMAGE"]
         assert restricted_violations(convert, "convert Job") == []

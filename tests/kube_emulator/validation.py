@@ -11,6 +11,7 @@ would not decode or accept.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import lru_cache
 from typing import Any
@@ -311,6 +312,8 @@ def _validate_map(
 def _program(rule: str) -> Any:
     import celpy
 
+    # cel-python logs every evaluation step at DEBUG: far too costly for an API server under test
+    logging.getLogger("celpy").setLevel(logging.WARNING)
     env = celpy.Environment()
     return env.program(env.compile(rule))
 

@@ -95,7 +95,9 @@ class ChildrenReconciler:
         uid = md["metadata"]["uid"]
         namespace = md["metadata"]["namespace"]
         done: list[str] = []
-        for (api_version, kind), manifest in desired.items():
+        # the wanted child first: if it cannot be made, the previous mode's child keeps scaling meanwhile
+        ordered = sorted(desired.items(), key=lambda item: item[1] is None)
+        for (api_version, kind), manifest in ordered:
             if manifest is not None:
                 try:
                     action, _ = await apply.ensure(self.kube, manifest, owner_uid=uid)

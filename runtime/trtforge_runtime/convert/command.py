@@ -25,6 +25,7 @@ import numpy as np
 from trtforge_runtime.artifacts import (
     atomic_output_dir,
     read_json,
+    sha256_file,
     versions,
     write_json,
     write_termination_message,
@@ -43,6 +44,7 @@ from trtforge_runtime.errors import (
     ArtifactError,
     ConversionError,
     DatasetError,
+    OutputConflictError,
     TrtforgeError,
     UnsupportedTargetError,
 )
@@ -87,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         outcome = convert(settings)
     except TrtforgeError as exc:
         write_termination_message({"ok": False, "stage": "convert", "error": str(exc)})
+        raise
+    except BaseException as exc:  # a bug or an interruption: still tell the operator why the Job ended
+        write_termination_message({"ok": False, "stage": "convert", "error": f"{type(exc).__name__}: {exc}"})
         raise
     print_summary(outcome)
     write_termination_message(summary(outcome))
@@ -180,7 +185,7 @@ def check_existing_output(output: Path, fp: str | None) -> dict[str, Any] | None
     if fp is None:
         return None
     if doc.get("fingerprint") != fp:
-        raise ArtifactError(
+        raise OutputConflictError(
             f"output folder {output} already holds a different engine (engine.json from another model or "
             "engine spec); refusing to overwrite it: choose another output folder or remove it"
         )
@@ -241,7 +246,7 @@ def convert(settings: ConvertSettings) -> Outcome:
 
         chosen, chosen_path, the_gate, results, data = _gate(src, engine, builder, targets, explicit, work)
         cache = EngineCache(settings.cache)
-        network_digest = _digest(chosen_path)
+        network_digest = sha256_file(chosen_path)
         engines = _build_engines(
             builder, cache, src, chosen, chosen_path, network_digest, engine, batch, targets, the_gate
         )
@@ -287,12 +292,6 @@ def convert(settings: ConvertSettings) -> Outcome:
                 place(ort_entry.path / name, out / "onnxruntime" / name)
             write_json(out / "engine.json", doc)
     return Outcome(settings.output.resolve(), doc, reused_output=False)
-
-
-def _digest(path: Path) -> str:
-    from trtforge_runtime.artifacts import sha256_file
-
-    return sha256_file(path)
 
 
 def _gate(

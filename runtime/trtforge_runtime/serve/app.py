@@ -161,5 +161,9 @@ def _batcher(backend: Backend, settings: ServeSettings, metrics: ServeMetrics, n
         max_queue_delay_us=settings.max_queue_delay_microseconds,
         max_queue_size=settings.max_queue_size,
         metrics=metrics,
-        use_thread=settings.backend_thread,
+        use_thread=(
+            settings.backend_thread
+            if settings.backend_thread is not None
+            else backend.metadata().kind != ONNXRUNTIME
+        ),
     )

@@ -49,8 +49,11 @@ class ServeSettings(BaseModel):
         default=30.0, ge=0.0, le=3600.0, description="Longest wait for in-flight requests after SIGTERM."
     )
     ort_threads: int = Field(default=1, ge=0, le=256, description="onnxruntime intra-op threads (0: auto).")
-    backend_thread: bool = Field(
-        default=True, description="Run the backend in a worker thread (the event loop keeps parsing)."
+    backend_thread: bool | None = Field(
+        default=None,
+        description="Run the backend in a worker thread so the event loop keeps parsing meanwhile "
+        "(default: yes for TensorRT, which waits on the GPU; no for onnxruntime, whose small CPU batches "
+        "cost less than the thread hand-off on a one-core pod).",
     )
     warmup_runs: int = Field(default=2, ge=0, le=1000)
     log_format: Literal["text", "json"] = "text"

@@ -7,64 +7,16 @@ controller's ticks on a simulated clock, so that the 60 s windows pass in a frac
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-import yaml
+from autoscaling_cluster import NS, TICK, Serving, create_deployment, create_md
 from autoscaling_metrics_pods import MetricsPods
 from trtforge_operator.apply import Kube as ApiKube
 from trtforge_operator.autoscaling.controller import AutoscalerController, TickResult
 from trtforge_operator.autoscaling.scrape import MetricsScraper
-from trtforge_operator.plan import Owner, Plan
-from trtforge_operator.reconcilers.deployment import deployment as render_deployment
-from trtforge_operator.settings import OperatorSettings
-from trtforge_runtime.spec.load import parse_spec
 from trtforge_runtime.spec.model import API_VERSION, KIND
-
-REPO = Path(__file__).resolve().parents[3]
-NS = "ml"
-DEPLOYMENT = "digits-predictor"
-TICK = 2.0
-
-
-def create_md(cluster: Any, **autoscaling: Any) -> dict[str, Any]:
-    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
-    doc["metadata"]["namespace"] = NS
-    doc["spec"]["serving"]["autoscaling"].update(autoscaling)
-    return dict(cluster.create(doc))
-
-
-def create_deployment(cluster: Any, md: dict[str, Any], replicas: int) -> None:
-    meta = md["metadata"]
-    owner = Owner(name=meta["name"], namespace=NS, uid=meta["uid"])
-    plan = Plan.build(owner, parse_spec(md["spec"]), OperatorSettings())
-    cluster.create(render_deployment(plan, replicas))
-
-
-class Serving:
-    """Plays the Deployment controller + kubelet: spec.replicas ready pods, pod i served by fake pod i."""
-
-    def __init__(self, cluster: Any, pods: MetricsPods, capacity: int) -> None:
-        self.cluster = cluster
-        self.fake = [pods.add(f"runtime-{i}") for i in range(capacity)]
-        self.total = 0.0
-
-    def replicas(self) -> int:
-        return int(self.cluster.get("apps/v1", "Deployment", DEPLOYMENT, NS)["spec"]["replicas"])
-
-    def kubelet(self) -> int:
-        n = self.replicas()
-        self.cluster.make_deployment_ready(NS, DEPLOYMENT, container_port=[p.port for p in self.fake[:n]])
-        self.load(self.total)
-        return n
-
-    def load(self, total: float) -> None:
-        self.total = total
-        n = self.replicas()
-        for i, pod in enumerate(self.fake):
-            pod.inflight = total / n if i < n else 0.0
 
 
 class Ticker:
@@ -125,13 +77,14 @@ async def test_replicas_follow_real_metrics_up_and_down(
     assert "panic window 6s" in up["message"]
 
     # four pods now share the load; one of them turns bad: ignored (counted at target), nothing breaks
-    serving.fake[3].body = "trtforge_inflight_requests NaN\n"
+    bad = serving.serving_fakes()[3]
+    bad.body = "trtforge_inflight_requests NaN\n"
     for _ in range(5):
         result = await ticker.tick(serving)
         assert not result.scaled
     assert sorted(s.value for s in result.scrapes if s.value is not None) == [10.0, 10.0, 10.0]
     assert [s.pod for s in result.scrapes if s.value is None] != []
-    serving.fake[3].body = None
+    bad.body = None
 
     # the load goes away: no scale-down before the panic ends (a stable window) plus the delay
     serving.load(0.0)
@@ -161,12 +114,13 @@ async def test_rps_metric_scales_on_counter_rates(
     ticker = Ticker(cluster, controller)
     controller.clock = lambda: ticker.now
     for _ in range(6):
-        for pod in serving.fake[: serving.replicas()]:
-            pod.requests_total += 400.0 * TICK / serving.replicas()  # 400 requests/s in all
+        live = serving.serving_fakes()
+        for pod in live:
+            pod.requests_total += 400.0 * TICK / len(live)  # 400 requests/s in all
         await ticker.tick(serving)
     assert serving.replicas() == 4
     # a restarted pod (counter back near zero) is a reset, not a negative rate
-    serving.fake[0].requests_total = 5.0
+    serving.serving_fakes()[0].requests_total = 5.0
     result = await ticker.tick(serving)
     assert result.decision is not None and result.decision.desired == 4
 

@@ -1,0 +1,108 @@
+"""hpa / keda modes against the emulator: the children follow the mode, are owned, and are valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from trtforge_operator.apply import ChildConflictError
+from trtforge_operator.apply import Kube as ApiKube
+from trtforge_operator.autoscaling.children import ChildrenReconciler
+from trtforge_operator.autoscaling.controller import parse_autoscaling
+from trtforge_runtime.errors import AutoscalingError
+from trtforge_runtime.spec.model import API_VERSION, KIND
+
+REPO = Path(__file__).resolve().parents[3]
+NS = "ml"
+CHILD = "digits-predictor"
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+SO = ("keda.sh/v1alpha1", "ScaledObject")
+
+
+def create_md(cluster: Any, **autoscaling: Any) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc["metadata"]["namespace"] = NS
+    doc["spec"]["serving"]["autoscaling"].update(autoscaling)
+    return dict(cluster.create(doc))
+
+
+def set_autoscaling(cluster: Any, **fields: Any) -> dict[str, Any]:
+    patch = {"spec": {"serving": {"autoscaling": fields}}}
+    return dict(cluster.patch(API_VERSION, KIND, "digits", patch, NS))
+
+
+@pytest.mark.asyncio
+async def test_children_follow_the_mode(cluster: Any) -> None:
+    kube = ApiKube(cluster.client())
+    children = ChildrenReconciler(kube, "http://prometheus.monitoring.svc:9090", resync_seconds=0)
+
+    async def reconcile(md: dict[str, Any]) -> list[str]:
+        return await children.reconcile(md, parse_autoscaling(md))
+
+    md = create_md(cluster, mode="hpa", minReplicas=2, maxReplicas=6, target=8)
+    assert await reconcile(md) == ["created HorizontalPodAutoscaler"]
+    hpa = cluster.get(*HPA, CHILD, NS)
+    assert hpa["metadata"]["ownerReferences"][0]["uid"] == md["metadata"]["uid"]
+    assert hpa["metadata"]["labels"]["trtforge.dev/modeldeployment"] == "digits"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "digits-predictor"
+    stored = {k: hpa[k] for k in ("apiVersion", "kind", "spec")}
+    stored["metadata"] = {k: hpa["metadata"][k] for k in ("name", "namespace", "labels", "ownerReferences")}
+    kubernetes_validate.validate(stored, "1.35.0", strict=True)
+
+    assert await reconcile(md) == []  # nothing changed: no write
+    md = set_autoscaling(cluster, target=4)
+    assert await reconcile(md) == ["patched HorizontalPodAutoscaler"]
+    metric = cluster.get(*HPA, CHILD, NS)["spec"]["metrics"][0]["pods"]
+    assert metric["target"]["averageValue"] == "4"
+
+    # keda without KEDA installed: a clear error, and the HPA keeps scaling meanwhile
+    md = set_autoscaling(cluster, mode="keda")
+    with pytest.raises(AutoscalingError, match=r"no ScaledObject \(keda.sh/v1alpha1\) API"):
+        await reconcile(md)
+    assert cluster.get(*HPA, CHILD, NS) is not None
+
+    cluster.install_keda_crd()
+    assert await reconcile(md) == ["created ScaledObject", "deleted HorizontalPodAutoscaler"]
+    so = cluster.get(*SO, CHILD, NS)
+    assert so["metadata"]["ownerReferences"][0]["uid"] == md["metadata"]["uid"]
+    trigger = so["spec"]["triggers"][0]
+    assert trigger["metadata"]["serverAddress"] == "http://prometheus.monitoring.svc:9090"
+    assert trigger["metadata"]["threshold"] == "4"
+    assert cluster.get(*HPA, CHILD, NS) is None
+
+    md = set_autoscaling(cluster, mode="builtin")
+    assert await reconcile(md) == ["deleted ScaledObject"]
+    assert cluster.get(*SO, CHILD, NS) is None and cluster.get(*HPA, CHILD, NS) is None
+
+    md = set_autoscaling(cluster, mode="hpa", enabled=False)
+    assert await reconcile(md) == []
+    assert cluster.get(*HPA, CHILD, NS) is None
+    kube.close()
+
+
+@pytest.mark.asyncio
+async def test_a_foreign_object_is_never_adopted_or_deleted(cluster: Any) -> None:
+    cluster.create(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": CHILD, "namespace": NS},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"},
+                "maxReplicas": 3,
+            },
+        }
+    )
+    kube = ApiKube(cluster.client())
+    children = ChildrenReconciler(kube, "http://prometheus:9090", resync_seconds=0)
+    md = create_md(cluster, mode="builtin")
+    assert await children.reconcile(md, parse_autoscaling(md)) == []  # not ours: left alone
+    md = set_autoscaling(cluster, mode="hpa")
+    with pytest.raises(ChildConflictError, match="not owned by this ModelDeployment"):
+        await children.reconcile(md, parse_autoscaling(md))
+    assert cluster.get(*HPA, CHILD, NS)["spec"]["scaleTargetRef"]["name"] == "other"
+    kube.close()

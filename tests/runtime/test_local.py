@@ -1,0 +1,153 @@
+"""`trtforge local`: train -> convert -> serve on this machine, then skip what is already up to date."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from trtforge_runtime.artifacts import sha256_file, write_json
+from trtforge_runtime.local import model_is_current
+from trtforge_runtime.spec.load import load_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def small_manifest(tmp_path: Path, epochs: int = 4) -> Path:
+    doc = yaml.safe_load((ROOT / "examples" / "digits.yaml").read_text())
+    doc["spec"]["model"]["train"]["epochs"] = epochs
+    doc["spec"]["model"]["train"]["minAccuracy"] = 0.5
+    path = tmp_path / "digits.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_model_is_current_compares_spec_and_digest(tmp_path: Path) -> None:
+    manifest = small_manifest(tmp_path)
+    md = load_manifest(manifest)
+    model = tmp_path / "model"
+    model.mkdir()
+    assert model_is_current(model, md) is None
+    (model / "model.onnx").write_bytes(b"onnx bytes")
+    digest = sha256_file(model / "model.onnx")
+    spec = md.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    write_json(model / "manifest.json", {"digest": digest, "spec": spec})
+    assert model_is_current(model, md) == digest
+    # serving/engine changes do not retrain
+    other = json.loads(json.dumps(spec))
+    other["serving"]["replicas"] = 3
+    write_json(model / "manifest.json", {"digest": digest, "spec": other})
+    assert model_is_current(model, md) == digest
+    # a different training spec or a modified model file does
+    other["model"]["train"]["epochs"] = 99
+    write_json(model / "manifest.json", {"digest": digest, "spec": other})
+    assert model_is_current(model, md) is None
+    write_json(model / "manifest.json", {"digest": digest, "spec": spec})
+    (model / "model.onnx").write_bytes(b"tampered")
+    assert model_is_current(model, md) is None
+
+
+def _trtforge() -> list[str]:
+    exe = shutil.which("trtforge")
+    return [exe] if exe else [sys.executable, "-m", "trtforge_runtime.cli"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_until_ready(cmd: list[str], log: Path, timeout: float = 400) -> tuple[subprocess.Popen[bytes], str]:
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "try it" in text and "metrics:" in text:
+            return proc, text
+        if proc.poll() is not None:
+            raise AssertionError(f"trtforge local exited with {proc.returncode}:\n{text}")
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"trtforge local not ready after {timeout} s:\n{log.read_text(errors='replace')}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_local_trains_converts_serves_then_skips_what_is_current(tmp_path: Path) -> None:
+    import tritonclient.http as httpclient
+
+    manifest = small_manifest(tmp_path)
+    workdir = tmp_path / "work"
+    port = _free_port()
+    cmd = [
+        *_trtforge(),
+        "local",
+        str(manifest),
+        "--workdir",
+        str(workdir),
+        "--port",
+        str(port),
+        "--grpc-port",
+        "0",
+    ]
+    proc, text = _run_until_ready(cmd, tmp_path / "first.log")
+    try:
+        for stage in (
+            "[1/3] train: 4 epochs",
+            "[1/3] train: test accuracy",
+            "[2/3] convert: done",
+            "[3/3] serve: ready",
+        ):
+            assert stage in text, text
+        curl = re.search(r"curl -s -X POST (\S+) -H 'Content-Type: application/json' -d @(\S+)", text)
+        assert curl is not None, text
+        assert curl.group(1) == f"http://127.0.0.1:{port}/v2/models/digits/infer"
+        request = json.loads(Path(curl.group(2)).read_text())
+        assert request["inputs"][0]["name"] == "pixels"
+
+        # a real client, the whole held-out test set in one binary request: correct digit predictions
+        samples = np.load(workdir / "digits" / "model" / "samples.npz")
+        x, y = samples["x_test"].astype(np.float32), samples["y_test"]
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        assert client.is_model_ready("digits")
+        inp = httpclient.InferInput("pixels", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        probs = client.infer("digits", [inp]).as_numpy("probabilities")
+        assert probs.shape == (len(x), 10)
+        accuracy = float((probs.argmax(axis=1) == y).mean())
+        metrics = json.loads((workdir / "digits" / "model" / "metrics.json").read_text())
+        assert accuracy >= 0.5
+        assert abs(accuracy - metrics["test"]["accuracy"]) <= 0.02  # the served model is the trained one
+    finally:
+        assert _stop(proc) == 0
+
+    proc, text = _run_until_ready(cmd, tmp_path / "second.log")
+    try:
+        assert "[1/3] train: up to date, skipped" in text, text
+        assert "[2/3] convert: up to date, reused" in text, text
+        assert "[3/3] serve: ready" in text
+    finally:
+        assert _stop(proc) == 0

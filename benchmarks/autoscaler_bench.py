@@ -7,7 +7,8 @@
    scrape of that tick. Target <= 4 s (Knative KPA: 2 s tick, 6 s panic window).
 2. noise: steady load with +-30 % uniform noise per pod and tick, 30 simulated minutes per load level;
    measured: direction changes (up after down or down after up) within any stable window. Target <= 1.
-3. scrape: wall and CPU time of one tick's concurrent scrape of 50 pods.
+3. scrape: wall and CPU time of one tick's concurrent scrape of 50 pods, and of a whole controller tick
+   (read the Deployment, list its 50 pods, scrape, decide) against the Kubernetes emulator.
 
 Each fake pod is a real aiohttp endpoint on 127.0.0.1 serving Prometheus text; the autoscaler's pods
 follow its decision at once (instant readiness), which isolates the autoscaler's own reaction time.
@@ -28,6 +29,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "operator" / "autoscaling"))
+sys.path.insert(0, str(REPO / "tests"))
 
 from autoscaling_metrics_pods import MetricsPods  # noqa: E402
 from trtforge_operator.autoscaling.algorithm import Autoscaler, AutoscalerConfig, aggregate  # noqa: E402
@@ -186,6 +188,47 @@ async def bench_scrape(servers: MetricsPods, pods: int, ticks: int) -> dict[str,
     }
 
 
+async def bench_controller_tick(servers: MetricsPods, pods: int, ticks: int) -> dict[str, Any]:
+    """Whole controller ticks against the emulator: GET Deployment, LIST 50 pods, scrape 50, decide."""
+    import tempfile
+
+    from autoscaling_cluster import NS, Serving, create_deployment, create_md
+    from kube_emulator.fixtures import start_kube
+    from trtforge_operator.apply import Kube as ApiKube
+    from trtforge_operator.autoscaling.controller import AutoscalerController
+    from trtforge_runtime.spec.model import API_VERSION, KIND
+
+    with tempfile.TemporaryDirectory() as tmp:
+        thread, cluster = start_kube(Path(tmp))
+        try:
+            cluster.create_namespace(NS)
+            md = create_md(cluster, minReplicas=pods, maxReplicas=pods, target=8)
+            create_deployment(cluster, md, replicas=pods)
+            serving = Serving(cluster, servers, capacity=pods)
+            serving.kubelet()
+            serving.load(pods * 8.0)
+            md = cluster.get(API_VERSION, KIND, "digits", NS)
+            kube = ApiKube(cluster.client())
+            controller = AutoscalerController(kube, namespace=NS, name="digits")
+            walls: list[float] = []
+            for _ in range(ticks):
+                started = time.perf_counter()
+                result = await controller.tick(md)
+                walls.append(time.perf_counter() - started)
+                assert len(result.scrapes) == pods and all(s.value is not None for s in result.scrapes)
+            await controller.close()
+            kube.close()
+        finally:
+            thread.stop()
+    walls.sort()
+    return {
+        "pods": pods,
+        "ticks": ticks,
+        "wall_ms_median": 1000 * statistics.median(walls),
+        "wall_ms_p95": 1000 * walls[int(0.95 * (len(walls) - 1))],
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     servers = MetricsPods().start()
     try:
@@ -193,6 +236,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "step_10x": await bench_step(servers, args.runs),
             "noise_30pct": await bench_noise(servers, args.minutes),
             "scrape": await bench_scrape(servers, 50, args.ticks),
+            "controller_tick": await bench_controller_tick(servers, 50, max(10, args.ticks // 4)),
         }
     finally:
         servers.stop()
@@ -221,6 +265,11 @@ def main() -> int:
     print(
         f"scrape of {scrape['pods']} pods per tick: wall median {scrape['wall_ms_median']:.1f} ms, p95 "
         f"{scrape['wall_ms_p95']:.1f} ms, CPU median {scrape['cpu_ms_median']:.1f} ms"
+    )
+    tick = figures["controller_tick"]
+    print(
+        f"whole controller tick with {tick['pods']} pods against the emulator: wall median "
+        f"{tick['wall_ms_median']:.1f} ms, p95 {tick['wall_ms_p95']:.1f} ms"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

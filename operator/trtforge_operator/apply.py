@@ -105,22 +105,20 @@ class Kube:
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         try:
-            resp = self.api.call_api(
-                path,
-                method,
+            method, url, headers, serialized, _ = self.api.param_serialize(
+                method=method,
+                resource_path=path,
                 query_params=list((query or {}).items()),
                 header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=30,
             )
+            resp = self.api.call_api(method, url, header_params=headers, body=serialized, _request_timeout=30)
+            data = resp.read()
         except ApiException as exc:
-            return int(exc.status or 0), (exc.body or b"") if isinstance(exc.body, bytes) else str(
-                exc.body or exc.reason
-            ).encode()
-        return int(resp.status), resp.data
+            text = exc.body if isinstance(exc.body, bytes) else str(exc.body or exc.reason).encode()
+            return int(exc.status or 0), text
+        return int(resp.status), data or b""
 
     async def request(
         self,

@@ -32,6 +32,11 @@ CHILD_FILTER: dict[str, Any] = {labels.MODELDEPLOYMENT: kopf.PRESENT, "app.kuber
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     op = OperatorSettings.from_env()
     settings.batching.worker_limit = op.worker_limit
+    # The handlers only enqueue (the Controller does the work), so per-object workers may end at once:
+    # with kopf's default 5 s idle timeout, worker_limit objects would hold every worker and the next
+    # new ModelDeployment would wait 5 s for one. A short batch window keeps event latency low.
+    settings.batching.idle_timeout = 0.5
+    settings.batching.batch_window = 0.02
     settings.posting.enabled = False  # kopf's own log-events; the operator posts meaningful ones
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="trtforge.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="trtforge.dev")
@@ -81,6 +86,40 @@ async def modeldeployment_event(type: str | None, body: kopf.Body, memo: kopf.Me
 def _owner_key(body: kopf.Body) -> tuple[str, str]:
     meta = body.get("metadata", {})
     return str(meta.get("namespace")), str((meta.get("labels") or {}).get(labels.MODELDEPLOYMENT))
+
+
+def _artifacts_not_retained(spec: kopf.Spec, **_: Any) -> bool:
+    return (spec.get("storage") or {}).get("retainOnDelete", True) is False
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=_artifacts_not_retained)
+async def delete_artifacts(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    """spec.storage.retainOnDelete: false: run the cleanup Job before the ModelDeployment goes.
+
+    Only such ModelDeployments get kopf's finalizer; the others are deleted at once and keep their
+    artifacts. A spec that does not parse any more cannot name its folder: nothing is deleted then.
+    """
+    from trtforge_operator.apply import ensure
+    from trtforge_operator.plan import Owner, Plan
+    from trtforge_operator.reconcilers import cleanup_job
+    from trtforge_runtime.errors import ManifestError
+    from trtforge_runtime.spec.load import parse_spec
+
+    meta = body.get("metadata", {})
+    try:
+        spec = parse_spec(dict(body.get("spec") or {}))
+        owner = Owner(str(meta["name"]), str(meta["namespace"]), str(meta["uid"]))
+        plan = Plan.build(owner, spec, memo["trtforge_settings"])
+    except (ManifestError, ValueError) as exc:
+        logger.warning("artifacts of %s are kept: %s", meta.get("name"), exc)
+        return
+    if not cleanup_job.supported(plan):
+        logger.info("artifacts in %s are kept: the operator deletes only pvc:// artifacts", plan.store.scheme)
+        return
+    job = cleanup_job.cleanup_job(plan)
+    kube: Kube = memo["trtforge_kube"]
+    await ensure(kube, job, owner_uid="", existing=None, immutable=True)
+    logger.info("artifact cleanup Job %s removes %s", job["metadata"]["name"], cleanup_job.folder(plan))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)

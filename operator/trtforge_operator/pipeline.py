@@ -12,8 +12,10 @@ not retried; a spec change makes a new revision). Jobs may be garbage-collected 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +64,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ entry
     async def reconcile(self, namespace: str, name: str) -> Result:
+        started, calls = time.perf_counter(), self.kube.requests
+        try:
+            return await self._reconcile(namespace, name)
+        finally:
+            log.debug(
+                "reconciled %s/%s in %.3f s (%d API calls)",
+                namespace,
+                name,
+                time.perf_counter() - started,
+                self.kube.requests - calls,
+            )
+
+    async def _reconcile(self, namespace: str, name: str) -> Result:
         body = await self.kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return Result(found=False)
@@ -103,8 +118,12 @@ class Pipeline:
         )
         result.status_patch = patch
         result.resource_version = obj.get("metadata", {}).get("resourceVersion")
-        for etype, reason, msg in events.transitions(st.current.get("conditions"), st.conditions):
-            await events.post(self.kube, body, etype, reason, msg)
+        await asyncio.gather(
+            *(
+                events.post(self.kube, body, etype, reason, msg)
+                for etype, reason, msg in events.transitions(st.current.get("conditions"), st.conditions)
+            )
+        )
         return result
 
     # ------------------------------------------------------------------ stages
@@ -116,10 +135,10 @@ class Pipeline:
         }
         if not await self._train(plan, st, jobs):
             await self._observe_serving(plan, st)
-            return st.desired.get("message") or "training"
+            return str((st.condition("Trained") or {}).get("message") or "training")
         if not await self._convert(plan, st, jobs):
             await self._observe_serving(plan, st)
-            return "converting"
+            return str((st.condition("EngineBuilt") or {}).get("message") or "converting")
         return await self._serve(plan, st)
 
     async def _ensure_config(self, plan: Plan, stage: str, revision: str) -> None:

@@ -120,6 +120,12 @@ def _k8s_to_jsonschema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {k: _k8s_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    # OpenAPI 3.0 exclusive bounds are booleans beside minimum/maximum; JSON Schema's are the numbers
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if out.get(exclusive) is True and bound in out:
+            out[exclusive] = out.pop(bound)
+        elif out.get(exclusive) is False:
+            out.pop(exclusive)
     if node.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["type"] = ["integer", "string"]
@@ -145,7 +151,10 @@ def validate_objects(docs: Sequence[dict[str, Any]], extra_crds: Sequence[dict[s
         key = (doc.get("apiVersion", ""), kind)
         if key in schemas:
             schema = _k8s_to_jsonschema(schemas[key])
-            schema["properties"]["metadata"] = {"type": "object"}
+            # the API server owns these root fields of every custom resource
+            schema["properties"].update(
+                apiVersion={"type": "string"}, kind={"type": "string"}, metadata={"type": "object"}
+            )
             for error in jsonschema.Draft202012Validator(schema).iter_errors(doc):
                 errors.append(f"{where}: {'/'.join(map(str, error.path))}: {error.message}")
             continue

@@ -6,8 +6,6 @@ with that reason (CI runs scripts/tools.sh first, so there they always run).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from charts.chartlib import Helm, find_tool
 
@@ -26,10 +24,3 @@ def kubectl() -> str:
     if binary is None:
         pytest.skip("kubectl not found in .tools/bin or on PATH: run `bash scripts/tools.sh`")
     return binary
-
-
-@pytest.fixture(scope="session")
-def chart_dir() -> Path:
-    from charts.chartlib import CHART
-
-    return CHART

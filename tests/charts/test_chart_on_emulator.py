@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from charts.chartlib import REPO, Helm, by_kind, grants, restricted_violations
+from charts.chartlib import REPO, Helm, grants, restricted_violations
 
 NAMESPACE = "trtforge-system"
 RELEASE = "forge"
@@ -34,8 +34,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rbac_triple(method: str, path: str, query: dict[str, str]) -> tuple[str, str, str] | None:
-    """An API request -> (apiGroup, resource[/subresource], verb) as the authorizer sees it."""
+def _rbac_request(
+    method: str, path: str, query: dict[str, str]
+) -> tuple[str | None, tuple[str, str, str]] | None:
+    """An API request -> (namespace or None, (apiGroup, resource[/subresource], verb)) as RBAC sees it."""
     parts = [p for p in path.split("/") if p]
     if parts[:1] == ["api"] and len(parts) >= 3:
         group, rest = "", parts[2:]
@@ -43,8 +45,9 @@ def _rbac_triple(method: str, path: str, query: dict[str, str]) -> tuple[str, st
         group, rest = parts[1], parts[3:]
     else:
         return None  # discovery, /version: granted to every authenticated user
+    namespace = None
     if rest[0] == "namespaces" and len(rest) >= 3:
-        rest = rest[2:]
+        namespace, rest = rest[1], rest[2:]
     resource, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
     if sub:
         resource = f"{resource}/{sub}"
@@ -55,7 +58,7 @@ def _rbac_triple(method: str, path: str, query: dict[str, str]) -> tuple[str, st
         "PATCH": "patch",
         "DELETE": "delete" if name else "deletecollection",
     }[method]
-    return group, resource, verb
+    return namespace, (group, resource, verb)
 
 
 @pytest.fixture
@@ -103,12 +106,15 @@ def _jobs(kube: Any) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize("watch", ["all", "namespaced"])
 def test_chart_installs_and_its_operator_reconciles_the_example(
-    helm: Helm, cluster: tuple[Any, list[Any]], tmp_path: Path
+    helm: Helm, cluster: tuple[Any, list[Any]], tmp_path: Path, watch: str
 ) -> None:
+    """All namespaces watched (ClusterRole) and one namespace watched (Role there, CRD reads cluster-wide)."""
     kube, requests = cluster
     port = _free_port()
-    docs = helm.template(sets=[f"healthPort={port}"], release=RELEASE, namespace=NAMESPACE)
+    sets = [f"healthPort={port}"] + (["watchNamespaces={default}"] if watch == "namespaced" else [])
+    docs = helm.template(sets=sets, release=RELEASE, namespace=NAMESPACE)
     rendered = tmp_path / "chart.yaml"
 
     # install: the namespace, then everything the chart renders (CRDs included), as a user would
@@ -195,17 +201,26 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
             proc.wait(5)
         log.close()
 
-    # least privilege holds up: everything the operator asked of the API, the chart granted
-    granted = grants(docs, "ClusterRole")
-    used = {
-        t
+    # least privilege holds up: everything the operator asked of the API, the chart granted (a namespaced
+    # request by the ClusterRole or by the Role of that namespace, a cluster-scoped one by the ClusterRole)
+    cluster_rules = grants(docs, "ClusterRole")
+    used = [
+        r
         for method, path, query, agent in requests
         if not agent.startswith("kubectl")
-        for t in [_rbac_triple(method, path, query)]
-        if t is not None
-    }
+        for r in [_rbac_request(method, path, query)]
+        if r is not None
+    ]
     assert used, "no request from the operator was recorded"
-    missing = sorted(used - granted)
+    missing = sorted(
+        {
+            (ns or "<cluster>", *triple)
+            for ns, triple in used
+            if triple not in cluster_rules and (ns is None or triple not in grants(docs, "Role", ns))
+        }
+    )
     text = (tmp_path / "operator.log").read_text()
     assert missing == [], f"the operator used rights the chart does not grant: {missing}\n{text[-3000:]}"
-    assert by_kind(docs, "ClusterRoleBinding")[0]["subjects"][0]["name"] == f"{RELEASE}-trtforge"
+    cluster_scoped = {t for ns, t in used if ns is None}
+    if watch == "namespaced":  # only reads of CRDs and namespace names outside the watched namespaces
+        assert {t[1] for t in cluster_scoped} <= {"customresourcedefinitions", "namespaces"}, cluster_scoped

@@ -100,6 +100,7 @@ def test_default_operator_deployment(helm: Helm) -> None:
         "TRTFORGE_PEERING_NAME": "",
         "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT": "default",
         "TRTFORGE_AUTOSCALER_ENABLED": "true",
+        "TRTFORGE_AUTOSCALER_MODES": "hpa",
         "TRTFORGE_PROMETHEUS_URL": "http://prometheus-operated.monitoring.svc:9090",
         "TRTFORGE_AUTOSCALER_SCRAPE_TIMEOUT": "1",
         "TRTFORGE_RESYNC_SECONDS": "120",

@@ -13,4 +13,12 @@ from kube_emulator.errors import ApiError
 from kube_emulator.helpers import Kube
 from kube_emulator.runner import EmulatorThread, api_client, kubeconfig_text, write_kubeconfig
 
-__all__ = ["ApiError", "Emulator", "EmulatorThread", "Kube", "api_client", "kubeconfig_text", "write_kubeconfig"]
+__all__ = [
+    "ApiError",
+    "Emulator",
+    "EmulatorThread",
+    "Kube",
+    "api_client",
+    "kubeconfig_text",
+    "write_kubeconfig",
+]

@@ -43,9 +43,17 @@ log = logging.getLogger("kube_emulator")
 
 CRD_KEY: StoreKey = ("apiextensions.k8s.io", "customresourcedefinitions")
 NS_KEY: StoreKey = ("", "namespaces")
+FieldErrors = list[FieldError]
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-_SERVER_META = ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds",
-                "selfLink", "managedFields")
+_SERVER_META = (
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "managedFields",
+)
 
 
 def now_rfc3339() -> str:
@@ -57,7 +65,11 @@ def _copy(obj: Any) -> Any:
 
 
 def _content(obj: dict[str, Any], with_status: bool) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind") and (with_status or k != "status")}
+    return {
+        k: v
+        for k, v in obj.items()
+        if k not in ("metadata", "apiVersion", "kind") and (with_status or k != "status")
+    }
 
 
 def _set_dotted(obj: dict[str, Any], path: str, value: Any) -> None:
@@ -84,9 +96,9 @@ class Emulator:
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(self.rtype("", "v1", "namespaces"), None, {"metadata": {"name": ns}})
         if kopf_peerings:
-            import yaml
+            from kube_emulator.helpers import load_yaml_documents
 
-            for crd in yaml.safe_load_all((Path(__file__).parent / "crds" / "kopf.dev_peerings.yaml").read_text()):
+            for crd in load_yaml_documents(Path(__file__).parent / "crds" / "kopf.dev_peerings.yaml"):
                 self.install_crd(crd)
 
     # ------------------------------------------------------------ look-ups
@@ -94,8 +106,12 @@ class Emulator:
     def rtype(self, group: str, version: str, plural: str) -> ResourceType:
         rtype = self.registry.get(group, version, plural)
         if rtype is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource",
-                           details={"group": group, "kind": plural})
+            raise ApiError(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                details={"group": group, "kind": plural},
+            )
         return rtype
 
     def rtype_for(self, api_version: str, kind: str) -> ResourceType:
@@ -145,14 +161,22 @@ class Emulator:
                 continue
             if limit and len(items) >= limit:
                 last = items[-1]["metadata"]
-                cont = base64.urlsafe_b64encode(json.dumps(
-                    {"ns": last.get("namespace") or "", "name": last["name"], "rv": list_rv}).encode()).decode()
+                cont = base64.urlsafe_b64encode(
+                    json.dumps(
+                        {"ns": last.get("namespace") or "", "name": last["name"], "rv": list_rv}
+                    ).encode()
+                ).decode()
                 break
             items.append(self._out(rtype, obj))
         metadata: dict[str, Any] = {"resourceVersion": list_rv}
         if cont:
             metadata["continue"] = cont
-        return {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": items}
+        return {
+            "kind": rtype.list_kind,
+            "apiVersion": rtype.api_version,
+            "metadata": metadata,
+            "items": items,
+        }
 
     # ------------------------------------------------------------ create
 
@@ -171,9 +195,18 @@ class Emulator:
         if not meta.get("name"):
             prefix = meta.get("generateName")
             if not prefix:
-                raise invalid(rtype.kind, rtype.group, "",
-                              [FieldError("metadata.name", "FieldValueRequired",
-                                          "Required value: name or generateName is required")])
+                raise invalid(
+                    rtype.kind,
+                    rtype.group,
+                    "",
+                    [
+                        FieldError(
+                            "metadata.name",
+                            "FieldValueRequired",
+                            "Required value: name or generateName is required",
+                        )
+                    ],
+                )
             for _ in range(16):
                 name = prefix[:58] + "".join(random.choices(_NAME_CHARS, k=5))
                 if self.store.get(rtype.store_key, (namespace or "", name)) is None:
@@ -188,12 +221,15 @@ class Emulator:
             if ns is None:
                 raise not_found("namespaces", "", namespace)
             if ns["metadata"].get("deletionTimestamp"):
-                raise ApiError(403, "Forbidden",
-                               f'{rtype.plural} "{name}" is forbidden: unable to create new content in namespace '
-                               f"{namespace} because it is being terminated")
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{rtype.plural} "{name}" is forbidden: unable to create new content in namespace '
+                    f"{namespace} because it is being terminated",
+                )
         if self.store.get(rtype.store_key, (namespace or "", name)) is not None:
             raise already_exists(rtype.plural, rtype.group, name)
-        for key in _SERVER_META + ("resourceVersion",):
+        for key in (*_SERVER_META, "resourceVersion"):
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
@@ -219,7 +255,9 @@ class Emulator:
         if kind and kind != rtype.kind:
             raise bad_request(f"the kind {kind!r} of the body does not match the resource {rtype.kind!r}")
         if api_version and api_version.split("/")[0] != rtype.api_version.split("/")[0] and rtype.group:
-            raise bad_request(f"the apiVersion {api_version!r} of the body does not match {rtype.api_version!r}")
+            raise bad_request(
+                f"the apiVersion {api_version!r} of the body does not match {rtype.api_version!r}"
+            )
 
     def _scope(self, rtype: ResourceType, namespace: str | None, meta: dict[str, Any]) -> str | None:
         if not rtype.namespaced:
@@ -231,7 +269,9 @@ class Emulator:
         if not namespace:
             raise bad_request("the namespace of the object is required")
         if body_ns and body_ns != namespace:
-            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
         meta["namespace"] = namespace
         return namespace
 
@@ -254,11 +294,23 @@ class Emulator:
         new.setdefault("metadata", {})
         rv = new["metadata"].get("resourceVersion")
         if not rv and rtype.crd is not None and subresource is None:
-            raise invalid(rtype.kind, rtype.group, name, [FieldError(
-                "metadata.resourceVersion", "FieldValueInvalid", "Invalid value: 0: must be specified for an update")])
+            raise invalid(
+                rtype.kind,
+                rtype.group,
+                name,
+                [
+                    FieldError(
+                        "metadata.resourceVersion",
+                        "FieldValueInvalid",
+                        "Invalid value: 0: must be specified for an update",
+                    )
+                ],
+            )
         body_name = new["metadata"].get("name")
         if body_name and body_name != name:
-            raise bad_request(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
+            raise bad_request(
+                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )
         return self._write(rtype, old, new, subresource=subresource, dry_run=dry_run)
 
     def patch(
@@ -286,13 +338,19 @@ class Emulator:
             return apply_merge_patch(old, patch)
         if ctype == STRATEGIC_PATCH:
             if rtype.crd is not None:
-                raise ApiError(415, "UnsupportedMediaType",
-                               f'the body of the request was in an unknown format - accepted media types include: '
-                               f'{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}')
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}",
+                )
             return apply_strategic_patch(old, patch)
-        raise ApiError(415, "UnsupportedMediaType",
-                       f"the body of the request was in an unknown format - accepted media types include: "
-                       f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}")
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}",
+        )
 
     def _write(
         self,
@@ -337,9 +395,14 @@ class Emulator:
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
                 if added:
-                    errs.append(FieldError("metadata.finalizers", "FieldValueForbidden",
-                                           f"Forbidden: no new finalizers can be added if the object is being "
-                                           f"deleted, found new finalizers {sorted(added)}"))
+                    errs.append(
+                        FieldError(
+                            "metadata.finalizers",
+                            "FieldValueForbidden",
+                            f"Forbidden: no new finalizers can be added if the object is being "
+                            f"deleted, found new finalizers {sorted(added)}",
+                        )
+                    )
             errs += kinds.on_update(skey, old, new)
             if errs:
                 raise invalid(rtype.kind, rtype.group, name, errs)
@@ -386,8 +449,11 @@ class Emulator:
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in meta},
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
             "spec": {"replicas": dotted(obj, sc.spec_replicas) or 0},
             "status": status,
         }
@@ -403,15 +469,27 @@ class Emulator:
         dry_run: bool = False,
     ) -> dict[str, Any]:
         scale = self.get_scale(rtype, namespace, name)
-        new_scale = body if content_type is None else self._apply_patch(
-            self.rtype("", "v1", "pods"), scale, content_type, body)
+        new_scale = (
+            body
+            if content_type is None
+            else self._apply_patch(self.rtype("", "v1", "pods"), scale, content_type, body)
+        )
         if not isinstance(new_scale, dict):
             raise bad_request("a Scale body must be an object")
         replicas = (new_scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise invalid("Scale", "autoscaling", name, [FieldError(
-                "spec.replicas", "FieldValueInvalid",
-                f"Invalid value: {replicas!r}: must be greater than or equal to 0")])
+            raise invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                [
+                    FieldError(
+                        "spec.replicas",
+                        "FieldValueInvalid",
+                        f"Invalid value: {replicas!r}: must be greater than or equal to 0",
+                    )
+                ],
+            )
         rv = (new_scale.get("metadata") or {}).get("resourceVersion")
         obj = _copy(self.get(rtype, namespace, name))
         if rv and rv != obj["metadata"]["resourceVersion"]:
@@ -437,14 +515,24 @@ class Emulator:
         obj = self.get(rtype, namespace, name)
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]:
-            raise conflict(rtype.plural, rtype.group, name,
-                           f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
-                           f"{obj['metadata']['uid']}")
+            raise conflict(
+                rtype.plural,
+                rtype.group,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
+                f"{obj['metadata']['uid']}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
-            raise conflict(rtype.plural, rtype.group, name,
-                           f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
-                           f"ResourceVersion in object meta: {obj['metadata']['resourceVersion']}")
-        policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else "Background")
+            raise conflict(
+                rtype.plural,
+                rtype.group,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                f"ResourceVersion in object meta: {obj['metadata']['resourceVersion']}",
+            )
+        policy = options.get("propagationPolicy") or (
+            "Orphan" if options.get("orphanDependents") else "Background"
+        )
         if policy not in ("Background", "Foreground", "Orphan"):
             raise bad_request(f"unsupported propagationPolicy {policy!r}")
         if dry_run:
@@ -465,7 +553,11 @@ class Emulator:
                     new["metadata"].pop("ownerReferences", None)
                 self.store.commit(dkey, new, dep)
         finalizers = list(meta.get("finalizers") or [])
-        if policy == "Foreground" and self.store.dependents_of(uid) and "foregroundDeletion" not in finalizers:
+        if (
+            policy == "Foreground"
+            and self.store.dependents_of(uid)
+            and "foregroundDeletion" not in finalizers
+        ):
             finalizers.append("foregroundDeletion")
         if skey == NS_KEY:
             return self._delete_namespace(obj)
@@ -483,7 +575,9 @@ class Emulator:
                 for dkey, dep in self.store.dependents_of(uid):
                     self._delete(dkey, dep, "Foreground")
                 self._finish_foreground(skey, uid)
-            return self._out(rtype, self.store.get(skey, (meta.get("namespace") or "", meta["name"])) or stored), 202
+            return self._out(
+                rtype, self.store.get(skey, (meta.get("namespace") or "", meta["name"])) or stored
+            ), 202
         gone = self.store.remove(skey, obj)
         self._after_removal(rtype, gone)
         return self._out(rtype, gone), 200
@@ -546,8 +640,10 @@ class Emulator:
         for t in self.registry.all():
             if t.namespaced:
                 for obj in list(self.store.items(t.store_key, name)):
-                    if not obj["metadata"].get("deletionTimestamp") and self.store.get(
-                            t.store_key, (name, obj["metadata"]["name"])) is not None:
+                    if (
+                        not obj["metadata"].get("deletionTimestamp")
+                        and self.store.get(t.store_key, (name, obj["metadata"]["name"])) is not None
+                    ):
                         self._delete(t.store_key, obj, "Background")
         self._finish_namespace(ns)
         current = self.store.get(NS_KEY, ("", name))
@@ -581,35 +677,53 @@ class Emulator:
 
     # ------------------------------------------------------------ CRDs
 
-    def _crd_errors(self, crd: dict[str, Any]) -> list[FieldError]:
+    def _crd_errors(self, crd: dict[str, Any]) -> FieldErrors:
         errs: list[FieldError] = []
         spec = crd.get("spec") or {}
         names = spec.get("names") or {}
         group, plural = spec.get("group", ""), names.get("plural", "")
         if crd["metadata"]["name"] != f"{plural}.{group}":
-            errs.append(FieldError("metadata.name", "FieldValueInvalid",
-                                   f'Invalid value: "{crd["metadata"]["name"]}": must be spec.names.plural+"."+'
-                                   f"spec.group"))
+            errs.append(
+                FieldError(
+                    "metadata.name",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{crd["metadata"]["name"]}": must be spec.names.plural+"."+spec.group',
+                )
+            )
         if not names.get("kind"):
             errs.append(FieldError("spec.names.kind", "FieldValueRequired", "Required value"))
         versions = spec.get("versions") or []
         if not versions:
             errs.append(FieldError("spec.versions", "FieldValueRequired", "Required value"))
         if sum(1 for v in versions if v.get("storage")) != 1:
-            errs.append(FieldError("spec.versions", "FieldValueInvalid",
-                                   "Invalid value: must have exactly one version marked as storage version"))
+            errs.append(
+                FieldError(
+                    "spec.versions",
+                    "FieldValueInvalid",
+                    "Invalid value: must have exactly one version marked as storage version",
+                )
+            )
         lenient = crd["metadata"]["name"] in self.lenient_crds
         for i, version in enumerate(versions):
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
             if schema is None:
-                errs.append(FieldError(f"spec.versions[{i}].schema.openAPIV3Schema", "FieldValueRequired",
-                                       "Required value: schemas are required"))
+                errs.append(
+                    FieldError(
+                        f"spec.versions[{i}].schema.openAPIV3Schema",
+                        "FieldValueRequired",
+                        "Required value: schemas are required",
+                    )
+                )
                 continue
             problems = check_crd_schema(schema, f"spec.versions[{i}].schema.openAPIV3Schema")
             tolerated = [p for p in problems if lenient and "cannot unmarshal" in p]
             if tolerated:
-                log.warning("CRD %s accepted leniently despite %d decode problems, e.g. %s",
-                            crd["metadata"]["name"], len(tolerated), tolerated[0])
+                log.warning(
+                    "CRD %s accepted leniently despite %d decode problems, e.g. %s",
+                    crd["metadata"]["name"],
+                    len(tolerated),
+                    tolerated[0],
+                )
             for problem in problems:
                 if problem in tolerated:
                     continue
@@ -617,9 +731,16 @@ class Emulator:
                 errs.append(FieldError(field, "FieldValueInvalid", message))
         for other in self.store.items(CRD_KEY):
             ospec = other["spec"]
-            if other["metadata"]["name"] != crd["metadata"]["name"] and ospec.get("group") == group and (
-                    ospec["names"].get("kind") == names.get("kind")):
-                errs.append(FieldError("spec.names.kind", "FieldValueInvalid", "Invalid value: kind is already in use"))
+            if (
+                other["metadata"]["name"] != crd["metadata"]["name"]
+                and ospec.get("group") == group
+                and (ospec["names"].get("kind") == names.get("kind"))
+            ):
+                errs.append(
+                    FieldError(
+                        "spec.names.kind", "FieldValueInvalid", "Invalid value: kind is already in use"
+                    )
+                )
         return errs
 
     def _crd_established(self, crd: dict[str, Any]) -> dict[str, Any]:
@@ -634,10 +755,20 @@ class Emulator:
             "acceptedNames": spec["names"],
             "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": ts},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": ts},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": ts,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": ts,
+                },
             ],
         }
         old_status = crd.get("status") or {}
@@ -651,7 +782,7 @@ class Emulator:
         """Create or replace a CRD (as `kubectl apply` would); `lenient` accepts JSON-Schema-style bounds."""
         if lenient:
             self.lenient_crds.add(crd["metadata"]["name"])
-        rtype = self.rtype(*CRD_KEY[:1], "v1", CRD_KEY[1])
+        rtype = self.rtype(CRD_KEY[0], "v1", CRD_KEY[1])
         existing = self.store.get(CRD_KEY, ("", crd["metadata"]["name"]))
         if existing is None:
             return self.create(rtype, None, crd)

@@ -53,9 +53,11 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kube]:
     try:
         import kubernetes
 
-        monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kube.kubeconfig))
+        monkeypatch.setattr(
+            kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kube.kubeconfig)
+        )
         previous = kubernetes.client.Configuration.get_default_copy()
-        kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig))
+        kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig))  # type: ignore[no-untyped-call]
     except ImportError:  # pragma: no cover - the client is in the operator extra
         previous = None
     try:

@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -36,6 +36,8 @@ KOPF_CRDS = Path(__file__).with_name("crds") / "kopf.dev_peerings.yaml"
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
 HELM = REPO / ".tools" / "bin" / "helm"
 _CHARS = "bcdfghjklmnpqrstvwxz2456789"
+T = TypeVar("T")
+Objects = list[dict[str, Any]]
 
 
 def _suffix() -> str:
@@ -53,8 +55,17 @@ def _owner_ref(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_YAML_CACHE: dict[tuple[str, float], list[dict[str, Any]]] = {}
+
+
 def load_yaml_documents(path: str | Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    """The documents of a YAML file (parsed once per process and modification time; deep copies)."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime)
+    if key not in _YAML_CACHE:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        _YAML_CACHE[key] = [d for d in yaml.load_all(path.read_text(), Loader=loader) if d]
+    return copy.deepcopy(_YAML_CACHE[key])
 
 
 class Kube:
@@ -83,23 +94,32 @@ class Kube:
         """A `kopf.ConnectionInfo` for `@kopf.on.login()` handlers."""
         import kopf
 
-        return kopf.ConnectionInfo(server=self.url, token="kube-emulator", scheme="Bearer",
-                                   default_namespace="default")
+        return kopf.ConnectionInfo(
+            server=self.url, token="kube-emulator", scheme="Bearer", default_namespace="default"
+        )
 
     def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
         return write_kubeconfig(self.url, path, namespace)
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against the emulator; raises with its stderr on failure when `check`."""
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.kubeconfig.parent)}
-        proc = subprocess.run([str(KUBECTL), *args], input=input, capture_output=True, text=True, env=env,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            [str(KUBECTL), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc
 
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(emulator, *args, **kwargs)` on the emulator's loop."""
         return self.thread.call(fn, self.emulator, *args, **kwargs)
 
@@ -108,8 +128,11 @@ class Kube:
     def _rtype(self, api_version: str, kind: str) -> ResourceType:
         return self.emulator.rtype_for(api_version, kind)
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         """The object, or None when absent (a deep copy: safe to mutate)."""
+
         def run(emu: Emulator) -> dict[str, Any] | None:
             try:
                 return copy.deepcopy(emu.get(emu.rtype_for(api_version, kind), namespace, name))
@@ -117,49 +140,88 @@ class Kube:
                 if exc.code == 404:
                     return None
                 raise
-        return self.call(run)  # type: ignore[no-any-return]
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | dict[str, str] | None = None) -> list[dict[str, Any]]:
+        return self.call(run)
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | dict[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
         if isinstance(label_selector, dict):
             label_selector = ",".join(f"{k}={v}" for k, v in label_selector.items())
 
         def run(emu: Emulator) -> list[dict[str, Any]]:
             listed = emu.list(emu.rtype_for(api_version, kind), namespace, label_selector=label_selector)
             return copy.deepcopy(listed["items"])
-        return self.call(run)  # type: ignore[no-any-return]
+
+        return self.call(run)
 
     def create(self, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         def run(emu: Emulator) -> dict[str, Any]:
             rtype = emu.rtype_for(obj["apiVersion"], obj["kind"])
-            ns = namespace or obj.get("metadata", {}).get("namespace") or ("default" if rtype.namespaced else None)
+            ns = (
+                namespace
+                or obj.get("metadata", {}).get("namespace")
+                or ("default" if rtype.namespaced else None)
+            )
             return copy.deepcopy(emu.create(rtype, ns, obj))
-        return self.call(run)  # type: ignore[no-any-return]
+
+        return self.call(run)
 
     def apply(self, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         """Create, or merge-patch an existing object (spec and metadata; status via set_status)."""
+
         def run(emu: Emulator) -> dict[str, Any]:
             rtype = emu.rtype_for(obj["apiVersion"], obj["kind"])
-            ns = namespace or obj.get("metadata", {}).get("namespace") or ("default" if rtype.namespaced else None)
+            ns = (
+                namespace
+                or obj.get("metadata", {}).get("namespace")
+                or ("default" if rtype.namespaced else None)
+            )
             if emu.store.get(rtype.store_key, (ns or "", obj["metadata"]["name"])) is None:
                 return copy.deepcopy(emu.create(rtype, ns, obj))
             return copy.deepcopy(emu.patch(rtype, ns, obj["metadata"]["name"], MERGE_PATCH, obj))
-        return self.call(run)  # type: ignore[no-any-return]
 
-    def apply_file(self, path: str | Path, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.call(run)
+
+    def apply_file(self, path: str | Path, namespace: str | None = None) -> Objects:
         return [self.apply(doc, namespace) for doc in load_yaml_documents(path)]
 
-    def patch(self, api_version: str, kind: str, name: str, patch: dict[str, Any],
-              namespace: str | None = None, *, subresource: str | None = None) -> dict[str, Any]:
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: dict[str, Any],
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
         """JSON-merge-patch an object (or its status with subresource="status")."""
+
         def run(emu: Emulator) -> dict[str, Any]:
             rtype = emu.rtype_for(api_version, kind)
-            return copy.deepcopy(emu.patch(rtype, namespace, name, MERGE_PATCH, patch, subresource=subresource))
-        return self.call(run)  # type: ignore[no-any-return]
+            return copy.deepcopy(
+                emu.patch(rtype, namespace, name, MERGE_PATCH, patch, subresource=subresource)
+            )
 
-    def set_status(self, api_version: str, kind: str, name: str, status: dict[str, Any],
-                   namespace: str | None = None, *, merge: bool = True) -> dict[str, Any]:
+        return self.call(run)
+
+    def set_status(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        status: dict[str, Any],
+        namespace: str | None = None,
+        *,
+        merge: bool = True,
+    ) -> dict[str, Any]:
         """Write an object's status (merged into the current one, or replacing it with merge=False)."""
+
         def run(emu: Emulator) -> dict[str, Any]:
             rtype = emu.rtype_for(api_version, kind)
             current = emu.get(rtype, namespace, name)
@@ -167,25 +229,43 @@ class Kube:
             body["status"] = _deep_merge(current.get("status") or {}, status) if merge else status
             sub = "status" if rtype.status else None
             return copy.deepcopy(emu.replace(rtype, namespace, name, body, subresource=sub))
-        return self.call(run)  # type: ignore[no-any-return]
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
-               propagation: str = "Background") -> None:
+        return self.call(run)
+
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        propagation: str = "Background",
+    ) -> None:
         def run(emu: Emulator) -> None:
             emu.delete(emu.rtype_for(api_version, kind), namespace, name, {"propagationPolicy": propagation})
+
         self.call(run)
 
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-        return self.apply({"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": {"name": name, "labels": labels or {}}})
+        return self.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+        )
 
-    def events(self, namespace: str | None = None, involved_name: str | None = None) -> list[dict[str, Any]]:
+    def events(self, namespace: str | None = None, involved_name: str | None = None) -> Objects:
         """Core v1 Events (as kopf and client-go post them), optionally for one involved object."""
         items = self.list("v1", "Event", namespace)
-        return [e for e in items if involved_name is None or e.get("involvedObject", {}).get("name") == involved_name]
+        return [
+            e
+            for e in items
+            if involved_name is None or e.get("involvedObject", {}).get("name") == involved_name
+        ]
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-                 message: str = "condition") -> Any:
+    def wait_for(
+        self,
+        predicate: Callable[[], Any],
+        timeout: float = 10.0,
+        interval: float = 0.02,
+        message: str = "condition",
+    ) -> Any:
         """Poll `predicate` until it returns a truthy value (returned); AssertionError after `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -201,7 +281,11 @@ class Kube:
     def install_crd(self, source: str | Path | dict[str, Any], *, lenient: bool = False) -> dict[str, Any]:
         """Install (create or replace) a CRD from a YAML file or a dict; its kinds are served at once."""
         crd = source if isinstance(source, dict) else load_yaml_documents(source)[0]
-        return self.call(lambda emu: copy.deepcopy(emu.install_crd(crd, lenient=lenient)))  # type: ignore[no-any-return]
+
+        def run(emu: Emulator) -> dict[str, Any]:
+            return copy.deepcopy(emu.install_crd(crd, lenient=lenient))
+
+        return self.call(run)
 
     def install_project_crd(self, *, lenient: bool = True) -> dict[str, Any]:
         return self.install_crd(PROJECT_CRD, lenient=lenient)
@@ -216,20 +300,25 @@ class Kube:
         """What `GET .../pods/POD/log` returns (for `container`, or any container when None)."""
         self.call(lambda emu: emu.logs.__setitem__((namespace, pod, container or ""), text))
 
-    def pods(self, namespace: str, selector: str | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def pods(self, namespace: str, selector: str | dict[str, Any] | None = None) -> Objects:
         """Pods matching a label-selector string, a matchLabels dict or a LabelSelector dict."""
         if isinstance(selector, dict):
-            sel = selector if ("matchLabels" in selector or "matchExpressions" in selector) else {
-                "matchLabels": selector}
+            sel = (
+                selector
+                if ("matchLabels" in selector or "matchExpressions" in selector)
+                else {"matchLabels": selector}
+            )
             parsed = LabelSelector.from_dict(sel)
-            return [p for p in self.list("v1", "Pod", namespace) if parsed.matches(p["metadata"].get("labels"))]
+            return [
+                p for p in self.list("v1", "Pod", namespace) if parsed.matches(p["metadata"].get("labels"))
+            ]
         return self.list("v1", "Pod", namespace, selector)
 
     # ------------------------------------------------------------ job controller
 
     def start_job(self, namespace: str, name: str) -> dict[str, Any]:
         """Mark a Job started (startTime, active pods) and create its running pods, as the controller does."""
-        return self.call(_start_job, namespace, name)  # type: ignore[no-any-return]
+        return self.call(_start_job, namespace, name)
 
     def complete_job(
         self,
@@ -251,8 +340,9 @@ class Kube:
         succeeded/failed counts, start/completion times and a Complete (or Failed, reason
         `reason` or BackoffLimitExceeded) condition. Returns the Job.
         """
-        return self.call(_complete_job, namespace, name, succeeded, termination_message, log, reason, message,
-                         exit_code)  # type: ignore[no-any-return]
+        return self.call(
+            _complete_job, namespace, name, succeeded, termination_message, log, reason, message, exit_code
+        )
 
     # ------------------------------------------------------------ deployment controller
 
@@ -272,12 +362,14 @@ class Kube:
         pods removed; status (observedGeneration, replicas, updated/ready/available, conditions
         Available and Progressing=NewReplicaSetAvailable) written. Returns the Deployment.
         """
-        return self.call(_deployment_ready, namespace, name, ready, pod_ip, container_port)  # type: ignore[no-any-return]
+        return self.call(_deployment_ready, namespace, name, ready, pod_ip, container_port)
 
-    def fail_deployment_progress(self, namespace: str, name: str, message: str | None = None) -> dict[str, Any]:
+    def fail_deployment_progress(
+        self, namespace: str, name: str, message: str | None = None
+    ) -> dict[str, Any]:
         """Progressing=False, reason ProgressDeadlineExceeded (what the controller sets after
         progressDeadlineSeconds). Returns the Deployment."""
-        return self.call(_deployment_failed, namespace, name, message)  # type: ignore[no-any-return]
+        return self.call(_deployment_failed, namespace, name, message)
 
 
 # ---------------------------------------------------------------- implementations (on the emulator loop)
@@ -299,19 +391,26 @@ def _rt(emu: Emulator, api_version: str, kind: str) -> ResourceType:
     return emu.rtype_for(api_version, kind)
 
 
-def _write_status(emu: Emulator, rtype: ResourceType, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+def _write_status(
+    emu: Emulator, rtype: ResourceType, obj: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any]:
     body = copy.deepcopy(obj)
     body["status"] = status
     meta = obj["metadata"]
     return emu.replace(rtype, meta.get("namespace"), meta["name"], body, subresource="status")
 
 
-def _make_pod(emu: Emulator, owner: dict[str, Any], template: dict[str, Any], name: str,
-              extra_labels: dict[str, str] | None = None,
-              annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def _make_pod(
+    emu: Emulator,
+    owner: dict[str, Any],
+    template: dict[str, Any],
+    name: str,
+    extra_labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     tmeta = template.get("metadata") or {}
     labels = {**(tmeta.get("labels") or {}), **(extra_labels or {})}
-    pod = {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -380,16 +479,34 @@ def _start_job(emu: Emulator, namespace: str, name: str) -> dict[str, Any]:
     ts = now_rfc3339()
     for pod in pods:
         containers = pod["spec"].get("containers") or []
-        _write_status(emu, pod_rt, pod, {
-            "phase": "Running", "startTime": ts, "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
-            "hostIP": "127.0.0.1",
-            "conditions": [{"type": t, "status": "True", "lastTransitionTime": ts}
-                           for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
-            "containerStatuses": [_container_status(c, {"running": {"startedAt": ts}}, True) for c in containers],
-        })
+        _write_status(
+            emu,
+            pod_rt,
+            pod,
+            {
+                "phase": "Running",
+                "startTime": ts,
+                "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}],
+                "hostIP": "127.0.0.1",
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": ts}
+                    for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                ],
+                "containerStatuses": [
+                    _container_status(c, {"running": {"startedAt": ts}}, True) for c in containers
+                ],
+            },
+        )
     job = emu.get(rtype, namespace, name)
-    status = {**(job.get("status") or {}), "startTime": (job.get("status") or {}).get("startTime") or ts,
-              "active": len(pods), "ready": len(pods), "terminating": 0, "uncountedTerminatedPods": {}}
+    status = {
+        **(job.get("status") or {}),
+        "startTime": (job.get("status") or {}).get("startTime") or ts,
+        "active": len(pods),
+        "ready": len(pods),
+        "terminating": 0,
+        "uncountedTerminatedPods": {},
+    }
     return copy.deepcopy(_write_status(emu, rtype, job, status))
 
 
@@ -399,13 +516,25 @@ def _pick(value: Any, i: int) -> Any:
     return value
 
 
-def _complete_job(emu: Emulator, namespace: str, name: str, succeeded: bool, termination_message: Any,
-                  log: Any, reason: str | None, message: str | None, exit_code: int | None) -> dict[str, Any]:
+def _complete_job(
+    emu: Emulator,
+    namespace: str,
+    name: str,
+    succeeded: bool,
+    termination_message: Any,
+    log: Any,
+    reason: str | None,
+    message: str | None,
+    exit_code: int | None,
+) -> dict[str, Any]:
     rtype = _rt(emu, "batch/v1", "Job")
     job = emu.get(rtype, namespace, name)
     pods = sorted(_ensure_job_pods(emu, job), key=lambda p: p["metadata"]["name"])
-    pods.sort(key=lambda p: int(p["metadata"].get("annotations", {}).get(
-        "batch.kubernetes.io/job-completion-index", 0)))
+    pods.sort(
+        key=lambda p: int(
+            p["metadata"].get("annotations", {}).get("batch.kubernetes.io/job-completion-index", 0)
+        )
+    )
     pod_rt = _rt(emu, "v1", "Pod")
     ts = now_rfc3339()
     start = (job.get("status") or {}).get("startTime") or ts
@@ -420,51 +549,110 @@ def _complete_job(emu: Emulator, namespace: str, name: str, succeeded: bool, ter
             emu.logs[(namespace, pod["metadata"]["name"], containers[0].get("name", ""))] = text
         statuses = []
         for j, c in enumerate(containers):
-            term: dict[str, Any] = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                                    "startedAt": start, "finishedAt": ts}
+            term: dict[str, Any] = {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": start,
+                "finishedAt": ts,
+            }
             if j == 0 and msg is not None:
                 term["message"] = msg
             statuses.append(_container_status(c, {"terminated": term}, False))
-        _write_status(emu, pod_rt, pod, {
-            "phase": "Succeeded" if succeeded else "Failed", "startTime": start, "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}], "hostIP": "127.0.0.1",
-            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": start},
-                           {"type": "Ready", "status": "False", "reason": "PodCompleted",
-                            "lastTransitionTime": ts}],
-            "containerStatuses": statuses,
-        })
+        _write_status(
+            emu,
+            pod_rt,
+            pod,
+            {
+                "phase": "Succeeded" if succeeded else "Failed",
+                "startTime": start,
+                "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}],
+                "hostIP": "127.0.0.1",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": start},
+                    {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": ts},
+                ],
+                "containerStatuses": statuses,
+            },
+        )
     job = emu.get(rtype, namespace, name)
-    status: dict[str, Any] = {"startTime": start, "active": 0, "ready": 0, "terminating": 0,
-                              "uncountedTerminatedPods": {}}
+    status: dict[str, Any] = {
+        "startTime": start,
+        "active": 0,
+        "ready": 0,
+        "terminating": 0,
+        "uncountedTerminatedPods": {},
+    }
     if succeeded:
-        status.update(succeeded=len(pods), completionTime=ts, conditions=[
-            {"type": "SuccessCriteriaMet", "status": "True", "reason": reason or "CompletionsReached",
-             "message": message or "Reached expected number of succeeded pods", "lastProbeTime": ts,
-             "lastTransitionTime": ts},
-            {"type": "Complete", "status": "True", "reason": reason or "CompletionsReached",
-             "message": message or "Reached expected number of succeeded pods", "lastProbeTime": ts,
-             "lastTransitionTime": ts}])
+        status.update(
+            succeeded=len(pods),
+            completionTime=ts,
+            conditions=[
+                {
+                    "type": "SuccessCriteriaMet",
+                    "status": "True",
+                    "reason": reason or "CompletionsReached",
+                    "message": message or "Reached expected number of succeeded pods",
+                    "lastProbeTime": ts,
+                    "lastTransitionTime": ts,
+                },
+                {
+                    "type": "Complete",
+                    "status": "True",
+                    "reason": reason or "CompletionsReached",
+                    "message": message or "Reached expected number of succeeded pods",
+                    "lastProbeTime": ts,
+                    "lastTransitionTime": ts,
+                },
+            ],
+        )
         if len(pods) > 1:
             status["completedIndexes"] = f"0-{len(pods) - 1}"
     else:
         why = reason or "BackoffLimitExceeded"
         text = message or "Job has reached the specified backoff limit"
-        status.update(failed=len(pods), conditions=[
-            {"type": "FailureTarget", "status": "True", "reason": why, "message": text, "lastProbeTime": ts,
-             "lastTransitionTime": ts},
-            {"type": "Failed", "status": "True", "reason": why, "message": text, "lastProbeTime": ts,
-             "lastTransitionTime": ts}])
+        status.update(
+            failed=len(pods),
+            conditions=[
+                {
+                    "type": "FailureTarget",
+                    "status": "True",
+                    "reason": why,
+                    "message": text,
+                    "lastProbeTime": ts,
+                    "lastTransitionTime": ts,
+                },
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": why,
+                    "message": text,
+                    "lastProbeTime": ts,
+                    "lastTransitionTime": ts,
+                },
+            ],
+        )
     return copy.deepcopy(_write_status(emu, rtype, job, status))
 
 
 def _template_hash(template: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
-    return "".join(_CHARS[int(digest[i:i + 2], 16) % len(_CHARS)] for i in range(0, 20, 2))
+    return "".join(_CHARS[int(digest[i : i + 2], 16) % len(_CHARS)] for i in range(0, 20, 2))
 
 
-def _deployment_ready(emu: Emulator, namespace: str, name: str, ready: int | None,
-                      pod_ip: str | Sequence[str], container_port: int | Sequence[int] | None) -> dict[str, Any]:
-    drt, rsrt, pod_rt = _rt(emu, "apps/v1", "Deployment"), _rt(emu, "apps/v1", "ReplicaSet"), _rt(emu, "v1", "Pod")
+def _deployment_ready(
+    emu: Emulator,
+    namespace: str,
+    name: str,
+    ready: int | None,
+    pod_ip: str | Sequence[str],
+    container_port: int | Sequence[int] | None,
+) -> dict[str, Any]:
+    drt, rsrt, pod_rt = (
+        _rt(emu, "apps/v1", "Deployment"),
+        _rt(emu, "apps/v1", "ReplicaSet"),
+        _rt(emu, "v1", "Pod"),
+    )
     dep = emu.get(drt, namespace, name)
     spec = dep.get("spec") or {}
     replicas = int(spec.get("replicas", 1))
@@ -473,8 +661,11 @@ def _deployment_ready(emu: Emulator, namespace: str, name: str, ready: int | Non
     phash = _template_hash(template)
     rs_name = f"{name}-{phash}"
     uid = dep["metadata"]["uid"]
-    owned = [rs for rs in emu.list(rsrt, namespace)["items"]
-             if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])]
+    owned = [
+        rs
+        for rs in emu.list(rsrt, namespace)["items"]
+        if any(r.get("uid") == uid for r in rs["metadata"].get("ownerReferences") or [])
+    ]
     for rs in owned:  # the rollout is over: old ReplicaSets scaled to 0, their pods gone
         if rs["metadata"]["name"] != rs_name:
             for pod in _owned_pods(emu, rs):
@@ -482,24 +673,36 @@ def _deployment_ready(emu: Emulator, namespace: str, name: str, ready: int | Non
             if (rs.get("spec") or {}).get("replicas"):
                 emu.patch(rsrt, namespace, rs["metadata"]["name"], MERGE_PATCH, {"spec": {"replicas": 0}})
                 fresh = emu.get(rsrt, namespace, rs["metadata"]["name"])
-                _write_status(emu, rsrt, fresh, {"replicas": 0, "observedGeneration":
-                                                 fresh["metadata"]["generation"]})
+                _write_status(
+                    emu, rsrt, fresh, {"replicas": 0, "observedGeneration": fresh["metadata"]["generation"]}
+                )
     labels = {**((template.get("metadata") or {}).get("labels") or {}), "pod-template-hash": phash}
     template.setdefault("metadata", {})["labels"] = labels
     rs = emu.store.get(rsrt.store_key, (namespace, rs_name))
     if rs is None:
         sel = copy.deepcopy(spec.get("selector") or {})
         sel.setdefault("matchLabels", {})["pod-template-hash"] = phash
-        rs = emu.create(rsrt, namespace, {
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": rs_name, "namespace": namespace, "labels": labels,
-                         "annotations": {"deployment.kubernetes.io/revision": str(len(owned) + 1)},
-                         "ownerReferences": [_owner_ref(dep)]},
-            "spec": {"replicas": replicas, "selector": sel, "template": template},
-        })
+        rs = emu.create(
+            rsrt,
+            namespace,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": rs_name,
+                    "namespace": namespace,
+                    "labels": labels,
+                    "annotations": {"deployment.kubernetes.io/revision": str(len(owned) + 1)},
+                    "ownerReferences": [_owner_ref(dep)],
+                },
+                "spec": {"replicas": replicas, "selector": sel, "template": template},
+            },
+        )
     elif (rs.get("spec") or {}).get("replicas") != replicas:
         rs = emu.patch(rsrt, namespace, rs_name, MERGE_PATCH, {"spec": {"replicas": replicas}})
-    pods = sorted(_owned_pods(emu, rs), key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["name"])
+    pods = sorted(
+        _owned_pods(emu, rs), key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["name"]
+    )
     for pod in pods[replicas:]:
         emu.delete(pod_rt, namespace, pod["metadata"]["name"])
     pods = pods[:replicas]
@@ -521,18 +724,41 @@ def _deployment_ready(emu: Emulator, namespace: str, name: str, ready: int | Non
         is_ready = i < ready
         flag = "True" if is_ready else "False"
         state = {"running": {"startedAt": ts}}
-        _write_status(emu, pod_rt, pod, {
-            "phase": "Running", "startTime": ts, "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "127.0.0.1",
-            "qosClass": "BestEffort",
-            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
-                           {"type": "Initialized", "status": "True", "lastTransitionTime": ts},
-                           {"type": "ContainersReady", "status": flag, "lastTransitionTime": ts},
-                           {"type": "Ready", "status": flag, "lastTransitionTime": ts}],
-            "containerStatuses": [_container_status(c, state, is_ready) for c in pod["spec"].get("containers") or []],
-        })
+        _write_status(
+            emu,
+            pod_rt,
+            pod,
+            {
+                "phase": "Running",
+                "startTime": ts,
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "hostIP": "127.0.0.1",
+                "qosClass": "BestEffort",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": ts},
+                    {"type": "ContainersReady", "status": flag, "lastTransitionTime": ts},
+                    {"type": "Ready", "status": flag, "lastTransitionTime": ts},
+                ],
+                "containerStatuses": [
+                    _container_status(c, state, is_ready) for c in pod["spec"].get("containers") or []
+                ],
+            },
+        )
     rs = emu.get(rsrt, namespace, rs_name)
-    _write_status(emu, rsrt, rs, {"replicas": replicas, "fullyLabeledReplicas": replicas, "readyReplicas": ready,
-                                  "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]})
+    _write_status(
+        emu,
+        rsrt,
+        rs,
+        {
+            "replicas": replicas,
+            "fullyLabeledReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": rs["metadata"]["generation"],
+        },
+    )
     dep = emu.get(drt, namespace, name)
     complete = ready >= replicas
     old_conds = {c.get("type"): c for c in (dep.get("status") or {}).get("conditions") or []}
@@ -540,8 +766,14 @@ def _deployment_ready(emu: Emulator, namespace: str, name: str, ready: int | Non
     def cond(ctype: str, status: str, why: str, text: str) -> dict[str, Any]:
         prev = old_conds.get(ctype) or {}
         moved = prev.get("status") != status
-        return {"type": ctype, "status": status, "reason": why, "message": text, "lastUpdateTime": ts,
-                "lastTransitionTime": ts if moved else prev.get("lastTransitionTime", ts)}
+        return {
+            "type": ctype,
+            "status": status,
+            "reason": why,
+            "message": text,
+            "lastUpdateTime": ts,
+            "lastTransitionTime": ts if moved else prev.get("lastTransitionTime", ts),
+        }
 
     status = {
         "observedGeneration": dep["metadata"]["generation"],
@@ -551,10 +783,19 @@ def _deployment_ready(emu: Emulator, namespace: str, name: str, ready: int | Non
         "availableReplicas": ready,
         "conditions": [
             cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
-            if complete or ready > 0 and replicas - ready <= _max_unavailable(spec, replicas)
-            else cond("Available", "False", "MinimumReplicasUnavailable",
-                      "Deployment does not have minimum availability."),
-            cond("Progressing", "True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+            if complete or (ready > 0 and replicas - ready <= _max_unavailable(spec, replicas))
+            else cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
             if complete
             else cond("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.'),
         ],
@@ -576,8 +817,11 @@ def _max_unavailable(spec: dict[str, Any], replicas: int) -> int:
 
 def _owned_pods(emu: Emulator, owner: dict[str, Any]) -> list[dict[str, Any]]:
     uid = owner["metadata"]["uid"]
-    return [p for p in emu.list(_rt(emu, "v1", "Pod"), owner["metadata"]["namespace"])["items"]
-            if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])]
+    return [
+        p
+        for p in emu.list(_rt(emu, "v1", "Pod"), owner["metadata"]["namespace"])["items"]
+        if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
+    ]
 
 
 def _deployment_failed(emu: Emulator, namespace: str, name: str, message: str | None) -> dict[str, Any]:
@@ -588,12 +832,27 @@ def _deployment_failed(emu: Emulator, namespace: str, name: str, message: str | 
     status["observedGeneration"] = dep["metadata"]["generation"]
     rs_name = f"{name}-{_template_hash((dep.get('spec') or {}).get('template') or {})}"
     conds = [c for c in status.get("conditions") or [] if c.get("type") != "Progressing"]
-    conds.append({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                  "message": message or f'ReplicaSet "{rs_name}" has timed out progressing.',
-                  "lastUpdateTime": ts, "lastTransitionTime": ts})
+    conds.append(
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": message or f'ReplicaSet "{rs_name}" has timed out progressing.',
+            "lastUpdateTime": ts,
+            "lastTransitionTime": ts,
+        }
+    )
     if not any(c.get("type") == "Available" for c in conds):
-        conds.insert(0, {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                         "message": "Deployment does not have minimum availability.", "lastUpdateTime": ts,
-                         "lastTransitionTime": ts})
+        conds.insert(
+            0,
+            {
+                "type": "Available",
+                "status": "False",
+                "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability.",
+                "lastUpdateTime": ts,
+                "lastTransitionTime": ts,
+            },
+        )
     status["conditions"] = conds
     return copy.deepcopy(_write_status(emu, drt, dep, status))

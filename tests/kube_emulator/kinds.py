@@ -39,12 +39,19 @@ def _pod_spec_defaults(spec: dict[str, Any], restart_default: str | None) -> Non
 
 def _template_errors(spec: dict[str, Any], prefix: str = "spec") -> list[FieldError]:
     selector = spec.get("selector")
-    if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+    if not isinstance(selector, dict) or not (
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    ):
         return [FieldError(f"{prefix}.selector", "FieldValueRequired", "Required value")]
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     if not LabelSelector.from_dict(selector).matches(labels):
-        return [FieldError(f"{prefix}.template.metadata.labels", "FieldValueInvalid",
-                           f"Invalid value: {labels}: `selector` does not match template `labels`")]
+        return [
+            FieldError(
+                f"{prefix}.template.metadata.labels",
+                "FieldValueInvalid",
+                f"Invalid value: {labels}: `selector` does not match template `labels`",
+            )
+        ]
     return []
 
 
@@ -58,8 +65,11 @@ def _containers_errors(pod_spec: dict[str, Any], prefix: str) -> list[FieldError
         if not c.get("name"):
             errs.append(FieldError(f"{prefix}.containers[{i}].name", "FieldValueRequired", "Required value"))
         elif c["name"] in names:
-            errs.append(FieldError(f"{prefix}.containers[{i}].name", "FieldValueDuplicate",
-                                   f'Duplicate value: "{c["name"]}"'))
+            errs.append(
+                FieldError(
+                    f"{prefix}.containers[{i}].name", "FieldValueDuplicate", f'Duplicate value: "{c["name"]}"'
+                )
+            )
         names.add(c.get("name"))
         if not c.get("image"):
             errs.append(FieldError(f"{prefix}.containers[{i}].image", "FieldValueRequired", "Required value"))
@@ -107,17 +117,33 @@ def on_create(skey: tuple[str, str], obj: dict[str, Any]) -> list[FieldError]:
             spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
             tmeta = spec.setdefault("template", {}).setdefault("metadata", {})
             labels = tmeta.setdefault("labels", {})
-            labels.update({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
-                           "controller-uid": uid, "job-name": name})
+            labels.update(
+                {
+                    "batch.kubernetes.io/controller-uid": uid,
+                    "batch.kubernetes.io/job-name": name,
+                    "controller-uid": uid,
+                    "job-name": name,
+                }
+            )
         pod_spec = spec.setdefault("template", {}).setdefault("spec", {})
         _pod_spec_defaults(pod_spec, None)
         obj["status"] = {}
         errs = _containers_errors(pod_spec, "spec.template.spec")
         if pod_spec.get("restartPolicy") not in ("Never", "OnFailure"):
-            errs.append(FieldError("spec.template.spec.restartPolicy", "FieldValueRequired",
-                                   'Required value: valid values: "OnFailure", "Never"'))
+            errs.append(
+                FieldError(
+                    "spec.template.spec.restartPolicy",
+                    "FieldValueRequired",
+                    'Required value: valid values: "OnFailure", "Never"',
+                )
+            )
         return errs
-    elif skey in (("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"), ("apps", "daemonsets")):
+    elif skey in (
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+    ):
         assert spec is not None
         if skey != ("apps", "daemonsets"):
             spec.setdefault("replicas", 1)
@@ -139,10 +165,21 @@ def on_create(skey: tuple[str, str], obj: dict[str, Any]) -> list[FieldError]:
     return []
 
 
-_HAS_SPEC = {("", "namespaces"), ("", "pods"), ("", "services"), ("batch", "jobs"), ("apps", "deployments"),
-             ("apps", "replicasets"), ("apps", "statefulsets"), ("apps", "daemonsets")}
-_STATUS_RESET = {("policy", "poddisruptionbudgets"), ("autoscaling", "horizontalpodautoscalers"),
-                 ("", "persistentvolumeclaims")}
+_HAS_SPEC = {
+    ("", "namespaces"),
+    ("", "pods"),
+    ("", "services"),
+    ("batch", "jobs"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+}
+_STATUS_RESET = {
+    ("policy", "poddisruptionbudgets"),
+    ("autoscaling", "horizontalpodautoscalers"),
+    ("", "persistentvolumeclaims"),
+}
 
 _IMMUTABLE: dict[tuple[str, str], tuple[str, ...]] = {
     ("batch", "jobs"): ("selector", "template", "completions", "completionMode", "podFailurePolicy"),
@@ -158,19 +195,29 @@ def on_update(skey: tuple[str, str], old: dict[str, Any], new: dict[str, Any]) -
     """Update-time rules of built-in kinds: immutable fields, kept server-set fields, template checks."""
     errs: list[FieldError] = []
     old_spec, new_spec = old.get("spec") or {}, new.get("spec")
-    if skey == ("", "services") and isinstance(new_spec, dict):
-        if "clusterIP" not in new_spec and "clusterIP" in old_spec:
-            new_spec["clusterIP"] = old_spec["clusterIP"]
-            new_spec["clusterIPs"] = old_spec.get("clusterIPs")
+    if (
+        skey == ("", "services")
+        and isinstance(new_spec, dict)
+        and "clusterIP" not in new_spec
+        and ("clusterIP" in old_spec)
+    ):
+        new_spec["clusterIP"] = old_spec["clusterIP"]
+        new_spec["clusterIPs"] = old_spec.get("clusterIPs")
     if skey == ("batch", "jobs") and isinstance(new_spec, dict) and not new_spec.get("manualSelector"):
         new_spec.setdefault("selector", old_spec.get("selector"))
         tmpl = new_spec.get("template")
         if isinstance(tmpl, dict):
             _pod_spec_defaults(tmpl.setdefault("spec", {}), None)
             labels = tmpl.setdefault("metadata", {}).setdefault("labels", {})
-            for k, v in (((old_spec.get("template") or {}).get("metadata") or {}).get("labels") or {}).items():
-                if k in ("batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name",
-                         "controller-uid", "job-name"):
+            for k, v in (
+                ((old_spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            ).items():
+                if k in (
+                    "batch.kubernetes.io/controller-uid",
+                    "batch.kubernetes.io/job-name",
+                    "controller-uid",
+                    "job-name",
+                ):
                     labels.setdefault(k, v)
     if skey in (("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets")) and isinstance(
         new_spec, dict
@@ -183,6 +230,11 @@ def on_update(skey: tuple[str, str], old: dict[str, Any], new: dict[str, Any]) -
         if isinstance(new_spec, dict) and new_spec.get(field) != old_spec.get(field):
             if skey == ("batch", "jobs") and field == "template" and old_spec.get("suspend"):
                 continue
-            errs.append(FieldError(f"spec.{field}", "FieldValueInvalid",
-                                   f"Invalid value: {new_spec.get(field)!r}: field is immutable"))
+            errs.append(
+                FieldError(
+                    f"spec.{field}",
+                    "FieldValueInvalid",
+                    f"Invalid value: {new_spec.get(field)!r}: field is immutable",
+                )
+            )
     return errs

@@ -221,7 +221,7 @@ def _smp_map(out: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
                 out.pop(key, None)
             else:
                 out[key] = merged
-        elif isinstance(value, list) and key in MERGE_KEYS or key == "ports" and isinstance(value, list):
+        elif (isinstance(value, list) and key in MERGE_KEYS) or (key == "ports" and isinstance(value, list)):
             cur = out.get(key)
             out[key] = _smp_list(key, cur if isinstance(cur, list) else [], value)
         else:

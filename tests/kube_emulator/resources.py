@@ -35,7 +35,9 @@ EXTRA_FIELDS: dict[tuple[str, str], frozenset[str]] = {
         }
     ),
     ("", "events"): EVENT_FIELDS,
-    ("events.k8s.io", "events"): frozenset({"regarding.kind", "regarding.name", "regarding.namespace", "reason"}),
+    ("events.k8s.io", "events"): frozenset(
+        {"regarding.kind", "regarding.name", "regarding.namespace", "reason"}
+    ),
     ("", "secrets"): frozenset({"type"}),
     ("", "namespaces"): frozenset({"status.phase"}),
     ("", "nodes"): frozenset({"spec.unschedulable"}),
@@ -136,8 +138,13 @@ class ResourceType:
             )
         for sub in self.subresources:
             out.append(
-                {"name": f"{self.plural}/{sub}", "singularName": "", "namespaced": self.namespaced, "kind": sub.title(),
-                 "verbs": ["get"]}
+                {
+                    "name": f"{self.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": sub.title(),
+                    "verbs": ["get"],
+                }
             )
         return out
 
@@ -155,23 +162,71 @@ def builtin_types() -> list[ResourceType]:
         rt("", "v1", "secrets", "Secret"),
         rt("", "v1", "services", "Service", short_names=("svc",), status=True, categories=("all",)),
         rt("", "v1", "endpoints", "Endpoints", short_names=("ep",)),
-        rt("", "v1", "pods", "Pod", short_names=("po",), status=True, categories=("all",), subresources=("log",)),
+        rt(
+            "",
+            "v1",
+            "pods",
+            "Pod",
+            short_names=("po",),
+            status=True,
+            categories=("all",),
+            subresources=("log",),
+        ),
         rt("", "v1", "events", "Event", short_names=("ev",)),
         rt("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
         rt("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",), status=True),
-        rt("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False, short_names=("pv",), status=True),
+        rt(
+            "",
+            "v1",
+            "persistentvolumes",
+            "PersistentVolume",
+            namespaced=False,
+            short_names=("pv",),
+            status=True,
+        ),
         rt("batch", "v1", "jobs", "Job", status=True, categories=("all",)),
         rt("batch", "v1", "cronjobs", "CronJob", short_names=("cj",), status=True, categories=("all",)),
-        rt("apps", "v1", "deployments", "Deployment", short_names=("deploy",), status=True,
-           scale=_WORKLOAD_SCALE, categories=("all",)),
-        rt("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",), status=True,
-           scale=_WORKLOAD_SCALE, categories=("all",)),
-        rt("apps", "v1", "statefulsets", "StatefulSet", short_names=("sts",), status=True,
-           scale=_WORKLOAD_SCALE, categories=("all",)),
+        rt(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            short_names=("deploy",),
+            status=True,
+            scale=_WORKLOAD_SCALE,
+            categories=("all",),
+        ),
+        rt(
+            "apps",
+            "v1",
+            "replicasets",
+            "ReplicaSet",
+            short_names=("rs",),
+            status=True,
+            scale=_WORKLOAD_SCALE,
+            categories=("all",),
+        ),
+        rt(
+            "apps",
+            "v1",
+            "statefulsets",
+            "StatefulSet",
+            short_names=("sts",),
+            status=True,
+            scale=_WORKLOAD_SCALE,
+            categories=("all",),
+        ),
         rt("apps", "v1", "daemonsets", "DaemonSet", short_names=("ds",), status=True, categories=("all",)),
         rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",), status=True),
-        rt("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short_names=("hpa",),
-           status=True, categories=("all",)),
+        rt(
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            short_names=("hpa",),
+            status=True,
+            categories=("all",),
+        ),
         rt("coordination.k8s.io", "v1", "leases", "Lease"),
         rt("rbac.authorization.k8s.io", "v1", "roles", "Role"),
         rt("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
@@ -180,8 +235,15 @@ def builtin_types() -> list[ResourceType]:
         rt("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",), status=True),
         rt("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
         rt("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
-        rt("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
-           namespaced=False, short_names=("crd", "crds"), status=True),
+        rt(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            namespaced=False,
+            short_names=("crd", "crds"),
+            status=True,
+        ),
     ]
 
 

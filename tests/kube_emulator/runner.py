@@ -56,8 +56,8 @@ def api_client(url: str) -> Any:
 class EmulatorThread:
     """The emulator served over HTTP on 127.0.0.1 from a daemon thread.
 
-        with EmulatorThread() as emu:
-            emu.url, emu.write_kubeconfig(path), emu.api_client(), emu.call(fn, *args)
+    with EmulatorThread() as emu:
+        emu.url, emu.write_kubeconfig(path), emu.api_client(), emu.call(fn, *args)
     """
 
     def __init__(
@@ -111,13 +111,13 @@ class EmulatorThread:
         self._stopped = asyncio.Event()
         self.emulator = Emulator(history=self.history)
         self.server = ApiServer(self.emulator, bookmark_interval=self.bookmark_interval)
-        self._runner = web.AppRunner(self.server.app, handler_cancellation=True, access_log=None,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            self.server.app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # noqa: SLF001
-        self.port = sockets[0].getsockname()[1]
+        self.port = int(self._runner.addresses[0][1])
         self.server.address = f"{self.host}:{self.port}"
         self._ready.set()
         await self._stopped.wait()

@@ -36,7 +36,9 @@ class Requirement:
 
 def _split_top(text: str) -> list[str]:
     """Split at commas that are not inside parentheses."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -77,7 +79,9 @@ class LabelSelector:
     def from_dict(cls, selector: Mapping[str, Any] | None) -> LabelSelector:
         """From a `metav1.LabelSelector` (matchLabels + matchExpressions)."""
         selector = selector or {}
-        reqs = [Requirement(k, "=", frozenset([str(v)])) for k, v in (selector.get("matchLabels") or {}).items()]
+        reqs = [
+            Requirement(k, "=", frozenset([str(v)])) for k, v in (selector.get("matchLabels") or {}).items()
+        ]
         ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
         for expr in selector.get("matchExpressions") or []:
             reqs.append(Requirement(expr["key"], ops[expr["operator"]], frozenset(expr.get("values") or [])))
@@ -140,7 +144,9 @@ class FieldSelector:
     def matches(self, obj: Mapping[str, Any]) -> bool:
         for field, op, value in self.terms:
             actual = dotted(obj, field)
-            text = "" if actual is None else (str(actual).lower() if isinstance(actual, bool) else str(actual))
+            text = (
+                "" if actual is None else (str(actual).lower() if isinstance(actual, bool) else str(actual))
+            )
             if (text == value) != (op == "="):
                 return False
         return True

@@ -72,7 +72,9 @@ class ApiServer:
             return _json(exc.status(), exc.code)
         except Exception as exc:  # a bug in the emulator: answer 500 with the reason, and log it
             log.exception("emulator error on %s %s", request.method, request.path_qs)
-            return _json(ApiError(500, "InternalError", f"kube_emulator: {type(exc).__name__}: {exc}").status(), 500)
+            return _json(
+                ApiError(500, "InternalError", f"kube_emulator: {type(exc).__name__}: {exc}").status(), 500
+            )
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
@@ -85,9 +87,15 @@ class ApiServer:
             return web.Response(text="ok")
         if head == "api":
             if len(parts) == 1:
-                return _json({"kind": "APIVersions", "versions": ["v1"],
-                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
-                                                              "serverAddress": self.address}]})
+                return _json(
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [
+                            {"clientCIDR": "0.0.0.0/0", "serverAddress": self.address}
+                        ],
+                    }
+                )
             group, version, rest = "", parts[1], parts[2:]
         elif head == "apis":
             if len(parts) == 1:
@@ -115,19 +123,31 @@ class ApiServer:
         if not versions:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-        return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": gvs, "preferredVersion": gvs[0]}
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": group,
+            "versions": gvs,
+            "preferredVersion": gvs[0],
+        }
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         types = self.emu.registry.in_group_version(group, version)
         if not types:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         resources = [entry for t in types for entry in t.discovery()]
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
 
     # ------------------------------------------------------------ resources
 
-    async def _resource(self, request: web.Request, group: str, version: str, rest: list[str]) -> web.StreamResponse:
+    async def _resource(
+        self, request: web.Request, group: str, version: str, rest: list[str]
+    ) -> web.StreamResponse:
         namespace: str | None = None
         if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
             namespace, rest = rest[1], rest[2:]
@@ -142,9 +162,9 @@ class ApiServer:
         q = request.query
         dry_run = q.get("dryRun") == "All"
         method = request.method
-        if sub is not None and sub not in ("status", "scale") + rtype.subresources:
+        if sub is not None and sub not in ("status", "scale", *rtype.subresources):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        if sub == "status" and not rtype.status or sub == "scale" and rtype.scale is None:
+        if (sub == "status" and not rtype.status) or (sub == "scale" and rtype.scale is None):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
         if name is None:
@@ -152,9 +172,12 @@ class ApiServer:
                 if q.get("watch") in ("true", "1"):
                     return await self._watch(request, rtype, namespace)
                 listed = self.emu.list(
-                    rtype, namespace,
-                    label_selector=q.get("labelSelector"), field_selector=q.get("fieldSelector"),
-                    limit=int(q["limit"]) if q.get("limit") else None, continue_token=q.get("continue"),
+                    rtype,
+                    namespace,
+                    label_selector=q.get("labelSelector"),
+                    field_selector=q.get("fieldSelector"),
+                    limit=int(q["limit"]) if q.get("limit") else None,
+                    continue_token=q.get("continue"),
                 )
                 return self._maybe_table(request, rtype, listed)
             if method == "POST":
@@ -165,8 +188,12 @@ class ApiServer:
             if method == "DELETE":
                 options = await self._delete_options(request)
                 listed = self.emu.delete_collection(
-                    rtype, namespace, label_selector=q.get("labelSelector"),
-                    field_selector=q.get("fieldSelector"), options=options)
+                    rtype,
+                    namespace,
+                    label_selector=q.get("labelSelector"),
+                    field_selector=q.get("fieldSelector"),
+                    options=options,
+                )
                 return _json(listed)
             raise method_not_allowed()
 
@@ -181,8 +208,11 @@ class ApiServer:
             if method == "PUT":
                 return _json(self.emu.write_scale(rtype, namespace, name, body=body, dry_run=dry_run))
             if method == "PATCH":
-                return _json(self.emu.write_scale(rtype, namespace, name, body=body,
-                                                  content_type=request.content_type, dry_run=dry_run))
+                return _json(
+                    self.emu.write_scale(
+                        rtype, namespace, name, body=body, content_type=request.content_type, dry_run=dry_run
+                    )
+                )
             raise method_not_allowed()
         if method == "GET":
             if q.get("watch") in ("true", "1"):
@@ -193,8 +223,11 @@ class ApiServer:
             return _json(self.emu.replace(rtype, namespace, name, body, subresource=sub, dry_run=dry_run))
         if method == "PATCH":
             body = await self._body(request)
-            return _json(self.emu.patch(rtype, namespace, name, request.content_type, body, subresource=sub,
-                                        dry_run=dry_run))
+            return _json(
+                self.emu.patch(
+                    rtype, namespace, name, request.content_type, body, subresource=sub, dry_run=dry_run
+                )
+            )
         if method == "DELETE" and sub is None:
             options = await self._delete_options(request)
             obj, code = self.emu.delete(rtype, namespace, name, options, dry_run=dry_run)
@@ -233,13 +266,15 @@ class ApiServer:
         containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
         container = q.get("container") or (containers[0] if len(containers) == 1 else "")
         if not container and len(containers) > 1:
-            raise bad_request(f"a container name must be specified for pod {name}, choose one of: {containers}")
+            raise bad_request(
+                f"a container name must be specified for pod {name}, choose one of: {containers}"
+            )
         text = self.emu.logs.get((namespace or "", name, container))
         if text is None:
             text = self.emu.logs.get((namespace or "", name, ""), "")
         if q.get("tailLines"):
             lines = text.splitlines(keepends=True)
-            text = "".join(lines[-int(q["tailLines"]):]) if int(q["tailLines"]) > 0 else ""
+            text = "".join(lines[-int(q["tailLines"]) :]) if int(q["tailLines"]) > 0 else ""
         if q.get("limitBytes"):
             text = text.encode()[: int(q["limitBytes"])].decode(errors="ignore")
         return web.Response(text=text, content_type="text/plain")
@@ -255,8 +290,11 @@ class ApiServer:
         field_text = q.get("fieldSelector") or ""
         if name is not None:
             field_text = ",".join(x for x in (field_text, f"metadata.name={name}") if x)
-        watch = Watch(namespace, LabelSelector.parse(q.get("labelSelector")),
-                      FieldSelector.parse(field_text, rtype.supports_field))
+        watch = Watch(
+            namespace,
+            LabelSelector.parse(q.get("labelSelector")),
+            FieldSelector.parse(field_text, rtype.supports_field),
+        )
         rv_text = q.get("resourceVersion") or ""
         send_initial = q.get("sendInitialEvents") == "true"
         bookmarks = q.get("allowWatchBookmarks") == "true"
@@ -280,7 +318,9 @@ class ApiServer:
         try:
             await response.prepare(request)
             if gone:
-                status = ApiError(410, "Expired", f"too old resource version: {rv_text} ({store.compacted[skey]})")
+                status = ApiError(
+                    410, "Expired", f"too old resource version: {rv_text} ({store.compacted[skey]})"
+                )
                 await response.write(dumps({"type": "ERROR", "object": status.status()}) + b"\n")
                 return response
             for kind, obj in initial:
@@ -315,8 +355,15 @@ class ApiServer:
         meta: dict[str, Any] = {"resourceVersion": rv}
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return dumps({"type": "BOOKMARK", "object": {"kind": rtype.kind, "apiVersion": rtype.api_version,
-                                                     "metadata": meta}}) + b"\n"
+        return (
+            dumps(
+                {
+                    "type": "BOOKMARK",
+                    "object": {"kind": rtype.kind, "apiVersion": rtype.api_version, "metadata": meta},
+                }
+            )
+            + b"\n"
+        )
 
     def close_watches(self) -> None:
         self.closing = True

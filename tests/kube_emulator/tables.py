@@ -14,7 +14,9 @@ from typing import Any
 from kube_emulator.resources import ResourceType
 from kube_emulator.selectors import selector_string
 
-_TOKEN = re.compile(r"\.([A-Za-z0-9_\-$/]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_.]+)\s*==\s*[\"']([^\"']*)[\"']\)\]|\['([^']+)'\]")
+_TOKEN = re.compile(
+    r"\.([A-Za-z0-9_\-$/]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_.]+)\s*==\s*[\"']([^\"']*)[\"']\)\]|\['([^']+)'\]"
+)
 
 
 def jsonpath(obj: Any, path: str) -> Any:
@@ -156,24 +158,47 @@ BUILTIN: dict[tuple[str, str], list[Column]] = {
         _NAME,
         ("Ready", "string", 0, _pod_ready),
         ("Status", "string", 0, _pod_status),
-        ("Restarts", "string", 0,
-         lambda o: str(sum(int(c.get("restartCount") or 0) for c in _status(o).get("containerStatuses") or []))),
+        (
+            "Restarts",
+            "string",
+            0,
+            lambda o: str(
+                sum(int(c.get("restartCount") or 0) for c in _status(o).get("containerStatuses") or [])
+            ),
+        ),
         _AGE,
         ("IP", "string", 1, lambda o: _status(o).get("podIP") or "<none>"),
         ("Node", "string", 1, lambda o: _spec(o).get("nodeName") or "<none>"),
     ],
     ("apps", "deployments"): [
         _NAME,
-        ("Ready", "string", 0, lambda o: f"{_status(o).get('readyReplicas', 0)}/{_spec(o).get('replicas', 0)}"),
+        (
+            "Ready",
+            "string",
+            0,
+            lambda o: f"{_status(o).get('readyReplicas', 0)}/{_spec(o).get('replicas', 0)}",
+        ),
         ("Up-to-date", "integer", 0, lambda o: _status(o).get("updatedReplicas", 0)),
         ("Available", "integer", 0, lambda o: _status(o).get("availableReplicas", 0)),
         _AGE,
-        ("Containers", "string", 1,
-         lambda o: ",".join(c.get("name", "") for c in (_spec(o).get("template") or {}).get("spec", {}).get(
-             "containers", []))),
-        ("Images", "string", 1,
-         lambda o: ",".join(c.get("image", "") for c in (_spec(o).get("template") or {}).get("spec", {}).get(
-             "containers", []))),
+        (
+            "Containers",
+            "string",
+            1,
+            lambda o: ",".join(
+                c.get("name", "")
+                for c in (_spec(o).get("template") or {}).get("spec", {}).get("containers", [])
+            ),
+        ),
+        (
+            "Images",
+            "string",
+            1,
+            lambda o: ",".join(
+                c.get("image", "")
+                for c in (_spec(o).get("template") or {}).get("spec", {}).get("containers", [])
+            ),
+        ),
         ("Selector", "string", 1, lambda o: selector_string(_spec(o).get("selector"))),
     ],
     ("apps", "replicasets"): [
@@ -186,8 +211,12 @@ BUILTIN: dict[tuple[str, str], list[Column]] = {
     ("batch", "jobs"): [
         _NAME,
         ("Status", "string", 0, _job_status),
-        ("Completions", "string", 0,
-         lambda o: f"{_status(o).get('succeeded', 0)}/{_spec(o).get('completions', 1)}"),
+        (
+            "Completions",
+            "string",
+            0,
+            lambda o: f"{_status(o).get('succeeded', 0)}/{_spec(o).get('completions', 1)}",
+        ),
         ("Duration", "string", 0, _job_duration),
         _AGE,
     ],
@@ -208,7 +237,9 @@ BUILTIN: dict[tuple[str, str], list[Column]] = {
     ],
     ("", "namespaces"): [_NAME, ("Status", "string", 0, lambda o: _status(o).get("phase", "")), _AGE],
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
-        _NAME, ("Created At", "date", 0, lambda o: _meta(o).get("creationTimestamp"))],
+        _NAME,
+        ("Created At", "date", 0, lambda o: _meta(o).get("creationTimestamp")),
+    ],
 }
 
 
@@ -236,15 +267,18 @@ def _crd_columns(rtype: ResourceType) -> list[Column]:
 
 def to_table(rtype: ResourceType, body: dict[str, Any], include_object: str = "Metadata") -> dict[str, Any]:
     columns = _crd_columns(rtype) if rtype.crd is not None else BUILTIN.get(rtype.store_key, [_NAME, _AGE])
-    items = body["items"] if "items" in body else [body]
+    items = body.get("items", [body])
     rows = []
     for obj in items:
         row: dict[str, Any] = {"cells": [fn(obj) for _, _, _, fn in columns]}
         if include_object == "Object":
             row["object"] = obj
         elif include_object != "None":
-            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                             "metadata": obj.get("metadata") or {}}
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata") or {},
+            }
         rows.append(row)
     meta = {"resourceVersion": (body.get("metadata") or {}).get("resourceVersion", "")}
     if (body.get("metadata") or {}).get("continue"):
@@ -254,8 +288,13 @@ def to_table(rtype: ResourceType, body: dict[str, Any], include_object: str = "M
         "apiVersion": "meta.k8s.io/v1",
         "metadata": meta,
         "columnDefinitions": [
-            {"name": name, "type": ctype, "format": "name" if name == "Name" else "", "description": name,
-             "priority": prio}
+            {
+                "name": name,
+                "type": ctype,
+                "format": "name" if name == "Name" else "",
+                "description": name,
+                "priority": prio,
+            }
             for name, ctype, prio, _ in columns
         ],
         "rows": rows,

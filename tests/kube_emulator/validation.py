@@ -10,6 +10,7 @@ would not decode or accept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -42,15 +43,25 @@ def _fmt(value: Any) -> str:
 def check_name(name: str, store_key: tuple[str, str]) -> list[FieldError]:
     if store_key in LABEL_NAMED:
         if len(name) > 63 or not DNS1123_LABEL.match(name):
-            return [FieldError("metadata.name", "FieldValueInvalid",
-                               f"Invalid value: {_fmt(name)}: a lowercase RFC 1123 label must consist of lower case "
-                               "alphanumeric characters or '-', start and end with an alphanumeric character, and be "
-                               "at most 63 characters")]
+            return [
+                FieldError(
+                    "metadata.name",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(name)}: a lowercase RFC 1123 label must consist of lower case "
+                    "alphanumeric characters or '-', start and end with an alphanumeric character, and be "
+                    "at most 63 characters",
+                )
+            ]
     elif len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-        return [FieldError("metadata.name", "FieldValueInvalid",
-                           f"Invalid value: {_fmt(name)}: a lowercase RFC 1123 subdomain must consist of lower case "
-                           "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                           "character, at most 253 characters")]
+        return [
+            FieldError(
+                "metadata.name",
+                "FieldValueInvalid",
+                f"Invalid value: {_fmt(name)}: a lowercase RFC 1123 subdomain must consist of lower case "
+                "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+                "character, at most 253 characters",
+            )
+        ]
     return []
 
 
@@ -58,13 +69,23 @@ def check_qualified_key(key: str, field: str) -> list[FieldError]:
     prefix, _, name = key.rpartition("/")
     errs = []
     if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
-        errs.append(FieldError(field, "FieldValueInvalid",
-                               f"Invalid value: {_fmt(key)}: prefix part must be a lowercase RFC 1123 subdomain"))
+        errs.append(
+            FieldError(
+                field,
+                "FieldValueInvalid",
+                f"Invalid value: {_fmt(key)}: prefix part must be a lowercase RFC 1123 subdomain",
+            )
+        )
     if len(name) > 63 or not QUALIFIED_NAME.match(name):
-        errs.append(FieldError(field, "FieldValueInvalid",
-                               f"Invalid value: {_fmt(key)}: name part must consist of alphanumeric characters, "
-                               "'-', '_' or '.', must start and end with an alphanumeric character, and be at most "
-                               "63 characters"))
+        errs.append(
+            FieldError(
+                field,
+                "FieldValueInvalid",
+                f"Invalid value: {_fmt(key)}: name part must consist of alphanumeric characters, "
+                "'-', '_' or '.', must start and end with an alphanumeric character, and be at most "
+                "63 characters",
+            )
+        )
     return errs
 
 
@@ -76,25 +97,41 @@ def check_metadata(meta: dict[str, Any]) -> list[FieldError]:
     for key, value in labels.items():
         errs += check_qualified_key(key, "metadata.labels")
         if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
-            errs.append(FieldError("metadata.labels", "FieldValueInvalid",
-                                   f"Invalid value: {_fmt(value)}: a valid label must be an empty string or "
-                                   "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-                                   "with an alphanumeric character, at most 63 characters"))
+            errs.append(
+                FieldError(
+                    "metadata.labels",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(value)}: a valid label must be an empty string or "
+                    "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+                    "with an alphanumeric character, at most 63 characters",
+                )
+            )
     annotations = meta.get("annotations") or {}
     for key, value in annotations.items():
         errs += check_qualified_key(key, "metadata.annotations")
         if not isinstance(value, str):
-            errs.append(FieldError("metadata.annotations", "FieldValueInvalid",
-                                   f"Invalid value: {_fmt(value)}: annotation values must be strings"))
+            errs.append(
+                FieldError(
+                    "metadata.annotations",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(value)}: annotation values must be strings",
+                )
+            )
     if len(json.dumps(annotations)) > 256 * 1024:
-        errs.append(FieldError("metadata.annotations", "FieldValueTooLong", "Too long: must have at most 262144 bytes"))
+        errs.append(
+            FieldError(
+                "metadata.annotations", "FieldValueTooLong", "Too long: must have at most 262144 bytes"
+            )
+        )
     return errs
 
 
 # ------------------------------------------------------------------ structural schemas
 
 
-def admit_custom(obj: dict[str, Any], schema: dict[str, Any] | None, old: dict[str, Any] | None) -> list[FieldError]:
+def admit_custom(
+    obj: dict[str, Any], schema: dict[str, Any] | None, old: dict[str, Any] | None
+) -> list[FieldError]:
     """Prune, default and validate a custom resource in place; the field errors (empty when valid)."""
     if schema is None:
         return []
@@ -131,7 +168,9 @@ def _prune_default(value: Any, schema: dict[str, Any]) -> Any:
     if isinstance(value, dict):
         props = schema.get("properties")
         addl = schema.get("additionalProperties")
-        preserve = schema.get("x-kubernetes-preserve-unknown-fields") or schema.get("x-kubernetes-embedded-resource")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields") or schema.get(
+            "x-kubernetes-embedded-resource"
+        )
         for key in list(value):
             if props is not None and key in props:
                 sub = props[key]
@@ -182,39 +221,72 @@ def _validate(
 ) -> None:
     if value is None:
         if not schema.get("nullable"):
-            errs.append(FieldError(path, "FieldValueInvalid",
-                                   f'Invalid value: "null": {path} in body must be of type {schema.get("type")}: "null"'))
+            errs.append(
+                FieldError(
+                    path,
+                    "FieldValueInvalid",
+                    f'Invalid value: "null": {path} in body must be of type {schema.get("type")}: "null"',
+                )
+            )
         return
     if schema.get("x-kubernetes-int-or-string"):
         if not isinstance(value, str | int) or isinstance(value, bool):
-            errs.append(FieldError(path, "FieldValueInvalid",
-                                   f'Invalid value: "{_type_name(value)}": {path} in body must be of type '
-                                   f'integer,string: "{_type_name(value)}"'))
+            errs.append(
+                FieldError(
+                    path,
+                    "FieldValueInvalid",
+                    f'Invalid value: "{_type_name(value)}": {path} in body must be of type '
+                    f'integer,string: "{_type_name(value)}"',
+                )
+            )
             return
     elif (wanted := schema.get("type")) and not _type_ok(value, wanted):
-        errs.append(FieldError(path, "FieldValueTypeInvalid",
-                               f'Invalid value: "{_type_name(value)}": {path} in body must be of type {wanted}: '
-                               f'"{_type_name(value)}"'))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueTypeInvalid",
+                f'Invalid value: "{_type_name(value)}": {path} in body must be of type {wanted}: '
+                f'"{_type_name(value)}"',
+            )
+        )
         return
     enum = schema.get("enum")
     if enum is not None and value not in enum:
         supported = ", ".join(_fmt(e) for e in enum)
-        errs.append(FieldError(path, "FieldValueNotSupported",
-                               f"Unsupported value: {_fmt(value)}: supported values: {supported}"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueNotSupported",
+                f"Unsupported value: {_fmt(value)}: supported values: {supported}",
+            )
+        )
     if isinstance(value, int | float) and not isinstance(value, bool):
         _bounds(value, schema, path, errs)
     if isinstance(value, str):
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errs.append(FieldError(path, "FieldValueTooLong",
-                                   f"Too long: may not be more than {schema['maxLength']} bytes"))
+            errs.append(
+                FieldError(
+                    path, "FieldValueTooLong", f"Too long: may not be more than {schema['maxLength']} bytes"
+                )
+            )
         if "minLength" in schema and len(value) < schema["minLength"]:
-            errs.append(FieldError(path, "FieldValueInvalid",
-                                   f"Invalid value: {_fmt(value)}: {path} in body should be at least "
-                                   f"{schema['minLength']} chars long"))
+            errs.append(
+                FieldError(
+                    path,
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(value)}: {path} in body should be at least "
+                    f"{schema['minLength']} chars long",
+                )
+            )
         pattern = schema.get("pattern")
         if pattern and not re.search(pattern, value):
-            errs.append(FieldError(path, "FieldValueInvalid",
-                                   f"Invalid value: {_fmt(value)}: {path} in body should match '{pattern}'"))
+            errs.append(
+                FieldError(
+                    path,
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(value)}: {path} in body should match '{pattern}'",
+                )
+            )
     if isinstance(value, list):
         _validate_list(value, schema, path, errs, old, has_old)
     if isinstance(value, dict):
@@ -234,34 +306,61 @@ def _bounds(value: float, schema: dict[str, Any], path: str, errs: list[FieldErr
         hi, xhi = xhi, True
     if lo is not None and (value < lo or (xlo and value == lo)):
         rel = "greater than" if xlo else "greater than or equal to"
-        errs.append(FieldError(path, "FieldValueInvalid",
-                               f"Invalid value: {_fmt(value)}: {path} in body should be {rel} {_fmt(lo)}"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueInvalid",
+                f"Invalid value: {_fmt(value)}: {path} in body should be {rel} {_fmt(lo)}",
+            )
+        )
     if hi is not None and (value > hi or (xhi and value == hi)):
         rel = "less than" if xhi else "less than or equal to"
-        errs.append(FieldError(path, "FieldValueInvalid",
-                               f"Invalid value: {_fmt(value)}: {path} in body should be {rel} {_fmt(hi)}"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueInvalid",
+                f"Invalid value: {_fmt(value)}: {path} in body should be {rel} {_fmt(hi)}",
+            )
+        )
     mult = schema.get("multipleOf")
     if mult and (value / mult) != int(value / mult):
-        errs.append(FieldError(path, "FieldValueInvalid",
-                               f"Invalid value: {_fmt(value)}: {path} in body should be a multiple of {_fmt(mult)}"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueInvalid",
+                f"Invalid value: {_fmt(value)}: {path} in body should be a multiple of {_fmt(mult)}",
+            )
+        )
 
 
 def _validate_list(
     value: list[Any], schema: dict[str, Any], path: str, errs: list[FieldError], old: Any, has_old: bool
 ) -> None:
     if "maxItems" in schema and len(value) > schema["maxItems"]:
-        errs.append(FieldError(path, "FieldValueTooMany",
-                               f"Too many: {len(value)}: must have at most {schema['maxItems']} items"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueTooMany",
+                f"Too many: {len(value)}: must have at most {schema['maxItems']} items",
+            )
+        )
     if "minItems" in schema and len(value) < schema["minItems"]:
-        errs.append(FieldError(path, "FieldValueInvalid",
-                               f"Invalid value: {len(value)}: {path} in body should have at least "
-                               f"{schema['minItems']} items"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueInvalid",
+                f"Invalid value: {len(value)}: {path} in body should have at least "
+                f"{schema['minItems']} items",
+            )
+        )
     list_type = schema.get("x-kubernetes-list-type")
     if schema.get("uniqueItems") or list_type == "set":
         seen: list[Any] = []
         for i, item in enumerate(value):
             if item in seen:
-                errs.append(FieldError(f"{path}[{i}]", "FieldValueDuplicate", f"Duplicate value: {_fmt(item)}"))
+                errs.append(
+                    FieldError(f"{path}[{i}]", "FieldValueDuplicate", f"Duplicate value: {_fmt(item)}")
+                )
             seen.append(item)
     if list_type == "map":
         keys = schema.get("x-kubernetes-list-map-keys") or []
@@ -270,8 +369,13 @@ def _validate_list(
             if isinstance(item, dict):
                 ident = tuple(item.get(k) for k in keys)
                 if ident in seen_keys:
-                    errs.append(FieldError(f"{path}[{i}]", "FieldValueDuplicate",
-                                           f"Duplicate value: {json.dumps(dict(zip(keys, ident, strict=True)))}"))
+                    errs.append(
+                        FieldError(
+                            f"{path}[{i}]",
+                            "FieldValueDuplicate",
+                            f"Duplicate value: {json.dumps(dict(zip(keys, ident, strict=True)))}",
+                        )
+                    )
                 seen_keys.append(ident)
     items = schema.get("items")
     if isinstance(items, dict):
@@ -289,12 +393,22 @@ def _validate_map(
         if key not in value:
             errs.append(FieldError(f"{path}.{key}", "FieldValueRequired", "Required value"))
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        errs.append(FieldError(path, "FieldValueTooMany",
-                               f"Too many: {len(value)}: must have at most {schema['maxProperties']} items"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueTooMany",
+                f"Too many: {len(value)}: must have at most {schema['maxProperties']} items",
+            )
+        )
     if "minProperties" in schema and len(value) < schema["minProperties"]:
-        errs.append(FieldError(path, "FieldValueInvalid",
-                               f"Invalid value: {len(value)}: {path} in body should have at least "
-                               f"{schema['minProperties']} properties"))
+        errs.append(
+            FieldError(
+                path,
+                "FieldValueInvalid",
+                f"Invalid value: {len(value)}: {path} in body should have at least "
+                f"{schema['minProperties']} properties",
+            )
+        )
     props = schema.get("properties") or {}
     addl = schema.get("additionalProperties")
     for key, item in value.items():
@@ -326,8 +440,11 @@ def compile_error(rule: str) -> str | None:
     return None
 
 
-def _cel(value: Any, rules: list[dict[str, Any]], path: str, errs: list[FieldError], old: Any, has_old: bool) -> None:
-    from celpy import CELEvalError, json_to_cel
+def _cel(
+    value: Any, rules: list[dict[str, Any]], path: str, errs: list[FieldError], old: Any, has_old: bool
+) -> None:
+    from celpy.adapter import json_to_cel
+    from celpy.evaluation import CELEvalError
 
     for rule in rules:
         text = rule["rule"]
@@ -343,22 +460,28 @@ def _cel(value: Any, rules: list[dict[str, Any]], path: str, errs: list[FieldErr
         try:
             result = _program(text).evaluate(activation)
         except Exception as exc:  # a compile or runtime error is a validation failure, as in the API server
-            errs.append(FieldError(field, "FieldValueInvalid",
-                                   f"Invalid value: {_fmt(value)}: {exc} evaluating rule: {text}"))
+            errs.append(
+                FieldError(
+                    field, "FieldValueInvalid", f"Invalid value: {_fmt(value)}: {exc} evaluating rule: {text}"
+                )
+            )
             continue
         if isinstance(result, CELEvalError):
-            errs.append(FieldError(field, "FieldValueInvalid",
-                                   f"Invalid value: {_fmt(value)}: {result.args[0] if result.args else result} "
-                                   f"evaluating rule: {text}"))
+            errs.append(
+                FieldError(
+                    field,
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(value)}: {result.args[0] if result.args else result} "
+                    f"evaluating rule: {text}",
+                )
+            )
             continue
         if bool(result):
             continue
         message = rule.get("message") or f"failed rule: {text}"
         if rule.get("messageExpression"):
-            try:
+            with contextlib.suppress(Exception):  # the API server falls back to the message
                 message = str(_program(rule["messageExpression"]).evaluate(activation))
-            except Exception:  # the API server falls back to the message
-                pass
         reason = {
             "FieldValueForbidden": "FieldValueForbidden",
             "FieldValueRequired": "FieldValueRequired",
@@ -383,7 +506,15 @@ _BOOL_KEYS = {
 }
 _NUM_KEYS = {"minimum", "maximum", "multipleOf"}
 _INT_KEYS = {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
-_STR_KEYS = {"type", "pattern", "format", "description", "title", "x-kubernetes-list-type", "x-kubernetes-map-type"}
+_STR_KEYS = {
+    "type",
+    "pattern",
+    "format",
+    "description",
+    "title",
+    "x-kubernetes-list-type",
+    "x-kubernetes-map-type",
+}
 _TYPES = {"object", "array", "string", "integer", "number", "boolean"}
 
 
@@ -395,8 +526,10 @@ def check_crd_schema(schema: Any, path: str = "openAPIV3Schema") -> list[str]:
     for key, val in schema.items():
         where = f"{path}.{key}"
         if key in _BOOL_KEYS and not isinstance(val, bool):
-            problems.append(f"{where}: cannot unmarshal {_type_name(val)} into a bool "
-                            "(OpenAPI v3.0 / Kubernetes: exclusive bounds are booleans that modify minimum/maximum)")
+            problems.append(
+                f"{where}: cannot unmarshal {_type_name(val)} into a bool "
+                "(OpenAPI v3.0 / Kubernetes: exclusive bounds are booleans that modify minimum/maximum)"
+            )
         elif key in _NUM_KEYS and (not isinstance(val, int | float) or isinstance(val, bool)):
             problems.append(f"{where}: must be a number")
         elif key in _INT_KEYS and (not isinstance(val, int) or isinstance(val, bool)):
@@ -408,8 +541,10 @@ def check_crd_schema(schema: Any, path: str = "openAPIV3Schema") -> list[str]:
     if "type" in schema and schema["type"] not in _TYPES:
         problems.append(f"{path}.type: Unsupported value: {_fmt(schema['type'])}")
     if "properties" in schema and isinstance(schema.get("additionalProperties"), dict):
-        problems.append(f"{path}.additionalProperties: Forbidden: additionalProperties and properties are mutually "
-                        "exclusive")
+        problems.append(
+            f"{path}.additionalProperties: Forbidden: additionalProperties and properties are mutually "
+            "exclusive"
+        )
     if (
         "type" not in schema
         and not schema.get("x-kubernetes-int-or-string")
@@ -429,6 +564,8 @@ def check_crd_schema(schema: Any, path: str = "openAPIV3Schema") -> list[str]:
             continue
         err = compile_error(rule["rule"])
         if err:
-            problems.append(f"{path}.x-kubernetes-validations[{i}].rule: Invalid value: "
-                            f"{_fmt(rule['rule'])}: compilation failed: {err}")
+            problems.append(
+                f"{path}.x-kubernetes-validations[{i}].rule: Invalid value: "
+                f"{_fmt(rule['rule'])}: compilation failed: {err}"
+            )
     return problems

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from kube_emulator.fixtures import kube  # noqa: F401  (importing a fixture registers it here)
 from kube_emulator.helpers import Kube
 

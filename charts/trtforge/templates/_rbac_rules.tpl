@@ -39,6 +39,10 @@ Keep in step with what trtforge_operator does: tests/charts render the reconcile
   - apiGroups: [""]
     resources: [pods/log]
     verbs: [get]
+  # a ModelDeployment's spec.storage.secretRef must exist before Jobs mount it (a clear Failed otherwise)
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get]
   # Kubernetes Events for every stage change and failure (kopf posts and aggregates them)
   - apiGroups: [""]
     resources: [events]

@@ -227,10 +227,11 @@ class Autoscaler:
         """Applies a changed spec, keeping the history; the count is re-clamped at the next update."""
         self._config = config
 
-    def reset_replicas(self, replicas: int) -> None:
-        """Adopts a replica count set from outside (e.g. after autoscaling was re-enabled)."""
+    def reset_replicas(self, replicas: int, now: float) -> None:
+        """Adopts a replica count set from outside (someone scaled the Deployment): it counts as a
+        recommendation made now, so going below it still waits for the scale-down delay."""
         self._desired = self._config.clamp(replicas)
-        self._recommendations.clear()
+        self._recommendations = deque([(now, self._desired)])
 
     def update(self, now: float, observation: Observation | None) -> Decision:
         cfg = self._config

@@ -185,7 +185,7 @@ class AutoscalerController:
             self.autoscaler.reconfigure(config)
             if current != self.autoscaler.desired:
                 # someone else set the count (the operator creating the Deployment, a rollback): adopt it
-                self.autoscaler.reset_replicas(current)
+                self.autoscaler.reset_replicas(current, self.clock())
 
         selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
@@ -257,7 +257,6 @@ async def run_autoscaling(
     controller: AutoscalerController,
     children: ChildrenReconciler | None = None,
     *,
-    builtin_allowed: bool = True,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> None:
     """The per-ModelDeployment loop: keep the hpa/keda children in line, tick the built-in autoscaler.
@@ -276,7 +275,7 @@ async def run_autoscaling(
             if children is not None:
                 for action in await children.reconcile(md, spec):
                     log.info("%s: %s", where, action)
-            if builtin_allowed and spec.enabled and str(spec.mode) == "builtin":
+            if spec.enabled and str(spec.mode) == "builtin":
                 result = await controller.tick(md)
                 # no Deployment yet (training, converting): look again at the idle pace
                 period = spec.tick_seconds if result.decision is not None else IDLE_PERIOD_SECONDS

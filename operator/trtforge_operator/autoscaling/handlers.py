@@ -5,13 +5,15 @@
 at the next tick without restarting anything:
 
 - mode builtin (enabled): the built-in autoscaler ticks every tickSeconds and owns the Deployment's
-  replicas (unless TRTFORGE_AUTOSCALER_ENABLED=false turns the built-in autoscaler off operator-wide);
+  replicas;
 - mode hpa / keda (enabled): the HorizontalPodAutoscaler / ScaledObject exists as an owned child and
   owns the replicas; the daemon only keeps that child in line with the spec;
 - autoscaling disabled: no child, and the operator's Deployment reconciler applies spec.serving.replicas.
 
-A mode change deletes the child of the previous mode. Children go with the ModelDeployment through
-their owner references; the daemon itself stops when kopf stops it (deletion, operator shutdown).
+A mode change deletes the child of the previous mode. TRTFORGE_AUTOSCALER_ENABLED=false (the chart's
+`autoscaler.enabled: false`, which also drops the HPA/KEDA RBAC rules) turns all of this off. Children
+go with the ModelDeployment through their owner references; the daemon itself stops when kopf stops it
+(deletion, operator shutdown).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ async def autoscaler_daemon(
     context = memo[MEMO_KEY]
     assert isinstance(context, AutoscalingContext) and namespace  # ModelDeployments are namespaced
     settings = context.settings
+    if not settings.autoscaler_enabled:  # TRTFORGE_AUTOSCALER_ENABLED=false: no autoscaler of any mode
+        return
     controller = AutoscalerController(
         context.kube,
         namespace=namespace,
@@ -79,7 +83,6 @@ async def autoscaler_daemon(
             lambda: bool(stopped),
             controller,
             children,
-            builtin_allowed=settings.autoscaler_enabled,
             sleep=sleep,
         )
     finally:

@@ -43,15 +43,20 @@ class PodScrape:
 def parse_metric(text: str, sample_name: str) -> float:
     """The sum of all samples named `sample_name` (over their labels) in Prometheus text format.
 
-    Raises MetricsError when the text does not parse, the metric is absent, or a sample is NaN,
-    infinite or negative.
+    A metric the exporter declares (`# TYPE`) but has no samples of is 0: prometheus_client prints a
+    labelled gauge or counter that way until its first labelled child exists (the runtime's in-flight
+    gauge before its first request). Raises MetricsError when the text does not parse, the metric is
+    absent, or a sample is NaN, infinite or negative.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
     total = 0.0
     found = 0
+    declared = False  # the exporter declares the metric (HELP/TYPE), possibly without samples yet
+    family_names = {sample_name, sample_name.removesuffix("_total")}
     try:
         for family in text_string_to_metric_families(text):
+            declared = declared or family.name in family_names
             for sample in family.samples:
                 if sample.name != sample_name:
                     continue
@@ -65,9 +70,9 @@ def parse_metric(text: str, sample_name: str) -> float:
         raise
     except (ValueError, TypeError, IndexError, KeyError) as exc:  # the parser's ways of refusing text
         raise MetricsError(f"not Prometheus text format: {exc}") from exc
-    if not found:
+    if not found and not declared:
         raise MetricsError(f"metric {sample_name} is missing")
-    return total
+    return total  # declared without samples: a labelled metric nothing was counted in yet, i.e. 0
 
 
 class MetricsScraper:
@@ -118,10 +123,14 @@ class MetricsScraper:
             async with session.get(target.url) as response:
                 if response.status != 200:
                     raise MetricsError(f"HTTP {response.status}")
-                body = await response.content.read(self.max_bytes + 1)
-                if len(body) > self.max_bytes:
-                    raise MetricsError(f"answer larger than {self.max_bytes} bytes")
-            value = parse_metric(body.decode("utf-8"), sample_name)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise MetricsError(f"answer larger than {self.max_bytes} bytes")
+                    chunks.append(chunk)
+            value = parse_metric(b"".join(chunks).decode("utf-8"), sample_name)
             return PodScrape(target.pod, value, None, time.perf_counter() - started)
         except TimeoutError:
             problem = f"no answer within {self.timeout:g}s"

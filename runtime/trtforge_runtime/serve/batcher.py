@@ -72,6 +72,12 @@ class Batcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        if metrics is not None:  # resolve label children once (labels() is slow)
+            self._m_depth = metrics.queue_depth.labels(model)
+            self._m_rows = metrics.batch_size.labels(model)
+            self._m_requests = metrics.batch_requests.labels(model)
+            self._m_compute = metrics.compute_time.labels(model)
+            self._m_queue = metrics.queue_time.labels(model)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -116,11 +122,17 @@ class Batcher:
         self._queue.append(_Item(inputs, rows, key, future))
         self._queued_rows += rows
         if self.metrics is not None:
-            self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+            self._m_depth.set(len(self._queue))
         self._wake.set()
         return await future
 
     async def _infer_split(self, inputs: Arrays, rows: int) -> Arrays:
+        chunks = -(-rows // self.limit)
+        if len(self._queue) + chunks > self.max_queue_size:
+            raise OverloadedError(
+                f"model '{self.model}' is overloaded: a request of {rows} rows needs {chunks} batches, "
+                f"{len(self._queue)} of {self.max_queue_size} queue slots are taken; retry later"
+            )
         parts = await asyncio.gather(
             *(
                 self.infer({k: v[start : start + self.limit] for k, v in inputs.items()})
@@ -177,7 +189,7 @@ class Batcher:
             batch.append(self._pop())
             rows += item.rows
         if self.metrics is not None:
-            self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+            self._m_depth.set(len(self._queue))
         return batch
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
@@ -207,13 +219,11 @@ class Batcher:
             return
         finally:
             if self.metrics is not None:
-                m = self.metrics
-                m.batch_size.labels(self.model).observe(rows)
-                m.batch_requests.labels(self.model).observe(len(batch))
-                m.compute_time.labels(self.model).observe(time.perf_counter() - started)
-                qt = m.queue_time.labels(self.model)
+                self._m_rows.observe(rows)
+                self._m_requests.observe(len(batch))
+                self._m_compute.observe(time.perf_counter() - started)
                 for it in batch:
-                    qt.observe(started - it.enqueued)
+                    self._m_queue.observe(started - it.enqueued)
         start = 0
         for it in batch:
             if not it.future.done():

@@ -63,6 +63,8 @@ class DataPlane:
         self.models: dict[str, ServedModel] = {}
         self.draining = False
         self.inflight = 0
+        # prometheus-client's labels() costs microseconds per call: resolve each child once
+        self._children: dict[tuple[str, ...], Any] = {}
 
     # ------------------------------------------------------------------------------------------ registry
     def add_model(self, model: ServedModel) -> None:
@@ -110,15 +112,21 @@ class DataPlane:
     # --------------------------------------------------------------------------------------------- infer
     def record(self, model: str, protocol: str, code: int) -> None:
         """Count a request a front end answered itself (malformed body, oversize...)."""
-        self.metrics.requests.labels(model, protocol, str(code)).inc()
+        self._child("requests", model, protocol, str(code)).inc()
+
+    def _child(self, metric: str, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = getattr(self.metrics, metric).labels(*labels)
+        return child
 
     async def infer(
         self, name: str, version: str | None, request: InferRequest, protocol: str = "rest"
     ) -> InferResponse:
         started = time.perf_counter()
-        m = self.metrics
         label = name if name in self.models else "<unknown>"
-        gauge = m.inflight.labels(label)
+        gauge = self._child("inflight", label)
         gauge.inc()
         self.inflight += 1
         code = 200
@@ -153,8 +161,8 @@ class DataPlane:
         finally:
             self.inflight -= 1
             gauge.dec()
-            m.requests.labels(label, protocol, str(code)).inc()
-            m.latency.labels(label, protocol).observe(time.perf_counter() - started)
+            self._child("requests", label, protocol, str(code)).inc()
+            self._child("latency", label, protocol).observe(time.perf_counter() - started)
 
     @staticmethod
     def _check_inputs(model: ServedModel, request: InferRequest) -> Arrays:

@@ -66,6 +66,11 @@ def _structural(node: Any, defs: dict[str, Any], cel: dict[str, list[dict[str, s
             continue
         if key == "additionalProperties" and value is False:
             continue  # structural schemas prune unknown fields instead; `false` is not allowed
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema 2020-12 (pydantic) -> OpenAPI v3.0 (Kubernetes): a bound plus a boolean flag
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
         if key == "const":
             out["enum"] = [value]
             continue

@@ -134,13 +134,14 @@ def onnx_parity(model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str) 
     import onnxruntime as ort
 
     from trtforge_runtime.train.architecture import predicted_classes
+    from trtforge_runtime.train.loop import predict
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     got = np.asarray(session.run(None, {input_name: x.astype(np.float32)})[0])
-    want = np.asarray(model.predict(x, batch_size=1024, verbose=0))
+    want = predict(model, x)
     if got.shape != want.shape:
         raise TrainingError(f"ONNX output shape {got.shape} differs from TensorFlow's {want.shape}")
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if len(x) else 0.0

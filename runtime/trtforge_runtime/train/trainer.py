@@ -88,7 +88,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from trtforge_runtime.train import architecture
+    from trtforge_runtime.train import architecture, loop
     from trtforge_runtime.train import progress as progress_mod
 
     env = os.environ if env is None else env
@@ -135,17 +135,36 @@ def train(
     def t(y: np.ndarray) -> np.ndarray:
         return architecture.targets(y, loss, width)
 
+    callbacks = progress_mod.callbacks(progress, spec.epochs, stream or sys.stderr)
     start = time.perf_counter()
-    model.fit(
-        splits.x_train,
-        t(splits.y_train),
-        validation_data=(splits.x_val, t(splits.y_val)),
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=progress_mod.callbacks(progress, spec.epochs, stream or sys.stderr),
-    )
+    if plan.kind == "multi_worker":
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+        loop.fit_distributed(
+            model,
+            strategy,
+            loss=loss,
+            x=splits.x_train,
+            targets=t(splits.y_train),
+            x_val=splits.x_val,
+            targets_val=t(splits.y_val),
+            y_val=splits.y_val,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            seed=spec.seed,
+            callbacks=callbacks,
+        )
+    else:
+        model.fit(
+            splits.x_train,
+            t(splits.y_train),
+            validation_data=(splits.x_val, t(splits.y_val)),
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
     seconds = time.perf_counter() - start
 
     scores: dict[str, dict[str, float]] = {}
@@ -154,16 +173,8 @@ def train(
         ("validation", splits.x_val, splits.y_val),
         ("test", splits.x_test, splits.y_test),
     ):
-        result = model.evaluate(x, t(y), batch_size=1024, verbose=0, return_dict=True)
-        accuracy = _accuracy(result)
-        scores[split_name] = {"accuracy": round(accuracy, 6), "loss": round(float(result["loss"]), 6)}
+        result = loop.evaluate(model, x, y, t(y), loss)
+        scores[split_name] = {k: round(v, 6) for k, v in result.items()}
     return TrainResult(
         model=model, splits=splits, scores=scores, epochs=spec.epochs, seconds=seconds, plan=plan
     )
-
-
-def _accuracy(result: Mapping[str, Any]) -> float:
-    for key in ("accuracy", "compile_metrics", "sparse_categorical_accuracy", "categorical_accuracy"):
-        if key in result:
-            return float(result[key])
-    raise KeyError(f"no accuracy in evaluation results {sorted(result)}")

@@ -138,7 +138,13 @@ class EngineRunner:
                     context.set_tensor_address(name, buffers.device_address(name))
                 self._bound = buffers
             for name, array in inputs.items():
-                context.set_input_shape(name, tuple(array.shape))
+                if name not in self.inputs:
+                    raise InferenceError(f"tensor '{name}' is not an engine input ({', '.join(self.inputs)})")
+                if not context.set_input_shape(name, tuple(array.shape)):  # False, not an exception
+                    raise InferenceError(
+                        f"tensor '{name}': shape {list(array.shape)} is outside the engine's optimization "
+                        f"profile (max {list(self.inputs[name][2])})"
+                    )
             arrays = {n: np.ascontiguousarray(a, dtype=self.inputs[n][0]) for n, a in inputs.items()}
 
             def enqueue(buf: StreamBuffers) -> dict[str, tuple[int, ...]]:

@@ -1,4 +1,4 @@
-"""Fixtures of the autoscaling tests: fake runtime pods serving real HTTP /metrics."""
+"""Fixtures of the autoscaling tests: fake runtime pods serving real HTTP /metrics, and the emulator."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from autoscaling_metrics_pods import MetricsPods
+from kube_emulator.fixtures import kube  # noqa: F401  (importing a fixture registers it here)
 
 
 @pytest.fixture
@@ -22,14 +23,7 @@ def metrics_pods() -> Iterator[MetricsPods]:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Any]:
-    """The Kubernetes emulator with the project's CRD and the `ml` namespace."""
-    from kube_emulator.helpers import Kube
-    from kube_emulator.runner import EmulatorThread
-
-    thread = EmulatorThread().start()
-    kube = Kube(thread, thread.write_kubeconfig(tmp_path / "kubeconfig"))
-    kube.install_project_crd()
+def cluster(kube: Any) -> Any:  # noqa: F811
+    """The shared Kubernetes emulator (project CRD installed) with the `ml` namespace."""
     kube.create_namespace("ml")
-    yield kube
-    thread.stop()
+    return kube

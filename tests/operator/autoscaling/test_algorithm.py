@@ -266,3 +266,12 @@ def test_config_from_spec() -> None:
     cfg = AutoscalerConfig.from_spec(spec)
     assert (cfg.min_replicas, cfg.max_replicas, cfg.target, cfg.metric) == (2, 9, 4.0, "rps")
     assert (cfg.stable_window, cfg.panic_window, cfg.scale_down_delay) == (30.0, 6.0, 30.0)
+
+
+def test_an_adopted_count_still_waits_for_the_scale_down_delay() -> None:
+    scaler = Autoscaler(config(), initial_replicas=1)
+    simulate(scaler, lambda t: 8.0, 0.0, 100.0)
+    scaler.reset_replicas(3, now=100.0)  # someone scaled the Deployment to 3
+    decisions = simulate(scaler, lambda t: 8.0, 102.0, 200.0)
+    first_down = next(d for d in decisions if d.direction < 0)
+    assert first_down.now >= 130.0 and first_down.desired == 1

@@ -164,3 +164,65 @@ async def test_silent_pods_keep_the_count(
         result = await ticker.tick(serving)
         assert all(s.value is None for s in result.scrapes)
     assert serving.replicas() == 3
+
+
+@pytest.mark.asyncio
+async def test_the_loop_reports_errors_once_and_carries_on(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket
+
+    from kube_emulator.runner import api_client
+    from trtforge_operator.autoscaling.controller import run_autoscaling
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kube = ApiKube(api_client(f"http://127.0.0.1:{port}"))  # nothing listens there
+    controller = AutoscalerController(kube, namespace=NS, name="digits")
+    meta = {"name": "digits", "namespace": NS, "uid": "u-1"}
+    bad = {"metadata": meta, "spec": {"serving": {"autoscaling": {"target": -1}}}}
+    good = {"metadata": meta, "spec": {"serving": {"autoscaling": {"tickSeconds": 0.1}}}}
+    bodies = [bad, bad, bad, good, good]
+    periods: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        periods.append(seconds)
+
+    with caplog.at_level(logging.WARNING, logger="trtforge_operator.autoscaling.controller"):
+        await run_autoscaling(
+            lambda: bodies[len(periods)], lambda: len(periods) == len(bodies), controller, sleep=sleep
+        )
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "trtforge_operator.autoscaling.controller"
+    ]
+    assert len(warnings) == 2, warnings  # each problem once, not once per tick
+    assert "spec.serving.autoscaling.target" in warnings[0] and "greater than 0" in warnings[0]
+    assert "digits" in warnings[1] and "autoscaling:" in warnings[1]
+    assert all(p <= 5.0 for p in periods)  # never a hot loop, never a stall beyond the idle period
+    await controller.close()
+    kube.close()
+
+
+def test_pod_readiness_and_metrics_url() -> None:
+    from trtforge_operator.autoscaling.controller import is_ready, metrics_url
+
+    ready = {"type": "Ready", "status": "True"}
+    pod: dict[str, Any] = {
+        "metadata": {"name": "p", "annotations": {"prometheus.io/port": "9100", "prometheus.io/path": "m"}},
+        "spec": {"containers": [{"name": "server", "ports": [{"name": "http", "containerPort": 8080}]}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.7", "conditions": [ready]},
+    }
+    assert is_ready(pod)
+    assert metrics_url(pod) == "http://10.0.0.7:8080/m"  # the named http port wins over the annotation
+    pod["spec"]["containers"][0]["ports"] = []
+    assert metrics_url(pod) == "http://10.0.0.7:9100/m"
+    pod["metadata"]["annotations"] = {}
+    pod["status"]["podIP"] = "fd00::7"
+    assert metrics_url(pod) == "http://[fd00::7]:8080/metrics"
+    for broken in (
+        {"phase": "Pending", "podIP": "10.0.0.7", "conditions": [ready]},
+        {"phase": "Running", "conditions": [ready]},
+        {"phase": "Running", "podIP": "10.0.0.7", "conditions": [{"type": "Ready", "status": "False"}]},
+    ):
+        assert not is_ready({**pod, "status": broken})
+    assert not is_ready({**pod, "metadata": {"name": "p", "deletionTimestamp": "2026-01-01T00:00:00Z"}})

@@ -35,6 +35,23 @@ def test_parse_reads_the_gauge_and_sums_counter_labels() -> None:
     assert parse_metric(two, INFLIGHT_METRIC) == 7.5
 
 
+def test_parse_reads_the_runtimes_own_metrics() -> None:
+    """The contract with the serving runtime: its real ServeMetrics exposition."""
+    from trtforge_runtime.serve.metrics import ServeMetrics
+
+    metrics = ServeMetrics()
+    fresh = metrics.render().decode()
+    # no request yet: the labelled metrics are declared without samples, which means 0, not "missing"
+    assert parse_metric(fresh, INFLIGHT_METRIC) == 0.0
+    assert parse_metric(fresh, REQUESTS_METRIC) == 0.0
+    metrics.inflight.labels("digits").inc(3)
+    metrics.requests.labels("digits", "rest", "200").inc(40)
+    metrics.requests.labels("digits", "grpc", "503").inc(2)
+    text = metrics.render().decode()
+    assert parse_metric(text, INFLIGHT_METRIC) == 3.0
+    assert parse_metric(text, REQUESTS_METRIC) == 42.0
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -47,6 +64,7 @@ def test_parse_reads_the_gauge_and_sums_counter_labels() -> None:
         ("<html><body>oops</body></html>", "not Prometheus text format"),
         ("", "is missing"),
         ("other_metric 1\n", "metric trtforge_inflight_requests is missing"),
+        ("# TYPE trtforge_inflight_requests_other gauge\n", "is missing"),
     ],
 )
 def test_parse_refuses_unusable_metrics_with_a_reason(text: str, message: str) -> None:
@@ -95,6 +113,18 @@ async def test_scrape_reads_every_pod_and_reports_each_failure(metrics_pods: Met
         assert problem in (by_pod[pod].problem or ""), (pod, by_pod[pod].problem)
     # concurrent and bounded: the slow pod costs the time-out once, not per pod
     assert elapsed < 1.5
+
+
+@pytest.mark.asyncio
+async def test_scrape_reads_large_answers_whole_and_refuses_huge_ones(metrics_pods: MetricsPods) -> None:
+    filler = "".join(f'other_histogram_bucket{{le="{i}"}} {i}\n' for i in range(20_000))  # ~600 kB
+    big = metrics_pods.add("big", body=filler + "trtforge_inflight_requests 7\n")
+    async with MetricsScraper(timeout=2.0, max_bytes=4 * 1024 * 1024) as scraper:
+        (result,) = await scraper.scrape([ScrapeTarget("big", big.url)], INFLIGHT_METRIC)
+    assert result.value == 7.0, result.problem
+    async with MetricsScraper(timeout=2.0, max_bytes=100_000) as scraper:
+        (result,) = await scraper.scrape([ScrapeTarget("big", big.url)], INFLIGHT_METRIC)
+    assert result.value is None and "larger than 100000 bytes" in (result.problem or "")
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from trtforge_runtime.errors import BackendError, InferenceError, NotReadyError, OverloadedError
 from trtforge_runtime.serve.backends.base import Backend, BackendInfo
 from trtforge_runtime.serve.batcher import Batcher
@@ -201,4 +200,16 @@ async def test_metrics_record_batches_and_queue_time() -> None:
     text = b.metrics.render().decode() if b.metrics else ""
     assert 'trtforge_batch_size_sum{model="m"} 8.0' in text
     assert 'trtforge_queue_duration_seconds_count{model="m"} 4.0' in text
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_request_needing_more_batches_than_queue_slots_is_refused_whole() -> None:
+    backend = LinearBackend(max_batch=4)
+    b = make(backend, max_queue_size=3)
+    with pytest.raises(OverloadedError, match="needs 4 batches"):
+        await b.infer({"x": x_rows(13, 0)})
+    assert backend.batches == [] and b.queued == 0
+    out = await b.infer({"x": x_rows(12, 0)})
+    assert out["y"].shape == (12, 10)
     await b.stop()

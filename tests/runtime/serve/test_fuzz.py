@@ -80,7 +80,12 @@ def post(conn: http.client.HTTPConnection, body: bytes, headers: dict[str, str])
     return resp.status, resp.read()
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=250,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(case=bodies())
 def test_malformed_requests_get_4xx(server: ServerThread, case: tuple[bytes, dict[str, str]]) -> None:
     body, headers = case

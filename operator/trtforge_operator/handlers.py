@@ -25,7 +25,10 @@ from trtforge_operator.pipeline import Pipeline
 from trtforge_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
-CHILD_FILTER: dict[str, Any] = {labels.MODELDEPLOYMENT: kopf.PRESENT, "app.kubernetes.io/managed-by": labels.MANAGED_BY}
+CHILD_FILTER: dict[str, Any] = {
+    labels.MODELDEPLOYMENT: kopf.PRESENT,
+    "app.kubernetes.io/managed-by": labels.MANAGED_BY,
+}
 
 
 @kopf.on.startup()
@@ -99,11 +102,11 @@ async def delete_artifacts(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: A
     Only such ModelDeployments get kopf's finalizer; the others are deleted at once and keep their
     artifacts. A spec that does not parse any more cannot name its folder: nothing is deleted then.
     """
-    from trtforge_operator.apply import ensure
-    from trtforge_operator.plan import Owner, Plan
-    from trtforge_operator.reconcilers import cleanup_job
     from trtforge_runtime.errors import ManifestError
     from trtforge_runtime.spec.load import parse_spec
+
+    from trtforge_operator.plan import Owner, Plan
+    from trtforge_operator.reconcilers import cleanup_job
 
     meta = body.get("metadata", {})
     try:
@@ -118,7 +121,7 @@ async def delete_artifacts(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: A
         return
     job = cleanup_job.cleanup_job(plan)
     kube: Kube = memo["trtforge_kube"]
-    await ensure(kube, job, owner_uid="", existing=None, immutable=True)
+    await kube.create(job)  # 409: created by an earlier attempt
     logger.info("artifact cleanup Job %s removes %s", job["metadata"]["name"], cleanup_job.folder(plan))
 
 

@@ -45,7 +45,13 @@ class OperatorProcess:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trtforge_runtime.cli", "operator", *(["--verbose"] if self.verbose else [])],
+            [
+                sys.executable,
+                "-m",
+                "trtforge_runtime.cli",
+                "operator",
+                *(["--verbose"] if self.verbose else []),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

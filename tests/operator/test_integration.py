@@ -147,8 +147,8 @@ def test_digits_from_kubectl_apply_to_ready(cluster: Kube, operator: Any, tmp_pa
         "Progressing": "False",
         "Degraded": "False",
     }
-    reasons = {e["reason"] for e in cluster.events(NS, "digits")}
-    assert {"TrainingStarted", "Trained", "ConversionStarted", "EngineBuilt", "Available"} <= reasons
+    wanted = {"TrainingStarted", "Trained", "ConversionStarted", "EngineBuilt", "Available"}
+    cluster.wait_for(lambda: wanted <= {e["reason"] for e in cluster.events(NS, "digits")}, message="events")
 
     # kubectl get md shows the printer columns
     out = cluster.kubectl("get", "md", "-n", NS).stdout
@@ -239,7 +239,9 @@ def test_training_failure_reports_reason_and_log_then_a_fix_retrains(cluster: Ku
     assert cond["status"] == "False" and cond["reason"] == "QualityGateFailed"
     assert "below minAccuracy" in cond["message"] and "quality gate failed: accuracy 0.41" in cond["message"]
     assert conditions(obj)["Degraded"]["status"] == "True"
-    assert "TrainingFailed" in {e["reason"] for e in cluster.events(NS, "digits")}
+    cluster.wait_for(
+        lambda: "TrainingFailed" in {e["reason"] for e in cluster.events(NS, "digits")}, message="event"
+    )
     # no retry of the failed revision, no hot loop
     rv = obj["metadata"]["resourceVersion"]
     time.sleep(1.0)
@@ -283,7 +285,9 @@ def test_rollout_that_misses_its_deadline_is_rolled_back(cluster: Kube, operator
     assert {h["revision"]: h["outcome"] for h in st["history"]} == {good: "Ready", bad: "RolledBack"}
     deg = conditions(obj)["Degraded"]
     assert deg["status"] == "True" and deg["reason"] == "RolledBack"
-    assert "RolledBack" in {e["reason"] for e in cluster.events(NS, "digits")}
+    cluster.wait_for(
+        lambda: "RolledBack" in {e["reason"] for e in cluster.events(NS, "digits")}, message="event"
+    )
     # a later serving change tries again
     cluster.patch(*MD, "digits", {"spec": {"serving": {"batching": {"maxBatchSize": 16}}}}, NS)
     cluster.wait_for(lambda: bad_revision() not in (None, bad), message="newer revision rolled")
@@ -440,3 +444,17 @@ def test_multi_worker_and_tensorrt_children(cluster: Kube, operator: Any) -> Non
     assert obj["status"]["engine"]["sizeBytes"] == 2 * 81234
     assert obj["status"]["model"]["accuracy"] == pytest.approx(TRAIN_OK["accuracy"])
     _ = copy
+
+
+def test_deletion_with_retain_on_delete_false_runs_the_cleanup_job(cluster: Kube, operator: Any) -> None:
+    doc = digits()
+    doc["spec"]["storage"] = {"retainOnDelete": False}
+    cluster.apply(doc)
+    wait_jobs(cluster, "train")
+    cluster.wait_for(lambda: md(cluster)["metadata"].get("finalizers"), message="kopf's finalizer")
+    cluster.delete(*MD, "digits", NS)
+    job = cluster.wait_for(lambda: jobs(cluster, "cleanup"), message="cleanup Job")[0]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "/artifacts/ml/digits"
+    cluster.wait_for(lambda: cluster.get(*MD, "digits", NS) is None, message="ModelDeployment gone")
+    cluster.wait_for(lambda: not jobs(cluster, "train"), message="training Job garbage-collected")
+    assert jobs(cluster, "cleanup")  # not owned: it outlives the ModelDeployment

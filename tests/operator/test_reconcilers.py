@@ -303,3 +303,33 @@ def test_operator_default_store_replaces_the_schema_default(make_plan: MakePlan,
     settings = OperatorSettings(storage_uri="pvc://shared/trtforge")
     p = make_plan(settings=settings)
     assert p.model_location.uri == f"pvc://shared/trtforge/ml/digits/models/{p.training}"
+
+
+def test_cleanup_job_removes_only_this_deployments_folder(make_plan: MakePlan) -> None:
+    from trtforge_operator.reconcilers import cleanup_job
+
+    p = make_plan()
+    job = cleanup_job.cleanup_job(p)
+    roundtrip(job)
+    assert "ownerReferences" not in job["metadata"]  # must outlive the ModelDeployment
+    pod = pod_specs(job)
+    assert_restricted(pod)
+    c = pod["containers"][0]
+    assert c["command"][-1] == "/artifacts/ml/digits" == cleanup_job.folder(p)
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert cleanup_job.supported(p)
+
+
+def test_cleanup_script_removes_the_folder(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from trtforge_operator.reconcilers import cleanup_job
+
+    target = tmp_path / "ml" / "digits" / "models" / "abc"
+    target.mkdir(parents=True)
+    (target / "model.onnx").write_bytes(b"x")
+    keep = tmp_path / "ml" / "other"
+    keep.mkdir()
+    subprocess.run([sys.executable, "-c", cleanup_job.SCRIPT, str(tmp_path / "ml" / "digits")], check=True)
+    assert not (tmp_path / "ml" / "digits").exists() and keep.exists()

@@ -38,7 +38,10 @@ def cleanup_job(plan: Plan) -> dict[str, Any]:
         "image": plan.settings.server_image,
         "imagePullPolicy": plan.settings.image_pull_policy,
         "command": ["python", "-c", SCRIPT, folder(plan)],
-        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "64Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        },
         "volumeMounts": [store.mount_spec(read_only=False), tmp_mount],
         "securityContext": podsecurity.container_security_context(),
     }

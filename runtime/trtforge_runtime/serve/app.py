@@ -122,8 +122,10 @@ async def load_model(
     info = backend.metadata()
     metrics.backend_info.labels(name).info({"reason": selection.reason[:200], **info.labels})
     served = dataplane.models[name]
-    served.metadata = ModelMetadata(
-        name, (settings.model_version,), PLATFORMS.get(info.kind, info.kind), info.inputs, info.outputs
+    served.set_metadata(
+        ModelMetadata(
+            name, (settings.model_version,), PLATFORMS.get(info.kind, info.kind), info.inputs, info.outputs
+        )
     )
 
     check = await asyncio.to_thread(check_reference, backend.infer, doc.get("referenceSample"))

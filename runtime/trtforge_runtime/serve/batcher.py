@@ -123,7 +123,9 @@ class Batcher:
         self._queued_rows += rows
         if self.metrics is not None:
             self._m_depth.set(len(self._queue))
-        self._wake.set()
+        # the loop needs waking only for a first request or a full batch (else its deadline wakes it)
+        if len(self._queue) == 1 or self._queued_rows >= self.limit:
+            self._wake.set()
         return await future
 
     async def _infer_split(self, inputs: Arrays, rows: int) -> Arrays:

@@ -26,7 +26,7 @@ from trtforge_runtime.errors import (
     TrtforgeError,
 )
 from trtforge_runtime.serve.metrics import ServeMetrics
-from trtforge_runtime.serve.types import InferRequest, InferResponse, ModelMetadata, Tensor
+from trtforge_runtime.serve.types import InferRequest, InferResponse, ModelMetadata, Tensor, TensorSpec
 
 Arrays = dict[str, np.ndarray]
 InferFn = Callable[[Arrays], Awaitable[Arrays]]
@@ -45,6 +45,17 @@ class ServedModel:
     ready: bool = False
     reason: str = "loading"  # why it is not ready (shown in logs and the ready endpoint's error)
     labels: dict[str, str] = field(default_factory=dict)
+    input_specs: dict[str, TensorSpec] = field(init=False)
+    output_names: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.set_metadata(self.metadata)
+
+    def set_metadata(self, metadata: ModelMetadata) -> None:
+        """Replace the metadata (e.g. with the loaded backend's) and the lookups derived from it."""
+        self.metadata = metadata
+        self.input_specs = {t.name: t for t in metadata.inputs}
+        self.output_names = [t.name for t in metadata.outputs]
 
 
 class DataPlane:
@@ -166,50 +177,50 @@ class DataPlane:
 
     @staticmethod
     def _check_inputs(model: ServedModel, request: InferRequest) -> Arrays:
-        specs = {t.name: t for t in model.metadata.inputs}
+        specs = model.input_specs
         arrays: Arrays = {}
         for tensor in request.inputs:
-            spec = specs.get(tensor.name)
+            name = tensor.name
+            spec = specs.get(name)
             if spec is None:
                 raise InferenceError(
-                    f"unknown input tensor '{tensor.name}' for model '{model.name}' "
+                    f"unknown input tensor '{name}' for model '{model.name}' "
                     f"(expected inputs: {', '.join(specs)})"
                 )
-            if tensor.name in arrays:
-                raise InferenceError(f"input tensor '{tensor.name}' given more than once")
+            if name in arrays:
+                raise InferenceError(f"input tensor '{name}' given more than once")
             if tensor.datatype != spec.datatype:
                 raise InferenceError(
-                    f"input tensor '{tensor.name}': expected datatype {spec.datatype}, "
-                    f"received {tensor.datatype}"
+                    f"input tensor '{name}': expected datatype {spec.datatype}, received {tensor.datatype}"
                 )
             shape = tensor.shape
-            if len(shape) != len(spec.shape) or any(
-                want != -1 and want != got for want, got in zip(spec.shape, shape, strict=True)
-            ):
-                raise InferenceError(
-                    f"input tensor '{tensor.name}': expected shape {list(spec.shape)}, received {list(shape)}"
-                )
+            want = spec.shape
+            if len(shape) != len(want):
+                raise _shape_error(name, want, shape)
+            for w, g in zip(want, shape, strict=True):
+                if w != g and w != -1:
+                    raise _shape_error(name, want, shape)
             if shape and shape[0] < 1:
-                raise InferenceError(f"input tensor '{tensor.name}': the batch dimension must be at least 1")
-            if tuple(tensor.data.shape) != shape:  # a front end bug, never the client's
+                raise InferenceError(f"input tensor '{name}': the batch dimension must be at least 1")
+            if tensor.data.shape != shape:  # a front end bug, never the client's
                 raise InferenceError(
-                    f"input tensor '{tensor.name}': data has shape {list(tensor.data.shape)}, "
-                    f"declared {list(shape)}"
+                    f"input tensor '{name}': data has shape {list(tensor.data.shape)}, declared {list(shape)}"
                 )
-            arrays[tensor.name] = tensor.data
-        missing = [n for n in specs if n not in arrays]
-        if missing:
+            arrays[name] = tensor.data
+        if len(arrays) != len(specs):
+            missing = [n for n in specs if n not in arrays]
             raise InferenceError(
                 f"missing input tensor(s) {', '.join(repr(n) for n in missing)} for model '{model.name}'"
             )
-        batch = {a.shape[0] for a in arrays.values()}
-        if len(batch) > 1:
-            raise InferenceError(f"input tensors disagree on the batch dimension: {sorted(batch)}")
+        if len(arrays) > 1:
+            batch = {a.shape[0] for a in arrays.values()}
+            if len(batch) > 1:
+                raise InferenceError(f"input tensors disagree on the batch dimension: {sorted(batch)}")
         return arrays
 
     @staticmethod
     def _check_outputs(model: ServedModel, request: InferRequest) -> list[tuple[str, dict[str, Any]]]:
-        names = [t.name for t in model.metadata.outputs]
+        names = model.output_names
         if not request.outputs:
             return [(n, {}) for n in names]
         wanted = []
@@ -221,3 +232,7 @@ class DataPlane:
                 )
             wanted.append((out.name, out.parameters))
         return wanted
+
+
+def _shape_error(name: str, want: tuple[int, ...], got: tuple[int, ...]) -> InferenceError:
+    return InferenceError(f"input tensor '{name}': expected shape {list(want)}, received {list(got)}")

@@ -190,13 +190,43 @@ def build_crd() -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes strings that YAML 1.1 readers (kubectl's Go yaml) would take for booleans, e.g. `y`."""
+
+
+_YAML11_BOOLS = {
+    "y",
+    "Y",
+    "n",
+    "N",
+    "yes",
+    "Yes",
+    "YES",
+    "no",
+    "No",
+    "NO",
+    "on",
+    "On",
+    "ON",
+    "off",
+    "Off",
+    "OFF",
+}
+_Dumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="'" if value in _YAML11_BOOLS else None
+    ),
+)
+
+
 def render() -> str:
     header = (
         "# GENERATED from runtime/trtforge_runtime/spec/model.py by\n"
         "#   python -m trtforge_runtime.spec.crd --write\n"
         "# Do not edit by hand; CI fails when this file is stale.\n"
     )
-    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+    return header + yaml.dump(build_crd(), Dumper=_Dumper, sort_keys=False, width=100)
 
 
 def spec_openapi_schema() -> dict[str, Any]:

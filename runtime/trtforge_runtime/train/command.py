@@ -41,6 +41,7 @@ from trtforge_runtime.artifacts import (
 from trtforge_runtime.errors import ManifestError, QualityGateError, TrainingError, TrtforgeError
 from trtforge_runtime.spec.load import load_manifest
 from trtforge_runtime.spec.model import ModelDeployment, Train
+from trtforge_runtime.train.strategy import StrategyPlan, plan_strategy
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class TrainOutcome:
     parity: dict[str, Any]
     passed: bool
     published: bool
+    metrics: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -192,15 +194,17 @@ def train_to_folder(options: TrainOptions) -> TrainOutcome:
     from trtforge_runtime.train import trainer
 
     trainer.quiet_tensorflow()
-    from trtforge_runtime.train.strategy import plan_strategy, visible_gpus
+    from trtforge_runtime.train.strategy import visible_gpus
 
     md = load_manifest(options.file)
     spec = train_spec_of(md, str(options.file))
     target = options.output.resolve()
-    plan = plan_strategy(os.environ, visible_gpus(), spec.workers)
+    # TF_CONFIG alone says whether this process publishes: decide (and refuse a taken folder) before
+    # TensorFlow is imported.
+    is_chief = plan_strategy(os.environ, [], spec.workers).is_chief
 
     scratch: Path | None = None
-    if not plan.is_chief:
+    if not is_chief:
         # Workers other than the chief run every step (the collectives need them) but publish nothing.
         scratch = Path(tempfile.mkdtemp(prefix="trtforge-worker-"))
         target = scratch / "model"
@@ -208,6 +212,7 @@ def train_to_folder(options: TrainOptions) -> TrainOutcome:
     overwrite = options.overwrite or holds_failed_report(target)
     try:
         with atomic_output_dir(target, overwrite=overwrite, marker="model.onnx") as tmp:
+            plan = plan_strategy(os.environ, visible_gpus(), spec.workers)
             outcome = _train_into(tmp, md, spec, options, plan, keep_existing=keep_existing)
     except _Rejected as rejected:
         write_json(target / REJECTED_METRICS, rejected.metrics)
@@ -216,13 +221,14 @@ def train_to_folder(options: TrainOptions) -> TrainOutcome:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     outcome.output = target
-    outcome.published = plan.is_chief
+    outcome.published = is_chief
     if not outcome.passed:
-        raise _gate_error(read_json(target / "metrics.json", "metrics"), target / "metrics.json", kept=False)
+        where = str(target / "metrics.json") if is_chief else "not written by a non-chief worker"
+        raise _gate_error(outcome.metrics, where, kept=False)
     return outcome
 
 
-def _gate_error(metrics: dict[str, Any], where: Path, *, kept: bool) -> QualityGateError:
+def _gate_error(metrics: dict[str, Any], where: Path | str, *, kept: bool) -> QualityGateError:
     measured, required = metrics["test"]["accuracy"], metrics["minAccuracy"]
     note = "the existing model in the output folder was kept" if kept else "no model was published"
     err = QualityGateError(
@@ -234,7 +240,13 @@ def _gate_error(metrics: dict[str, Any], where: Path, *, kept: bool) -> QualityG
 
 
 def _train_into(
-    tmp: Path, md: ModelDeployment, spec: Train, options: TrainOptions, plan: Any, *, keep_existing: bool
+    tmp: Path,
+    md: ModelDeployment,
+    spec: Train,
+    options: TrainOptions,
+    plan: StrategyPlan,
+    *,
+    keep_existing: bool,
 ) -> TrainOutcome:
     from trtforge_runtime.train import export, trainer
 
@@ -258,6 +270,7 @@ def _train_into(
         parity={},
         passed=bool(metrics["passed"]),
         published=False,
+        metrics=metrics,
     )
     if not metrics["passed"]:
         log.error("test accuracy %.4f is below minAccuracy %s", result.test_accuracy, spec.min_accuracy)

@@ -59,3 +59,25 @@ def test_tensorrt_runner_without_gpu_libraries_fails_clearly(tmp_path: Path) -> 
         runner.load()
     assert isinstance(info.value, LibraryMissingError)
     assert "pycuda" in str(info.value) or "tensorrt" in str(info.value)
+
+
+def test_json_log_format_writes_one_object_per_line() -> None:
+    import io
+    import json
+    import logging
+
+    from trtforge_runtime.serve.command import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("trtforge.test-json")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("model %s: %s", "digits", 'quote " and ünïcode')
+    finally:
+        log.removeHandler(handler)
+    doc = json.loads(stream.getvalue())
+    assert doc["level"] == "WARNING" and doc["logger"] == "trtforge.test-json"
+    assert doc["message"] == 'model digits: quote " and ünïcode'

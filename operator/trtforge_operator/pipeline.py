@@ -368,6 +368,7 @@ class Pipeline:
             dep is not None
             and deployment.template_revision(dep) == plan.serving
             and deadline_exceeded(dep)
+            and not rolled_out(dep)
             and not rolled_back
         ):
             if good_template is not None and last_good and last_good != plan.serving:
@@ -407,7 +408,9 @@ class Pipeline:
                 self._serving_status(plan, st, dep, plan.serving)
                 st.fail("ProgressDeadlineExceeded", msg)
                 return msg
-        if dep is not None and revision_outcome(history, plan.serving) == "Failed" and not rolled_back:
+        late_ready = dep is not None and rolled_out(dep) and deployment.template_revision(dep) == plan.serving
+        failed_before = revision_outcome(history, plan.serving) == "Failed"
+        if dep is not None and failed_before and not rolled_back and not late_ready:
             self._serving_status(plan, st, dep, deployment.template_revision(dep))
             st.fail("ProgressDeadlineExceeded", f"serving revision {plan.serving} did not become ready")
             return "failed"

@@ -116,5 +116,5 @@ class BackendError(InferenceError):
 class AutoscalingError(TrtforgeError):
     """An autoscaler configuration that cannot work (bounds, target, windows) or a child it cannot render."""
 
-    exit_code = 9
+    exit_code = 10
     http_status = 422

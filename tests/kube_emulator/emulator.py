@@ -44,6 +44,7 @@ log = logging.getLogger("kube_emulator")
 CRD_KEY: StoreKey = ("apiextensions.k8s.io", "customresourcedefinitions")
 NS_KEY: StoreKey = ("", "namespaces")
 FieldErrors = list[FieldError]
+Warnings = list[str]
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _SERVER_META = (
     "uid",
@@ -181,7 +182,14 @@ class Emulator:
     # ------------------------------------------------------------ create
 
     def create(
-        self, rtype: ResourceType, namespace: str | None, body: Any, *, dry_run: bool = False
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        field_validation: str = "Warn",
+        warnings: Warnings | None = None,
     ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of a create must be an object")
@@ -238,7 +246,7 @@ class Emulator:
             obj.pop("status", None)
         errs = kinds.on_create(rtype.store_key, obj)
         if rtype.crd is not None:
-            errs += admit_custom(obj, rtype.schema, None)
+            errs += self._admit(rtype, obj, None, field_validation, warnings)
         if rtype.store_key == CRD_KEY:
             errs += self._crd_errors(obj)
         if errs:
@@ -249,6 +257,27 @@ class Emulator:
         if rtype.store_key == CRD_KEY:
             stored = self._crd_established(stored)
         return self._out(rtype, stored)
+
+    def _admit(
+        self,
+        rtype: ResourceType,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        field_validation: str,
+        warnings: Warnings | None,
+    ) -> FieldErrors:
+        """Schema admission of a custom resource, with the fieldValidation of the request."""
+        unknown: Warnings = []
+        errs = admit_custom(obj, rtype.schema, old, unknown)
+        if unknown and field_validation == "Strict":
+            listed = ", ".join(f'unknown field "{path}"' for path in unknown)
+            raise bad_request(
+                f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: '
+                f"strict decoding error: {listed}"
+            )
+        if unknown and field_validation == "Warn" and warnings is not None:
+            warnings.extend(f'unknown field "{path}"' for path in unknown)
+        return errs
 
     def _check_kind(self, rtype: ResourceType, obj: dict[str, Any]) -> None:
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
@@ -286,6 +315,8 @@ class Emulator:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        field_validation: str = "Warn",
+        warnings: Warnings | None = None,
     ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of an update must be an object")
@@ -311,7 +342,15 @@ class Emulator:
             raise bad_request(
                 f"the name of the object ({body_name}) does not match the name on the URL ({name})"
             )
-        return self._write(rtype, old, new, subresource=subresource, dry_run=dry_run)
+        return self._write(
+            rtype,
+            old,
+            new,
+            subresource=subresource,
+            dry_run=dry_run,
+            field_validation=field_validation,
+            warnings=warnings,
+        )
 
     def patch(
         self,
@@ -323,12 +362,22 @@ class Emulator:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        field_validation: str = "Warn",
+        warnings: Warnings | None = None,
     ) -> dict[str, Any]:
         old = self.get(rtype, namespace, name)
         new = self._apply_patch(rtype, old, content_type, patch)
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
             raise ApiError(422, "Invalid", "the patch removed the object's metadata")
-        return self._write(rtype, old, new, subresource=subresource, dry_run=dry_run)
+        return self._write(
+            rtype,
+            old,
+            new,
+            subresource=subresource,
+            dry_run=dry_run,
+            field_validation=field_validation,
+            warnings=warnings,
+        )
 
     def _apply_patch(self, rtype: ResourceType, old: dict[str, Any], content_type: str, patch: Any) -> Any:
         ctype = content_type.split(";")[0].strip()
@@ -360,6 +409,8 @@ class Emulator:
         *,
         subresource: str | None,
         dry_run: bool = False,
+        field_validation: str = "Warn",
+        warnings: Warnings | None = None,
     ) -> dict[str, Any]:
         """The common update path of PUT and PATCH, on the main resource or its status."""
         skey = rtype.store_key
@@ -407,7 +458,7 @@ class Emulator:
             if errs:
                 raise invalid(rtype.kind, rtype.group, name, errs)
         if rtype.crd is not None:
-            errs = admit_custom(new, rtype.schema, old)
+            errs = self._admit(rtype, new, old, field_validation, warnings)
             if errs:
                 raise invalid(rtype.kind, rtype.group, name, errs)
         if skey == CRD_KEY and subresource is None:

@@ -9,6 +9,7 @@ rollout status.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -18,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -28,6 +29,9 @@ from kube_emulator.patch import MERGE_PATCH
 from kube_emulator.resources import ResourceType
 from kube_emulator.runner import EmulatorThread, api_client, write_kubeconfig
 from kube_emulator.selectors import LabelSelector
+
+if TYPE_CHECKING:
+    from kube_emulator.kopf_runner import KopfThread
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT_CRD = REPO / "crds" / "modeldeployments.trtforge.dev.yaml"
@@ -118,6 +122,30 @@ class Kube:
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc
+
+    def run_operator(self, **kwargs: Any) -> KopfThread:
+        """A `KopfThread` for this emulator (not started: use it as a context manager)."""
+        from kube_emulator.kopf_runner import KopfThread
+
+        return KopfThread(self, **kwargs)
+
+    async def wait_for_async(
+        self,
+        predicate: Callable[[], Any],
+        timeout: float = 10.0,
+        interval: float = 0.02,
+        message: str = "condition",
+    ) -> Any:
+        """`wait_for` for async tests: sleeps with asyncio so that kopf in the same loop keeps running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            value = await asyncio.to_thread(predicate)
+            if value:
+                return value
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            await asyncio.sleep(interval)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(emulator, *args, **kwargs)` on the emulator's loop."""

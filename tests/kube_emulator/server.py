@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kube_emulator import openapi
 from kube_emulator.emulator import Emulator
 from kube_emulator.errors import ApiError, bad_request, method_not_allowed
 from kube_emulator.resources import ResourceType
@@ -48,8 +49,11 @@ VERSION = {
 }
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=dumps(body), status=status, content_type="application/json")
+def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    response = web.Response(body=dumps(body), status=status, content_type="application/json")
+    for text in warnings or ():
+        response.headers.add("Warning", f'299 - "{text.replace(chr(34), chr(92) + chr(34))}"')
+    return response
 
 
 class ApiServer:
@@ -85,6 +89,8 @@ class ApiServer:
             return _json(VERSION)
         if head in ("healthz", "readyz", "livez"):
             return web.Response(text="ok")
+        if head == "openapi":
+            return self._openapi(parts[1:])
         if head == "api":
             if len(parts) == 1:
                 return _json(
@@ -110,6 +116,22 @@ class ApiServer:
         return await self._resource(request, group, version, rest)
 
     # ------------------------------------------------------------ discovery
+
+    def _openapi(self, parts: list[str]) -> web.Response:
+        not_found = ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not parts or parts[0] != "v3":
+            raise not_found  # no /openapi/v2: clients use v3 or fall back
+        if len(parts) == 1:
+            return _json(openapi.root(self.emu.registry))
+        if parts[1] == "api" and len(parts) == 3:
+            doc = openapi.document(self.emu.registry, "", parts[2])
+        elif parts[1] == "apis" and len(parts) == 4:
+            doc = openapi.document(self.emu.registry, parts[2], parts[3])
+        else:
+            doc = None
+        if doc is None:
+            raise not_found
+        return _json(doc)
 
     def _group_list(self) -> dict[str, Any]:
         return {
@@ -161,6 +183,10 @@ class ApiServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         q = request.query
         dry_run = q.get("dryRun") == "All"
+        validation = q.get("fieldValidation") or "Warn"
+        if validation not in ("Ignore", "Warn", "Strict"):
+            raise bad_request(f"fieldValidation must be one of Ignore, Warn, Strict, not {validation!r}")
+        warnings: list[str] = []
         method = request.method
         if sub is not None and sub not in ("status", "scale", *rtype.subresources):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -184,7 +210,10 @@ class ApiServer:
                 if rtype.namespaced and namespace is None:
                     raise method_not_allowed()
                 body = await self._body(request)
-                return _json(self.emu.create(rtype, namespace, body, dry_run=dry_run), 201)
+                made = self.emu.create(
+                    rtype, namespace, body, dry_run=dry_run, field_validation=validation, warnings=warnings
+                )
+                return _json(made, 201, warnings)
             if method == "DELETE":
                 options = await self._delete_options(request)
                 listed = self.emu.delete_collection(
@@ -220,14 +249,31 @@ class ApiServer:
             return self._maybe_table(request, rtype, self.emu.get(rtype, namespace, name))
         if method == "PUT":
             body = await self._body(request)
-            return _json(self.emu.replace(rtype, namespace, name, body, subresource=sub, dry_run=dry_run))
+            replaced = self.emu.replace(
+                rtype,
+                namespace,
+                name,
+                body,
+                subresource=sub,
+                dry_run=dry_run,
+                field_validation=validation,
+                warnings=warnings,
+            )
+            return _json(replaced, 200, warnings)
         if method == "PATCH":
             body = await self._body(request)
-            return _json(
-                self.emu.patch(
-                    rtype, namespace, name, request.content_type, body, subresource=sub, dry_run=dry_run
-                )
+            patched = self.emu.patch(
+                rtype,
+                namespace,
+                name,
+                request.content_type,
+                body,
+                subresource=sub,
+                dry_run=dry_run,
+                field_validation=validation,
+                warnings=warnings,
             )
+            return _json(patched, 200, warnings)
         if method == "DELETE" and sub is None:
             options = await self._delete_options(request)
             obj, code = self.emu.delete(rtype, namespace, name, options, dry_run=dry_run)
@@ -313,6 +359,15 @@ class ApiServer:
             else:
                 initial = [seen for e in events if (seen := watch.translate(e)) is not None]
         initial_end_rv = str(store.rv)
+        as_table = "as=Table" in request.headers.get("Accept", "")
+        include = q.get("includeObject", "Metadata")
+
+        def event(kind: str, obj: dict[str, Any]) -> bytes:
+            body = self.emu._out(rtype, obj)
+            if as_table:
+                body = to_table(rtype, body, include)
+            return dumps({"type": kind, "object": body}) + b"\n"
+
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         try:
@@ -324,7 +379,7 @@ class ApiServer:
                 await response.write(dumps({"type": "ERROR", "object": status.status()}) + b"\n")
                 return response
             for kind, obj in initial:
-                await response.write(dumps({"type": kind, "object": self.emu._out(rtype, obj)}) + b"\n")
+                await response.write(event(kind, obj))
             if send_initial and bookmarks:
                 await response.write(self._bookmark(rtype, initial_end_rv, initial_end=True))
             loop = asyncio.get_running_loop()
@@ -344,7 +399,7 @@ class ApiServer:
                 if item is None:
                     break
                 kind, obj = item
-                await response.write(dumps({"type": kind, "object": self.emu._out(rtype, obj)}) + b"\n")
+                await response.write(event(kind, obj))
         except ConnectionResetError:
             pass
         finally:

@@ -130,11 +130,18 @@ def check_metadata(meta: dict[str, Any]) -> list[FieldError]:
 
 
 def admit_custom(
-    obj: dict[str, Any], schema: dict[str, Any] | None, old: dict[str, Any] | None
+    obj: dict[str, Any],
+    schema: dict[str, Any] | None,
+    old: dict[str, Any] | None,
+    unknown: list[str] | None = None,
 ) -> list[FieldError]:
-    """Prune, default and validate a custom resource in place; the field errors (empty when valid)."""
+    """Prune, default and validate a custom resource in place; the field errors (empty when valid).
+
+    The paths of pruned unknown fields are appended to `unknown` (for fieldValidation Warn/Strict).
+    """
     if schema is None:
         return []
+    pruned: list[str] = [] if unknown is None else unknown
     root_props = schema.get("properties") or {}
     for key in list(obj):
         if key in ("apiVersion", "kind", "metadata"):
@@ -143,14 +150,15 @@ def admit_custom(
         if sub is None:
             if not schema.get("x-kubernetes-preserve-unknown-fields"):
                 del obj[key]
+                pruned.append(key)
             continue
         if obj[key] is None and not sub.get("nullable"):
             del obj[key]
             continue
-        obj[key] = _prune_default(obj[key], sub)
+        obj[key] = _prune_default(obj[key], sub, key, pruned)
     for key, sub in root_props.items():
         if key not in obj and key not in ("metadata", "apiVersion", "kind") and "default" in sub:
-            obj[key] = _prune_default(json.loads(json.dumps(sub["default"])), sub)
+            obj[key] = _prune_default(json.loads(json.dumps(sub["default"])), sub, key, pruned)
     errs: list[FieldError] = []
     for key in schema.get("required") or []:
         if key not in obj:
@@ -164,7 +172,7 @@ def admit_custom(
     return errs
 
 
-def _prune_default(value: Any, schema: dict[str, Any]) -> Any:
+def _prune_default(value: Any, schema: dict[str, Any], path: str, pruned: list[str]) -> Any:
     if isinstance(value, dict):
         props = schema.get("properties")
         addl = schema.get("additionalProperties")
@@ -180,18 +188,21 @@ def _prune_default(value: Any, schema: dict[str, Any]) -> Any:
                 continue
             else:
                 del value[key]
+                pruned.append(f"{path}.{key}")
                 continue
             if value[key] is None and not sub.get("nullable"):
                 del value[key]
                 continue
-            value[key] = _prune_default(value[key], sub)
+            value[key] = _prune_default(value[key], sub, f"{path}.{key}", pruned)
         for key, sub in (props or {}).items():
             if key not in value and "default" in sub:
-                value[key] = _prune_default(json.loads(json.dumps(sub["default"])), sub)
+                value[key] = _prune_default(
+                    json.loads(json.dumps(sub["default"])), sub, f"{path}.{key}", pruned
+                )
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
-            return [_prune_default(v, items) for v in value]
+            return [_prune_default(v, items, f"{path}[{i}]", pruned) for i, v in enumerate(value)]
     return value
 
 

@@ -1,14 +1,11 @@
-"""kopf 1.45 against the emulator: create/update/delete handlers, status patches, events, finalizers.
-
-The operator runs in a thread with its own event loop and registry, logging in through a
-`@kopf.on.login` handler that returns the emulator's connection info.
+"""kopf 1.45 against the emulator: create/update/delete handlers, status patches, events, finalizers,
+peering, and the create -> handler -> status round-trip latency. The operator runs in a
+`KopfThread` (its own thread and loop, a login handler returning the emulator's connection info).
 """
 
 from __future__ import annotations
 
-import asyncio
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +14,7 @@ import kopf
 import pytest
 import yaml
 from kube_emulator.helpers import REPO, Kube
+from kube_emulator.kopf_runner import KopfThread
 
 MD = ("trtforge.dev/v1alpha1", "ModelDeployment")
 
@@ -27,76 +25,43 @@ def _md(name: str) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-class Operator:
-    def __init__(self, kube: Kube) -> None:
-        self.registry = kopf.OperatorRegistry()
-        self.calls: list[tuple[str, str]] = []
-        self._stop = threading.Event()
-        reg = self.registry
+def _registry(calls: list[tuple[str, str]]) -> kopf.OperatorRegistry:
+    reg = kopf.OperatorRegistry()
 
-        @kopf.on.login(registry=reg)
-        def login(**_: Any) -> Any:
-            return kube.connection_info()
+    @kopf.on.create("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg)
+    def created(body: Any, name: str, patch: Any, **_: Any) -> None:
+        calls.append(("create", name))
+        patch.status["phase"] = "Training"
+        patch.status["observedGeneration"] = body["metadata"]["generation"]
+        kopf.info(body, reason="Training", message=f"training {name}")
 
-        @kopf.on.startup(registry=reg)
-        def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-            settings.watching.server_timeout = 30
-            settings.persistence.finalizer = "trtforge.dev/test-finalizer"
+    @kopf.on.field(
+        "trtforge.dev", "v1alpha1", "modeldeployments", field="spec.serving.replicas", registry=reg
+    )
+    def replicas_changed(name: str, new: Any, patch: Any, **_: Any) -> None:
+        calls.append(("replicas", name))
+        patch.status["serving"] = {"desiredReplicas": new}
 
-        @kopf.on.create("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg)
-        def created(body: Any, name: str, patch: Any, **_: Any) -> None:
-            self.calls.append(("create", name))
-            patch.status["phase"] = "Training"
-            patch.status["observedGeneration"] = body["metadata"]["generation"]
-            kopf.info(body, reason="Training", message=f"training {name}")
+    @kopf.on.delete("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg)
+    def deleted(name: str, **_: Any) -> None:
+        calls.append(("delete", name))
 
-        @kopf.on.field(
-            "trtforge.dev", "v1alpha1", "modeldeployments", field="spec.serving.replicas", registry=reg
-        )
-        def replicas_changed(name: str, new: Any, patch: Any, **_: Any) -> None:
-            self.calls.append(("replicas", name))
-            patch.status["serving"] = {"desiredReplicas": new}
+    return reg
 
-        @kopf.on.delete("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg)
-        def deleted(name: str, **_: Any) -> None:
-            self.calls.append(("delete", name))
 
-        self.thread = threading.Thread(target=self._run, name="kopf", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            stop_flag: asyncio.Event = asyncio.Event()
-
-            async def watch_stop() -> None:
-                while not self._stop.is_set():
-                    await asyncio.sleep(0.05)
-                stop_flag.set()
-
-            waiter = asyncio.create_task(watch_stop())
-            await kopf.operator(
-                registry=self.registry, standalone=True, clusterwide=True, stop_flag=stop_flag
-            )
-            waiter.cancel()
-
-        asyncio.run(main())
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(15)
+def _settings(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.finalizer = "trtforge.dev/test-finalizer"
 
 
 @pytest.fixture
-def operator(kube: Kube) -> Iterator[Operator]:
-    op = Operator(kube)
-    op.thread.start()
-    # ready once kopf watches the custom resource
-    kube.wait_for(
-        lambda: kube.emulator.store.watches.get(("trtforge.dev", "modeldeployments")),
-        15,
-        message="kopf to watch modeldeployments",
-    )
-    yield op
-    op.stop()
+def calls() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture
+def operator(kube: Kube, calls: list[tuple[str, str]]) -> Iterator[KopfThread]:
+    with kube.run_operator(registry=_registry(calls), settings=_settings) as op:
+        yield op
 
 
 def _phase(kube: Kube, name: str) -> Any:
@@ -104,7 +69,9 @@ def _phase(kube: Kube, name: str) -> Any:
     return (obj.get("status") or {}).get("phase")
 
 
-def test_create_handler_patches_status_and_posts_an_event(kube: Kube, operator: Operator) -> None:
+def test_create_handler_patches_status_and_posts_an_event(
+    kube: Kube, operator: KopfThread, calls: list[tuple[str, str]]
+) -> None:
     kube.create(_md("one"))
     kube.wait_for(lambda: _phase(kube, "one") == "Training", 10, message="status.phase")
     obj = kube.get(*MD, "one", "default")
@@ -114,10 +81,12 @@ def test_create_handler_patches_status_and_posts_an_event(kube: Kube, operator: 
     events = kube.wait_for(lambda: kube.events("default", "one"), 10, message="an event")
     assert events[0]["reason"] == "Training" and events[0]["message"] == "training one"
     assert events[0]["metadata"]["name"].startswith("kopf-event-")  # generateName
-    assert operator.calls[0] == ("create", "one")
+    assert calls[0] == ("create", "one")
 
 
-def test_field_handler_and_delete_handler(kube: Kube, operator: Operator) -> None:
+def test_field_handler_and_delete_handler(
+    kube: Kube, operator: KopfThread, calls: list[tuple[str, str]]
+) -> None:
     kube.create(_md("two"))
     kube.wait_for(lambda: _phase(kube, "two") == "Training", 10, message="status.phase")
     kube.patch(*MD, "two", {"spec": {"serving": {"replicas": 3}}}, "default")
@@ -131,10 +100,30 @@ def test_field_handler_and_delete_handler(kube: Kube, operator: Operator) -> Non
     )
     kube.delete(*MD, "two", "default")
     kube.wait_for(lambda: kube.get(*MD, "two", "default") is None, 10, message="finalizer removal")
-    assert ("delete", "two") in operator.calls
+    assert ("delete", "two") in calls
 
 
-def test_create_to_status_round_trip_latency(kube: Kube, operator: Operator) -> None:
+def test_operator_restart_resumes_without_rehandling(kube: Kube, calls: list[tuple[str, str]]) -> None:
+    reg = _registry(calls)
+    with kube.run_operator(registry=reg, settings=_settings):
+        kube.create(_md("three"))
+        kube.wait_for(lambda: _phase(kube, "three") == "Training", 10, message="status.phase")
+    with kube.run_operator(registry=reg, settings=_settings):
+        kube.create(_md("four"))
+        kube.wait_for(lambda: _phase(kube, "four") == "Training", 10, message="status.phase")
+    assert [c for c in calls if c[0] == "create"] == [("create", "three"), ("create", "four")]
+
+
+def test_peering_mode(kube: Kube, calls: list[tuple[str, str]]) -> None:
+    kube.create({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "trtforge"}})
+    with kube.run_operator(registry=_registry(calls), peering_name="trtforge"):
+        kube.create(_md("peered"))
+        kube.wait_for(lambda: _phase(kube, "peered") == "Training", 10, message="status.phase")
+        peering = kube.get("kopf.dev/v1", "ClusterKopfPeering", "trtforge")
+        assert peering is not None and peering.get("status")  # kopf announced itself
+
+
+def test_create_to_status_round_trip_latency(kube: Kube, operator: KopfThread) -> None:
     latencies = []
     for i in range(10):
         start = time.perf_counter()

@@ -133,3 +133,50 @@ def test_delete_waits_for_the_object_to_go(kube: Kube) -> None:
     assert 'deployment.apps "web" deleted' in out
     assert kube.pods("default", "app=web") == []  # garbage-collected through the ReplicaSet
     assert kube.list("apps/v1", "ReplicaSet", "default") == []
+
+
+def test_plain_apply_uses_strict_server_side_field_validation(kube: Kube) -> None:
+    assert "created" in kube.kubectl("apply", "-f", str(REPO / "examples" / "digits.yaml")).stdout
+    body = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    body["metadata"]["name"] = "typo"
+    body["spec"]["serving"]["replicaz"] = 2
+    proc = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert (
+        proc.returncode != 0 and 'strict decoding error: unknown field "spec.serving.replicaz"' in proc.stderr
+    )
+    proc = kube.kubectl("apply", "--validate=warn", "-f", "-", input=yaml.safe_dump(body))
+    assert 'Warning: unknown field "spec.serving.replicaz"' in proc.stderr
+    md = kube.get("trtforge.dev/v1alpha1", "ModelDeployment", "typo", "default")
+    assert md is not None and "replicaz" not in md["spec"]["serving"]
+
+
+def test_explain_reads_the_crd_schema(kube: Kube) -> None:
+    out = kube.kubectl("explain", "md.spec.engine").stdout
+    assert "KIND:       ModelDeployment" in out and "computeCapabilities" in out
+
+
+def test_get_watch_streams_table_rows(kube: Kube) -> None:
+    import os
+    import subprocess
+    import time
+
+    kube.kubectl("apply", "-f", "-", input=DEPLOYMENT)
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
+    proc = subprocess.Popen(
+        [str(KUBECTL), "get", "deployments", "-w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        kube.wait_for(
+            lambda: kube.emulator.store.watches.get(("apps", "deployments")), 10, message="kubectl to watch"
+        )
+        kube.make_deployment_ready("default", "web")
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    rows = [line.split()[:2] for line in out.splitlines()[1:]]
+    assert rows[0] == ["web", "0/2"] and rows[-1] == ["web", "2/2"]

@@ -458,3 +458,32 @@ def test_deletion_with_retain_on_delete_false_runs_the_cleanup_job(cluster: Kube
     cluster.wait_for(lambda: cluster.get(*MD, "digits", NS) is None, message="ModelDeployment gone")
     cluster.wait_for(lambda: not jobs(cluster, "train"), message="training Job garbage-collected")
     assert jobs(cluster, "cleanup")  # not owned: it outlives the ModelDeployment
+
+
+def test_finished_jobs_removed_by_their_ttl_are_not_recreated(cluster: Kube, operator: Any) -> None:
+    cluster.apply(digits())
+    drive_to_ready(cluster)
+    for job in jobs(cluster, "train") + jobs(cluster, "convert"):
+        cluster.delete("batch/v1", "Job", job["metadata"]["name"], NS)  # what ttlSecondsAfterFinished does
+    cluster.patch(*MD, "digits", {"spec": {"serving": {"replicas": 2}}}, NS)  # a reconcile happens
+    time.sleep(1.0)
+    assert not jobs(cluster, "train") and not jobs(cluster, "convert")
+    assert md(cluster)["status"]["phase"] == "Ready"
+
+
+def test_first_revision_missing_its_deadline_fails_until_it_becomes_ready(
+    cluster: Kube, operator: Any
+) -> None:
+    cluster.apply(digits())
+    (train,) = wait_jobs(cluster, "train")
+    cluster.complete_job(NS, train["metadata"]["name"], termination_message=TRAIN_OK)
+    (conv,) = wait_jobs(cluster, "convert")
+    cluster.complete_job(NS, conv["metadata"]["name"], termination_message=CONVERT_OK)
+    wait_phase(cluster, "Deploying")
+    cluster.fail_deployment_progress(NS, "digits-predictor")
+    obj = wait_phase(cluster, "Failed")
+    assert conditions(obj)["Degraded"]["reason"] == "ProgressDeadlineExceeded"
+    assert "no earlier good revision" in obj["status"]["message"]
+    cluster.make_deployment_ready(NS, "digits-predictor")  # e.g. the image finally pulled
+    obj = wait_phase(cluster, "Ready")
+    assert obj["status"]["serving"]["history"][-1]["outcome"] == "Ready"

@@ -16,6 +16,9 @@ of the stable window (default 60 s) and of the panic window (default 6 s) and re
 - Scale-down delay: the result is the highest recommendation of the last `scale_down_delay` seconds,
   so a lower count is applied only once it has been recommended for that long.
 - Bounds: never below `min_replicas`, never above `max_replicas` (and never zero: min is at least 1).
+- Start-up: until a stable window of samples exists, the missing ones count as load at the initial
+  capacity (initial replicas x target), so a restarted operator does not react to its first noisy
+  samples; a real surge still trips panic, which has no such prior.
 
 Observations come from `aggregate`: a ready pod without a usable value (it did not answer, or its metric
 was missing, malformed, NaN or negative) counts as exactly at target, so a silent pod neither scales the
@@ -52,6 +55,7 @@ class AutoscalerConfig:
     panic_window: float
     scale_down_delay: float
     metric: str = "concurrency"
+    tick: float = 2.0  # the expected time between updates (sizes the start-up prior)
     panic_threshold: float = 2.0
     tolerance: float = 0.1
 
@@ -69,6 +73,8 @@ class AutoscalerConfig:
                 f"need 0 < panicWindowSeconds <= stableWindowSeconds, got {self.panic_window} and "
                 f"{self.stable_window}"
             )
+        if not 0 < self.tick <= self.stable_window:
+            raise AutoscalingError(f"tick must be in (0, stableWindowSeconds], got {self.tick}")
         if self.scale_down_delay < 0:
             raise AutoscalingError(f"scaleDownDelaySeconds must be >= 0, got {self.scale_down_delay}")
         if self.panic_threshold <= 1:
@@ -86,6 +92,7 @@ class AutoscalerConfig:
             panic_window=float(spec.panic_window_seconds),
             scale_down_delay=float(spec.scale_down_delay_seconds),
             metric=str(spec.metric),
+            tick=min(float(spec.tick_seconds), float(spec.stable_window_seconds)),
         )
 
     def clamp(self, replicas: int) -> int:
@@ -210,6 +217,10 @@ class Autoscaler:
         self._samples: deque[tuple[float, float]] = deque()
         self._recommendations: deque[tuple[float, int]] = deque()
         self._panic_signal_at: float | None = None  # last time the panic condition held, while in panic
+        # Until the stable window has filled, its missing samples count as load at the initial capacity:
+        # a restarted operator neither scales on its first noisy sample nor forgets the current size.
+        self._prior = self._desired * config.target
+        self._updates = 0
 
     @property
     def config(self) -> AutoscalerConfig:
@@ -241,9 +252,13 @@ class Autoscaler:
             return self._decision(now, previous, Mode.HOLD, 0.0, 0.0, 0.0, 0.0, 0)
 
         self._samples.append((now, observation.total))
+        self._updates += 1
         while self._samples and self._samples[0][0] <= now - cfg.stable_window:
             self._samples.popleft()
-        stable_average = sum(v for _, v in self._samples) / len(self._samples)
+        missing = max(0, round(cfg.stable_window / cfg.tick) - self._updates)
+        stable_average = (sum(v for _, v in self._samples) + missing * self._prior) / (
+            len(self._samples) + missing
+        )
         panic_values = [v for t, v in self._samples if t > now - cfg.panic_window]
         panic_average = sum(panic_values) / len(panic_values)
 

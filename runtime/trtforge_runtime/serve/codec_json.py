@@ -85,13 +85,17 @@ def request_from_document(doc: Any, binary: memoryview | None = None) -> InferRe
                 )
             if "data" in item:
                 raise InferenceError(f"input tensor '{name}': has both 'data' and binary_data_size")
-            available = 0 if binary is None else len(binary) - offset
+            if binary is None:
+                raise InferenceError(
+                    f"input tensor '{name}': binary_data_size is set but the request has no binary data "
+                    "(no Inference-Header-Content-Length header)"
+                )
+            available = len(binary) - offset
             if size > available:
                 raise InferenceError(
                     f"input tensor '{name}': binary_data_size is {size} bytes but only {available} bytes "
                     "of binary data remain in the request body"
                 )
-            assert binary is not None
             data = array_from_bytes(name, datatype, shape, binary[offset : offset + size])
             offset += size
         else:

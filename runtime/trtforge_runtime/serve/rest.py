@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import unquote
 
 import httptools
@@ -79,11 +79,36 @@ def error_response(code: int, message: str, keep_alive: bool = True) -> bytes:
 class RestApp:
     """Routing and the V2 REST semantics over a DataPlane (shared by all connections)."""
 
-    def __init__(self, dataplane: DataPlane, *, max_body_bytes: int, metrics_body: Any = None) -> None:
+    def __init__(self, dataplane: DataPlane, *, max_body_bytes: int, idle_timeout: float = 75.0) -> None:
         self.dataplane = dataplane
         self.max_body_bytes = max_body_bytes
+        self.idle_timeout = idle_timeout
         self.connections: set[HttpProtocol] = set()
         self.closing = False  # after SIGTERM's delay: answer with connection: close
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start_sweeper(self) -> None:
+        """Close connections with nothing in flight that sent nothing for `idle_timeout` seconds.
+
+        One periodic sweep instead of a timer per request; the default (75 s) outlasts the usual load
+        balancer idle timeout (60 s), so the balancer closes first and never reuses a closing socket.
+        """
+        if self._sweeper is None and self.idle_timeout > 0:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        period = max(0.05, min(5.0, self.idle_timeout / 2))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.idle and now - conn.last_activity > self.idle_timeout:
+                    conn.close_if_idle()
 
     # Synchronous routes (health, metadata, metrics): answered without a task.
     def route_sync(self, method: bytes, path: str) -> tuple[int, bytes, bytes] | None:
@@ -137,6 +162,10 @@ class RestApp:
         except InferenceError as exc:
             self.dataplane.record(name if name in self.dataplane.models else "<unknown>", PROTOCOL, 400)
             return error_response(exc.http_status, str(exc), ka)
+        except Exception as exc:  # a decoder bug must still get an answer
+            log.exception("decoding an inference request failed")
+            self.dataplane.record(name if name in self.dataplane.models else "<unknown>", PROTOCOL, 500)
+            return error_response(500, f"internal error: {type(exc).__name__}: {exc}", ka)
         try:
             resp = await self.dataplane.infer(name, version, req, PROTOCOL)
             body, json_length = codec_binary.encode_response(resp, req)
@@ -181,6 +210,7 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: collections.deque[Request] = collections.deque()
         self.worker: asyncio.Task[None] | None = None
         self.paused = False
+        self.last_activity = 0.0
         self.discarding = False
         self._expect_continue = False
         self._reset()
@@ -195,6 +225,7 @@ class HttpProtocol(asyncio.Protocol):
     # ----------------------------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        self.last_activity = time.monotonic()
         self.app.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -205,6 +236,7 @@ class HttpProtocol(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
         if self.discarding:
             return
         try:

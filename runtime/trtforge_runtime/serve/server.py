@@ -45,7 +45,9 @@ class Server:
                 reason="loading",
             )
         )
-        self.rest = RestApp(self.dataplane, max_body_bytes=settings.max_body_bytes)
+        self.rest = RestApp(
+            self.dataplane, max_body_bytes=settings.max_body_bytes, idle_timeout=settings.idle_timeout_seconds
+        )
         self.port: int | None = None
         self.grpc_port: int | None = None
         self.loaded: LoadedModel | None = None
@@ -69,6 +71,7 @@ class Server:
         except OSError as exc:
             raise TrtforgeError(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}") from None
         self.port = self._http.sockets[0].getsockname()[1]
+        self.rest.start_sweeper()
         log.info("REST (KServe V2) listening on http://%s:%d", s.host, self.port)
         if s.grpc_port:
             from trtforge_runtime.serve.grpc_server import start_grpc
@@ -120,6 +123,7 @@ class Server:
         if s.shutdown_delay_seconds and self.load_error is None:
             await asyncio.sleep(s.shutdown_delay_seconds)
         self.rest.closing = True
+        self.rest.stop_sweeper()
         if self._http is not None:
             self._http.close()
         grpc_stop = (

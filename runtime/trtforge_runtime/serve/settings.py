@@ -39,6 +39,12 @@ class ServeSettings(BaseModel):
     max_queue_size: int = Field(default=1024, ge=1, le=1_000_000)
     request_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Larger requests get 413.")
+    idle_timeout_seconds: float = Field(
+        default=75.0,
+        ge=0.0,
+        le=86_400.0,
+        description="Close keep-alive connections idle this long (0: never).",
+    )
     shutdown_delay_seconds: float = Field(
         default=0.0,
         ge=0.0,

@@ -150,8 +150,7 @@ def test_noisy_steady_load_does_not_flap(load: float, seed: int) -> None:
     def noisy(t: float) -> float:
         return load * (1.0 + rng.uniform(-0.3, 0.3))
 
-    simulate(scaler, noisy, 0.0, 60.0)  # fill the stable window
-    decisions = simulate(scaler, noisy, 62.0, 62.0 + 20 * 60.0)
+    decisions = simulate(scaler, noisy, 0.0, 20 * 60.0)  # from the start: a fresh (restarted) autoscaler
     changes = direction_changes(decisions)
     for at in changes:  # at most one direction change in any stable window
         assert len([c for c in changes if at - 60.0 < c <= at]) <= 1, changes
@@ -251,6 +250,7 @@ def test_rps_through_rates_scales_like_concurrency() -> None:
         ({"target": math.nan}, "target must be a positive number"),
         ({"panic_window": 90.0}, "panicWindowSeconds <= stableWindowSeconds"),
         ({"scale_down_delay": -1.0}, "scaleDownDelaySeconds must be >= 0"),
+        ({"tick": 0.0}, "tick must be in"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(overrides: dict[str, float], message: str) -> None:
@@ -275,3 +275,16 @@ def test_an_adopted_count_still_waits_for_the_scale_down_delay() -> None:
     decisions = simulate(scaler, lambda t: 8.0, 102.0, 200.0)
     first_down = next(d for d in decisions if d.direction < 0)
     assert first_down.now >= 130.0 and first_down.desired == 1
+
+
+def test_start_up_prior_damps_first_samples_but_not_a_real_increase() -> None:
+    # a fresh autoscaler at 5 replicas sees 40 % above capacity on its first ticks: no reaction yet
+    scaler = Autoscaler(config(), initial_replicas=5)
+    first = simulate(scaler, lambda t: 56.0, 0.0, 10.0)
+    assert {d.desired for d in first} == {5}
+    # the higher load is real: it is followed within the stable window, without panic
+    later = simulate(scaler, lambda t: 56.0, 12.0, 60.0)
+    assert later[-1].desired == 7 and not any(d.mode is Mode.PANIC for d in later)
+    # a surge trips panic at once, prior or not
+    scaler = Autoscaler(config(), initial_replicas=1)
+    assert scaler.update(0.0, Observation(total=80.0, ready_pods=1)).desired == 10

@@ -199,3 +199,18 @@ def test_request_timeout_is_504_and_the_server_keeps_serving(engine_dir: Path) -
         assert 'trtforge_inflight_requests{model="digits"} 0.0' in metrics
     finally:
         srv.stop()
+
+
+def test_idle_keepalive_connections_are_closed(engine_dir: Path) -> None:
+    srv = serve(engine_dir, idle_timeout_seconds=0.3)
+    try:
+        host, port = srv.url.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert sock.recv(4096) == b""  # closed by the server once idle
+            assert 0.2 < time.monotonic() - started < 3
+        assert get(srv.url, "/v2/health/ready")[0] == 200
+    finally:
+        srv.stop()

@@ -191,6 +191,20 @@ def test_bad_tensors_are_400_naming_the_problem(
     assert_serving(server)
 
 
+def test_binary_size_without_binary_section(server: ServerThread) -> None:
+    for size in (0, 256):
+        tensor = {
+            "name": INPUT,
+            "shape": [1, 64],
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": size},
+        }
+        status, doc = post_json(server, {"inputs": [tensor]})
+        assert status == 400
+        assert "binary_data_size is set but the request has no binary data" in doc["error"]
+    assert_serving(server)
+
+
 def test_missing_and_duplicate_inputs(server: ServerThread) -> None:
     status, doc = post_json(server, {"inputs": []})
     assert status == 400 and "non-empty 'inputs'" in doc["error"]

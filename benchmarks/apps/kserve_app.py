@@ -7,6 +7,8 @@ Started by benchmarks/serving_bench.py in its own virtual environment:
 from __future__ import annotations
 
 import argparse
+import logging
+import uuid
 
 import onnxruntime as ort
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer, model_server
@@ -35,11 +37,17 @@ class DigitsModel(Model):
         )
         out = InferOutput(name=self.output, shape=list(y.shape), datatype="FP32")
         out.set_data_from_numpy(y, binary_data=binary)
-        return InferResponse(model_name=self.name, infer_outputs=[out], response_id=payload.id)
+        return InferResponse(
+            model_name=self.name, infer_outputs=[out], response_id=payload.id or str(uuid.uuid4())
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(parents=[model_server.parser])
     parser.add_argument("--model_path", required=True)
     args, _ = parser.parse_known_args()
-    ModelServer().start([DigitsModel(args.model_name, args.model_path)])
+    server = ModelServer()
+    # no per-request log lines (access log, timing trace), as for every server in the benchmark
+    for noisy in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    server.start([DigitsModel(args.model_name, args.model_path)])

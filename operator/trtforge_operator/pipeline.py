@@ -368,7 +368,6 @@ class Pipeline:
             dep is not None
             and deployment.template_revision(dep) == plan.serving
             and deadline_exceeded(dep)
-            and not rolled_out(dep)
             and not rolled_back
         ):
             if good_template is not None and last_good and last_good != plan.serving:

@@ -333,6 +333,8 @@ def rolled_out(dep: dict[str, Any]) -> bool:
     meta, spec, st = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status") or {}
     if int(st.get("observedGeneration") or 0) < int(meta.get("generation") or 1):
         return False
+    if deadline_exceeded(dep):  # a stalled rollout is not done, whatever the counters say
+        return False
     want = int(spec.get("replicas", 1))
     updated = int(st.get("updatedReplicas") or 0)
     available = int(st.get("availableReplicas") or 0)

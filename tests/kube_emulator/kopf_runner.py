@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kube_emulator.emulator import Emulator
     from kube_emulator.helpers import Kube
 
 
@@ -115,8 +116,12 @@ class KopfThread:
         if self.error is not None:
             raise RuntimeError(f"kopf failed to start: {self.error!r}") from self.error
         for skey in self.wait_for_watches:
+
+            def watched(emu: Emulator, skey: tuple[str, str] = skey) -> bool:
+                return bool(emu.store.watches.get(skey))
+
             self.kube.wait_for(
-                lambda skey=skey: self.kube.call(lambda emu: bool(emu.store.watches.get(skey))),
+                lambda watched=watched: self.kube.call(watched),
                 self.timeout,
                 message=f"kopf to watch {skey[1]}.{skey[0]}",
             )

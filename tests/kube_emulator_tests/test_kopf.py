@@ -26,9 +26,11 @@ def _md(name: str) -> dict[str, Any]:
 
 
 def _registry(calls: list[tuple[str, str]]) -> kopf.OperatorRegistry:
+    # explicit ids: the default id of a nested function ("_registry.<locals>.created") becomes an
+    # annotation key that the API server (and so the emulator) refuses
     reg = kopf.OperatorRegistry()
 
-    @kopf.on.create("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg)
+    @kopf.on.create("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg, id="created")
     def created(body: Any, name: str, patch: Any, **_: Any) -> None:
         calls.append(("create", name))
         patch.status["phase"] = "Training"
@@ -42,7 +44,7 @@ def _registry(calls: list[tuple[str, str]]) -> kopf.OperatorRegistry:
         calls.append(("replicas", name))
         patch.status["serving"] = {"desiredReplicas": new}
 
-    @kopf.on.delete("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg)
+    @kopf.on.delete("trtforge.dev", "v1alpha1", "modeldeployments", registry=reg, id="deleted")
     def deleted(name: str, **_: Any) -> None:
         calls.append(("delete", name))
 

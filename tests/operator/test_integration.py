@@ -436,10 +436,7 @@ def test_multi_worker_and_tensorrt_children(cluster: Kube, operator: Any) -> Non
     cluster.complete_job(
         NS, convs[1]["metadata"]["name"], termination_message={**CONVERT_OK, "computeCapability": "9.0"}
     )
-    cluster.wait_for(
-        lambda: cluster.get("apps/v1", "Deployment", "digits-predictor", NS), message="Deployment"
-    )
-    obj = md(cluster)
+    obj = wait_phase(cluster, "Deploying")
     assert obj["status"]["engine"]["computeCapabilities"] == ["8.9", "9.0"]
     assert obj["status"]["engine"]["sizeBytes"] == 2 * 81234
     assert obj["status"]["model"]["accuracy"] == pytest.approx(TRAIN_OK["accuracy"])

@@ -137,3 +137,4 @@ def test_job_and_deployment_state() -> None:
         }
     }
     assert s.deadline_exceeded(stuck) and not s.deadline_exceeded(dep)
+    assert not s.rolled_out({**dep, "status": {**dep["status"], **stuck["status"]}})

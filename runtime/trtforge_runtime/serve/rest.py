@@ -342,8 +342,13 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
                 self.paused = False
             if request.method == b"POST":
-                out = await self.app.infer(request)
                 ka = request.keep_alive and not self.app.closing
+                try:
+                    out = await self.app.infer(request)
+                except Exception as exc:  # never leave a client without an answer
+                    log.exception("inference request failed")
+                    out = error_response(500, f"internal error: {type(exc).__name__}: {exc}", ka)
+                ka = ka and not self.app.closing
             elif self._answer_sync(request):
                 continue
             else:  # pragma: no cover - _answer_sync answers every non-POST

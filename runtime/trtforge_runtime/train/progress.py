@@ -6,6 +6,8 @@ self-contained line per epoch instead (`epoch 3/30 loss=0.4120 accuracy=0.8801 v
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
 from typing import Any, Literal, TextIO
@@ -23,6 +25,15 @@ def resolve_mode(mode: str, stream: TextIO) -> Literal["bar", "lines", "none"]:
     if mode in ("bar", "lines", "none"):
         return mode  # type: ignore[return-value]
     raise ValueError(f"unknown progress mode {mode!r}")
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal behind `stream`; 0 when unknown (a pseudo-terminal may report 0 x 0,
+    where tqdm would then draw an empty bar)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return 0
 
 
 def format_logs(logs: dict[str, Any] | None) -> str:
@@ -62,11 +73,14 @@ class ProgressBar(keras.callbacks.Callback):
         from tqdm.auto import tqdm
 
         steps = (self.params or {}).get("steps") or 0
+        width = terminal_width(self.stream)
         self._bar = tqdm(
             total=steps * self.epochs if steps else None,
             unit="batch",
             file=self.stream,
-            dynamic_ncols=True,
+            dynamic_ncols=width > 0,
+            ncols=None if width > 0 else 100,
+            nrows=None if width > 0 else 24,  # tqdm hides a bar beyond a screen height of 0
             desc=f"epoch 1/{self.epochs}",
         )
 

@@ -24,30 +24,114 @@ DATATYPES = st.sampled_from(["FP32", "FP16", "FP64", "INT32", "INT64", "BOOL", "
 SHAPES = st.lists(st.integers(-3, 70), max_size=4) | JSON_VALUES
 
 
+MOSTLY = st.sampled_from([True, True, True, False])  # mostly valid fields, so deeper checks are reached
+
+
 @st.composite
 def tensors(draw: st.DrawFn) -> dict[str, Any]:
     doc: dict[str, Any] = {}
-    if draw(st.booleans()):
+    if draw(MOSTLY):
         doc["name"] = (
-            draw(st.sampled_from([INPUT, "x", "", "pixels "])) if draw(st.booleans()) else draw(JSON_VALUES)
+            draw(st.sampled_from([INPUT, INPUT, "x", "", "pixels "])) if draw(MOSTLY) else draw(JSON_VALUES)
         )
-    if draw(st.booleans()):
-        doc["datatype"] = draw(DATATYPES)
-    if draw(st.booleans()):
-        doc["shape"] = draw(SHAPES)
+    if draw(MOSTLY):
+        doc["datatype"] = (
+            draw(st.sampled_from(["FP32", "FP32"]) | DATATYPES) if draw(MOSTLY) else draw(JSON_VALUES)
+        )
+    if draw(MOSTLY):
+        rows = draw(st.integers(0, 3))
+        doc["shape"] = [rows, 64] if draw(MOSTLY) else draw(SHAPES)
     choice = draw(st.integers(0, 3))
     if choice == 0:
         doc["data"] = draw(st.lists(st.floats(allow_nan=False, width=32), max_size=140))
     elif choice == 1:
         doc["data"] = draw(JSON_VALUES)
     elif choice == 2:
-        doc["parameters"] = {"binary_data_size": draw(st.integers(-5, 600) | JSON_VALUES)}
+        doc["parameters"] = {
+            "binary_data_size": draw(st.sampled_from([0, 256, 512]) | st.integers(-5, 600) | JSON_VALUES)
+        }
+    else:
+        doc["parameters"] = draw(JSON_VALUES)
     return doc
+
+
+def valid_document(rows: int, binary: bool) -> dict[str, Any]:
+    tensor: dict[str, Any] = {"name": INPUT, "shape": [rows, 64], "datatype": "FP32"}
+    if binary:
+        tensor["parameters"] = {"binary_data_size": rows * 64 * 4}
+    else:
+        tensor["data"] = [0.5] * (rows * 64)
+    return {"id": "r", "inputs": [tensor], "outputs": [{"name": "probabilities"}]}
+
+
+MUTATION_PATHS = [
+    ("inputs",),
+    ("inputs", 0),
+    ("inputs", 0, "name"),
+    ("inputs", 0, "shape"),
+    ("inputs", 0, "shape", 0),
+    ("inputs", 0, "shape", 1),
+    ("inputs", 0, "datatype"),
+    ("inputs", 0, "data"),
+    ("inputs", 0, "parameters"),
+    ("inputs", 0, "parameters", "binary_data_size"),
+    ("outputs",),
+    ("outputs", 0, "name"),
+    ("outputs", 0, "parameters"),
+    ("id",),
+    ("parameters",),
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A valid request (JSON or binary) with one to three fields replaced or deleted."""
+    rows, binary = draw(st.integers(1, 3)), draw(st.booleans())
+    doc = valid_document(rows, binary)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(MUTATION_PATHS))
+        parent: Any = doc
+        for key in path[:-1]:
+            in_dict = isinstance(parent, dict) and isinstance(key, str) and key in parent
+            in_list = isinstance(parent, list) and isinstance(key, int) and key < len(parent)
+            if in_dict or in_list:
+                parent = parent[key]
+            else:
+                parent = None
+                break
+        if parent is None:
+            continue
+        key = path[-1]
+        value = draw(
+            st.sampled_from([0, -1, 1, 64, 255, 256, 512, 1 << 40, "", "FP16", [], {}, None]) | JSON_VALUES
+        )
+        if isinstance(parent, dict):
+            if draw(st.booleans()):
+                parent.pop(key, None)
+            else:
+                parent[key] = value
+        elif isinstance(parent, list) and isinstance(key, int) and key < len(parent):
+            parent[key] = value
+    head = json.dumps(doc).encode()
+    headers: dict[str, str] = {}
+    body = head
+    if binary:
+        payload = np.full((rows, 64), 0.5, dtype=np.float32).tobytes()
+        cut = draw(st.sampled_from([len(payload), len(payload), 0, 4, len(payload) - 4, len(payload) + 4]))
+        body += (payload + b"\0" * 8)[:cut]
+        length = draw(
+            st.sampled_from([str(len(head))] * 3 + [str(len(head) - 1), "0", str(len(body) + 1), ""])
+        )
+        if length:  # "": the header is missing
+            headers["Inference-Header-Content-Length"] = length
+    return body, headers
 
 
 @st.composite
 def bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
-    kind = draw(st.integers(0, 3))
+    kind = draw(st.integers(0, 5))
+    if kind >= 4:
+        return draw(mutated())
     headers: dict[str, str] = {}
     if kind == 0:
         return draw(st.binary(max_size=300)), headers

@@ -193,3 +193,34 @@ def test_bar_mode_draws_a_bar_over_all_batches() -> None:
     _fit(progress.callbacks("auto", 3, stream))
     text = stream.getvalue()
     assert "\r" in text and "epoch 3/3" in text and "12/12" in text and "val_accuracy=" in text
+
+
+def test_bar_mode_on_a_pseudo_terminal_without_a_size() -> None:
+    """A pty may report 0 x 0 (e.g. under `script` or a CI runner); tqdm would then draw nothing."""
+    import os
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    with os.fdopen(slave, "w") as stream:
+        assert os.get_terminal_size(stream.fileno()).columns == 0
+        assert progress.resolve_mode("auto", stream) == "bar"
+        _fit(progress.callbacks("auto", 2, stream), epochs=2)
+    reader.join(timeout=5)
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "epoch 2/2" in text and "8/8" in text and "batch/s" in text

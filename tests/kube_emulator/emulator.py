@@ -5,6 +5,7 @@ HTTP onto it and the test helpers call it directly (always on the emulator's eve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -94,6 +95,7 @@ class Emulator:
         self.store = Store(history=history)
         self.logs: dict[tuple[str, str, str], str] = {}  # (namespace, pod, container or "") -> text
         self.lenient_crds: set[str] = set()
+        self.orphan_check_delay = 0.05  # seconds before a dependent of a missing owner is collected
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(self.rtype("", "v1", "namespaces"), None, {"metadata": {"name": ns}})
         if kopf_peerings:
@@ -256,6 +258,8 @@ class Emulator:
         stored = self.store.commit(rtype.store_key, obj, None)
         if rtype.store_key == CRD_KEY:
             stored = self._crd_established(stored)
+        if meta.get("ownerReferences"):
+            self._schedule_orphan_check(rtype.store_key, meta["uid"])
         return self._out(rtype, stored)
 
     def _admit(
@@ -480,6 +484,9 @@ class Emulator:
         stored = self.store.commit(skey, new, old)
         if skey == CRD_KEY:
             stored = self._crd_established(stored)
+        refs = new["metadata"].get("ownerReferences")
+        if refs and refs != old_meta.get("ownerReferences"):
+            self._schedule_orphan_check(skey, old_meta["uid"])
         return self._out(rtype, stored)
 
     # ------------------------------------------------------------ scale subresource
@@ -632,6 +639,28 @@ class Emulator:
         gone = self.store.remove(skey, obj)
         self._after_removal(rtype, gone)
         return self._out(rtype, gone), 200
+
+    def _schedule_orphan_check(self, skey: StoreKey, uid: str) -> None:
+        """The garbage collector deletes a dependent whose owners do not exist (checked shortly after)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(self.orphan_check_delay, self._collect_if_orphaned, skey, uid)
+
+    def _collect_if_orphaned(self, skey: StoreKey, uid: str) -> None:
+        found = self.store.by_uid_get(uid)
+        if found is None:
+            return
+        obj = found[1]
+        refs = obj["metadata"].get("ownerReferences") or []
+        if (
+            refs
+            and not obj["metadata"].get("deletionTimestamp")
+            and not any(self.store.by_uid_get(ref.get("uid", "")) for ref in refs)
+        ):
+            log.info("garbage-collecting %s %s: none of its owners exists", skey[1], obj["metadata"]["name"])
+            self._delete(skey, obj, "Background")
 
     def _finish_foreground(self, skey: StoreKey, uid: str) -> None:
         found = self.store.by_uid_get(uid)

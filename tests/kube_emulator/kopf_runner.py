@@ -120,8 +120,11 @@ class KopfThread:
             def watched(emu: Emulator, skey: tuple[str, str] = skey) -> bool:
                 return bool(emu.store.watches.get(skey))
 
+            def probe(watched: Callable[[Emulator], bool] = watched) -> bool:
+                return self.kube.call(watched)
+
             self.kube.wait_for(
-                lambda watched=watched: self.kube.call(watched),
+                probe,
                 self.timeout,
                 message=f"kopf to watch {skey[1]}.{skey[0]}",
             )

@@ -150,6 +150,16 @@ def _ports(o: dict[str, Any]) -> str:
     return ",".join(out) or "<none>"
 
 
+def _event_age(o: dict[str, Any]) -> str:
+    when = o.get("lastTimestamp") or o.get("eventTime") or _meta(o).get("creationTimestamp") or ""
+    return age(when[:19] + "Z" if len(when) > 19 else when)
+
+
+def _involved(o: dict[str, Any]) -> str:
+    ref = o.get("involvedObject") or {}
+    return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
+
+
 _NAME: Column = ("Name", "string", 0, lambda o: _meta(o).get("name"))
 _AGE: Column = ("Age", "string", 0, lambda o: age(_meta(o).get("creationTimestamp")))
 
@@ -236,6 +246,14 @@ BUILTIN: dict[tuple[str, str], list[Column]] = {
         _AGE,
     ],
     ("", "namespaces"): [_NAME, ("Status", "string", 0, lambda o: _status(o).get("phase", "")), _AGE],
+    ("", "events"): [
+        ("Last Seen", "string", 0, lambda o: _event_age(o)),
+        ("Type", "string", 0, lambda o: o.get("type", "")),
+        ("Reason", "string", 0, lambda o: o.get("reason", "")),
+        ("Object", "string", 0, lambda o: _involved(o)),
+        ("Message", "string", 0, lambda o: o.get("message", "")),
+        ("Name", "string", 1, lambda o: _meta(o).get("name")),
+    ],
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
         _NAME,
         ("Created At", "date", 0, lambda o: _meta(o).get("creationTimestamp")),

@@ -38,7 +38,12 @@ def _registry(calls: list[tuple[str, str]]) -> kopf.OperatorRegistry:
         kopf.info(body, reason="Training", message=f"training {name}")
 
     @kopf.on.field(
-        "trtforge.dev", "v1alpha1", "modeldeployments", field="spec.serving.replicas", registry=reg
+        "trtforge.dev",
+        "v1alpha1",
+        "modeldeployments",
+        field="spec.serving.replicas",
+        registry=reg,
+        id="replicas",
     )
     def replicas_changed(name: str, new: Any, patch: Any, **_: Any) -> None:
         calls.append(("replicas", name))

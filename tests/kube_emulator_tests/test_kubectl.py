@@ -4,6 +4,7 @@ tables and printer columns, apply --validate=false (create and update), scale, l
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -180,3 +181,36 @@ def test_get_watch_streams_table_rows(kube: Kube) -> None:
         out, _ = proc.communicate(timeout=10)
     rows = [line.split()[:2] for line in out.splitlines()[1:]]
     assert rows[0] == ["web", "0/2"] and rows[-1] == ["web", "2/2"]
+
+
+def test_standalone_emulator_process(tmp_path: Path) -> None:
+    """`python -m kube_emulator` serves until terminated, with a kubeconfig kubectl can use."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    kubeconfig = tmp_path / "kubeconfig"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kube_emulator", "--kubeconfig", str(kubeconfig)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "Kubernetes API emulator on http://127.0.0.1:" in line
+        out = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "crd", "-o", "name"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert "customresourcedefinition.apiextensions.k8s.io/modeldeployments.trtforge.dev" in out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0

@@ -113,3 +113,17 @@ def test_job_pods_are_collected_with_the_job(kube: Kube, api: Any) -> None:
     assert len(kube.pods("default", "job-name=j")) == 1
     batch.delete_namespaced_job("j", "default", propagation_policy="Background")
     assert kube.pods("default", "job-name=j") == []
+
+
+def test_dependents_of_a_missing_owner_are_collected(kube: Kube, api: Any) -> None:
+    core = client.CoreV1Api(api)
+    ghost = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "gone",
+        "uid": "00000000-0000-0000-0000-000000000000",
+    }
+    core.create_namespaced_config_map("default", {"metadata": {"name": "stray", "ownerReferences": [ghost]}})
+    kube.wait_for(
+        lambda: kube.get("v1", "ConfigMap", "stray", "default") is None, 5, message="garbage collection"
+    )

@@ -3,7 +3,6 @@ with the test acting as job controller, kubelet and deployment controller."""
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -440,7 +439,6 @@ def test_multi_worker_and_tensorrt_children(cluster: Kube, operator: Any) -> Non
     assert obj["status"]["engine"]["computeCapabilities"] == ["8.9", "9.0"]
     assert obj["status"]["engine"]["sizeBytes"] == 2 * 81234
     assert obj["status"]["model"]["accuracy"] == pytest.approx(TRAIN_OK["accuracy"])
-    _ = copy
 
 
 def test_deletion_with_retain_on_delete_false_runs_the_cleanup_job(cluster: Kube, operator: Any) -> None:

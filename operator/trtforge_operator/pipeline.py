@@ -31,7 +31,6 @@ from trtforge_operator.reconcilers.jobs import CONTAINER as JOB_CONTAINER
 from trtforge_operator.settings import OperatorSettings
 from trtforge_operator.status import (
     FAILURE_REASONS,
-    SERVING_KEYS,
     StatusBuilder,
     deadline_exceeded,
     failure_message,
@@ -494,4 +493,4 @@ class Pipeline:
         await self.kube.patch("apps/v1", "Deployment", plan.owner.namespace, plan.predictor, patch)
 
 
-__all__ = ["SERVING_KEYS", "Pipeline", "Result"]
+__all__ = ["Pipeline", "Result"]

@@ -6,7 +6,7 @@ which turn them into manifests; nothing in this module talks to the API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from trtforge_runtime.spec.model import API_VERSION, KIND, Backend, ModelDeploymentSpec, Storage
@@ -45,7 +45,6 @@ class Plan:
     training: str
     engine: str
     serving: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> Plan:

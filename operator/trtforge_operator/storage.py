@@ -68,9 +68,6 @@ class ArtifactStore:
             m["readOnly"] = True
         return m
 
-    def env(self) -> list[dict[str, Any]]:
-        return []
-
     def env_from(self) -> list[dict[str, Any]]:
         """The storage Secret's keys as environment (s3 credentials); any store may name one."""
         return [{"secretRef": {"name": self.secret}}] if self.secret else []

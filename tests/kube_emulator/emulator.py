@@ -389,6 +389,13 @@ class Emulator:
             return apply_json_patch(old, patch)
         if ctype == MERGE_PATCH:
             return apply_merge_patch(old, patch)
+        if ctype == APPLY_PATCH:
+            # server-side apply without field ownership: the applied configuration is merged in
+            if not isinstance(patch, dict):
+                raise bad_request("an apply patch must be an object")
+            if rtype.crd is not None:
+                return apply_merge_patch(old, patch)
+            return apply_strategic_patch(old, patch)
         if ctype == STRATEGIC_PATCH:
             if rtype.crd is not None:
                 raise ApiError(
@@ -404,6 +411,43 @@ class Emulator:
             f"the body of the request was in an unknown format - accepted media types include: "
             f"{JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}",
         )
+
+    def server_side_apply(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        field_validation: str = "Strict",
+        warnings: Warnings | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        """PATCH application/apply-patch+yaml: create the object, or merge the applied configuration in."""
+        if not isinstance(body, dict):
+            raise bad_request("an apply patch must be an object")
+        body_name = (body.get("metadata") or {}).get("name")
+        if body_name and body_name != name:
+            raise bad_request(
+                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )
+        if self.store.get(rtype.store_key, (namespace or "" if rtype.namespaced else "", name)) is None:
+            body = {**body, "metadata": {**(body.get("metadata") or {}), "name": name}}
+            made = self.create(
+                rtype, namespace, body, dry_run=dry_run, field_validation=field_validation, warnings=warnings
+            )
+            return made, 201
+        patched = self.patch(
+            rtype,
+            namespace,
+            name,
+            APPLY_PATCH,
+            body,
+            dry_run=dry_run,
+            field_validation=field_validation,
+            warnings=warnings,
+        )
+        return patched, 200
 
     def _write(
         self,

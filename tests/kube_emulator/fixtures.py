@@ -1,42 +1,31 @@
-"""pytest fixtures: `kube` (a fresh emulator per test, project CRD installed, kubeconfig written,
-the `kubernetes` client and kopf's default login pointed at it) and `kube_emulator_session`.
+"""pytest fixture `kube`: a fresh emulator per test, project CRD installed, kubeconfig written,
+the `kubernetes` client and kopf's default login pointed at it.
 
-Register with `pytest_plugins = ["kube_emulator.fixtures"]` in a conftest.py.
+Register it in a test directory's conftest.py with `from kube_emulator.fixtures import kube  # noqa: F401`
+(or with `pytest_plugins = ["kube_emulator.fixtures"]` in the top-level tests/conftest.py only).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kube_emulator.helpers import PROJECT_CRD, Kube, load_yaml_documents
+from kube_emulator.helpers import Kube
 from kube_emulator.runner import EmulatorThread
-from kube_emulator.validation import check_crd_schema
-
-
-def _project_crd_problems() -> list[str]:
-    crd = load_yaml_documents(PROJECT_CRD)[0]
-    problems = []
-    for version in crd["spec"]["versions"]:
-        problems += check_crd_schema(version["schema"]["openAPIV3Schema"])
-    return problems
 
 
 def start_kube(tmp_path: Path, *, install_crd: bool = True) -> tuple[EmulatorThread, Kube]:
+    """A started emulator and its `Kube` (kubeconfig in `tmp_path`), with the project CRD if asked."""
     thread = EmulatorThread().start()
     kube = Kube(thread, thread.write_kubeconfig(tmp_path / "kubeconfig"))
     if install_crd:
-        problems = _project_crd_problems()
-        if problems:
-            warnings.warn(
-                f"{PROJECT_CRD.name} would be refused by a real API server ({len(problems)} problems, e.g. "
-                f"{problems[0]}); the emulator installs it leniently",
-                stacklevel=2,
-            )
-        kube.install_project_crd(lenient=bool(problems))
+        try:
+            kube.install_project_crd()
+        except Exception:
+            thread.stop()
+            raise
     return thread, kube
 
 

@@ -315,7 +315,7 @@ class Kube:
 
         return self.call(run)
 
-    def install_project_crd(self, *, lenient: bool = True) -> dict[str, Any]:
+    def install_project_crd(self, *, lenient: bool = False) -> dict[str, Any]:
         return self.install_crd(PROJECT_CRD, lenient=lenient)
 
     def install_keda_crd(self) -> dict[str, Any]:

@@ -260,6 +260,25 @@ class ApiServer:
                 warnings=warnings,
             )
             return _json(replaced, 200, warnings)
+        if method == "PATCH" and request.content_type == "application/apply-patch+yaml" and sub is None:
+            if not q.get("fieldManager"):
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required '
+                    "value: is required for apply patch",
+                )
+            body = await self._body(request)
+            applied, code = self.emu.server_side_apply(
+                rtype,
+                namespace,
+                name,
+                body,
+                dry_run=dry_run,
+                field_validation=q.get("fieldValidation") or "Strict",
+                warnings=warnings,
+            )
+            return _json(applied, code, warnings)
         if method == "PATCH":
             body = await self._body(request)
             patched = self.emu.patch(
@@ -288,7 +307,16 @@ class ApiServer:
             return json.loads(raw)
         except ValueError as exc:
             if request.content_type in ("application/yaml", "application/apply-patch+yaml"):
-                raise ApiError(415, "UnsupportedMediaType", "only JSON bodies are supported") from exc
+                import yaml
+
+                try:
+                    return yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                except yaml.YAMLError as yexc:
+                    raise bad_request(f"the body is not valid YAML: {yexc}") from yexc
+            if raw[:1] != b"{" and request.content_type.startswith("application/vnd.kubernetes.protobuf"):
+                raise ApiError(
+                    415, "UnsupportedMediaType", "protobuf bodies are not supported, only JSON"
+                ) from exc
             raise bad_request(f"the body is not valid JSON: {exc}") from exc
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:

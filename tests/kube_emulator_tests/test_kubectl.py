@@ -214,3 +214,14 @@ def test_standalone_emulator_process(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+def test_server_side_apply_creates_and_updates(kube: Kube) -> None:
+    out = kube.kubectl("apply", "--server-side", "-f", "-", input=DEPLOYMENT).stdout
+    assert "serverside-applied" in out
+    changed = DEPLOYMENT.replace("replicas: 2", "replicas: 3")
+    kube.kubectl("apply", "--server-side", "-f", "-", input=changed)
+    dep = kube.get("apps/v1", "Deployment", "web", "default")
+    assert dep is not None and dep["spec"]["replicas"] == 3 and dep["metadata"]["generation"] == 2
+    kube.kubectl("apply", "--server-side", "-f", str(REPO / "examples" / "digits.yaml"))
+    assert kube.get("trtforge.dev/v1alpha1", "ModelDeployment", "digits", "default") is not None

@@ -38,6 +38,9 @@ RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets"),
     (API_VERSION, KIND): (f"/apis/{API_VERSION}", PLURAL),
+    # the autoscaling modes' children (hpa, keda: a KEDA ScaledObject)
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    ("keda.sh/v1alpha1", "ScaledObject"): ("/apis/keda.sh/v1alpha1", "scaledobjects"),
 }
 RESOURCE_QUANTITY_KEYS = {"cpu", "memory", "nvidia.com/gpu", "ephemeral-storage"}
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.model import Backend, ModelDeploymentSpec
 
+from trtforge_operator.settings import OperatorSettings
+
 # TensorRT-RTX 1.7 builds ahead of time for these targets only; its runtime refuses 9.0 (Hopper).
 TENSORRT_RTX_TARGETS = ("8.0", "8.6", "8.9", "12.0", "12.1")
 # TensorRT 10 supports Turing (7.5) and newer.
@@ -34,8 +36,8 @@ def _check_uri(field: str, uri: str, allow_builtin: bool) -> None:
         )
 
 
-def check(spec: ModelDeploymentSpec, storage_uri: str) -> None:
-    """Raise UnworkableSpecError for the first problem found."""
+def check(spec: ModelDeploymentSpec, storage_uri: str, settings: OperatorSettings | None = None) -> None:
+    """Raise UnworkableSpecError for the first problem found (`settings`: also what this operator serves)."""
     if not storage_uri.startswith(("pvc://", "s3://")):
         raise UnworkableSpecError(
             "spec.storage.uri",
@@ -68,3 +70,8 @@ def check(spec: ModelDeploymentSpec, storage_uri: str) -> None:
             "spec.engine.resources.gpus",
             "the tensorrt backend builds each engine on a GPU of its target architecture and needs gpus >= 1",
         )
+    if settings is not None:
+        autoscaling = spec.serving.autoscaling
+        problem = settings.autoscaling_mode_problem(str(autoscaling.mode)) if autoscaling.enabled else None
+        if problem is not None:
+            raise UnworkableSpecError("spec.serving.autoscaling.mode", problem)

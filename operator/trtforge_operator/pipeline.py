@@ -85,7 +85,7 @@ class Pipeline:
         message = ""
         try:
             spec = parse_spec(body.get("spec"), source=f"ModelDeployment {namespace}/{name}")
-            feasibility.check(spec, storage_uri_of(spec, self.settings))
+            feasibility.check(spec, storage_uri_of(spec, self.settings), self.settings)
             plan = Plan.build(owner, spec, self.settings)
             await self._check_secret(plan)
             message = await self._run(plan, st)
@@ -97,13 +97,15 @@ class Pipeline:
         return await self._write_status(body, st)
 
     async def _check_secret(self, plan: Plan) -> None:
-        ref = plan.spec.storage.secret_ref
-        if ref is None:
+        secret = plan.storage_secret  # spec.storage.secretRef, else TRTFORGE_STORAGE_SECRET for s3://
+        if secret is None:
             return
-        if await self.kube.get("v1", "Secret", plan.owner.namespace, ref.name) is None:
+        name, source = secret
+        if await self.kube.get("v1", "Secret", plan.owner.namespace, name) is None:
             raise feasibility.UnworkableSpecError(
                 "spec.storage.secretRef.name",
-                f"Secret {plan.owner.namespace}/{ref.name} does not exist",
+                f"Secret {plan.owner.namespace}/{name} does not exist"
+                + ("" if source.startswith("spec.") else f" (the operator's default {source})"),
             )
 
     async def _write_status(self, body: dict[str, Any], st: StatusBuilder) -> Result:

@@ -49,15 +49,17 @@ class Plan:
     @classmethod
     def build(cls, owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> Plan:
         storage_uri = storage_uri_of(spec, settings)
-        store = ArtifactStore.from_uri(
-            storage_uri,
-            settings.artifacts_mount,
-            spec.storage.secret_ref.name if spec.storage.secret_ref else None,
-        )
+        secret = storage_secret_of(spec, settings, storage_uri)
+        store = ArtifactStore.from_uri(storage_uri, settings.artifacts_mount, secret[0] if secret else None)
         training = naming.training_revision(spec, storage_uri)
         engine = naming.engine_revision(training, spec)
         serving = naming.serving_revision(engine, spec, settings.server_image)
         return cls(owner, spec, settings, store, training, engine, serving)
+
+    @property
+    def storage_secret(self) -> tuple[str, str] | None:
+        """(Secret name, the field or setting that names it) of the store's credentials, if any."""
+        return storage_secret_of(self.spec, self.settings, f"{self.store.scheme}://")
 
     # ------------------------------------------------------------------ locations
     @property
@@ -116,3 +118,18 @@ def storage_uri_of(spec: ModelDeploymentSpec, settings: OperatorSettings) -> str
     if declared == Storage.model_fields["uri"].default:
         return settings.storage_uri
     return declared
+
+
+def storage_secret_of(
+    spec: ModelDeploymentSpec, settings: OperatorSettings, storage_uri: str
+) -> tuple[str, str] | None:
+    """(Secret name, what names it) of the credentials pods get as environment, or None.
+
+    spec.storage.secretRef wins; an s3:// store without one gets the operator's default
+    TRTFORGE_STORAGE_SECRET (the chart's storage.s3.existingSecret). pvc:// stores need no credentials.
+    """
+    if spec.storage.secret_ref is not None:
+        return spec.storage.secret_ref.name, "spec.storage.secretRef.name"
+    if settings.storage_secret and storage_uri.startswith("s3://"):
+        return settings.storage_secret, "TRTFORGE_STORAGE_SECRET"
+    return None

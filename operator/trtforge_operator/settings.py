@@ -7,7 +7,7 @@ the CLI can build settings from any mapping. A malformed value is a `SettingsErr
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,18 +37,22 @@ ENV_VARS: dict[str, str] = {
     "image_pull_policy": "TRTFORGE_IMAGE_PULL_POLICY",
     "image_pull_secrets": "TRTFORGE_IMAGE_PULL_SECRETS",
     "storage_uri": "TRTFORGE_STORAGE_URI",
+    "storage_secret": "TRTFORGE_STORAGE_SECRET",
     "artifacts_mount": "TRTFORGE_ARTIFACTS_MOUNT",
     "worker_limit": "TRTFORGE_WORKER_LIMIT",
     "health_port": "TRTFORGE_HEALTH_PORT",
     "peering_name": "TRTFORGE_PEERING_NAME",
     "workload_service_account": "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT",
     "autoscaler_enabled": "TRTFORGE_AUTOSCALER_ENABLED",
+    "autoscaler_modes": "TRTFORGE_AUTOSCALER_MODES",
     "resync_seconds": "TRTFORGE_RESYNC_SECONDS",
     "job_ttl_seconds": "TRTFORGE_JOB_TTL_SECONDS",
     "prometheus_url": "TRTFORGE_PROMETHEUS_URL",
     "autoscaler_scrape_timeout": "TRTFORGE_AUTOSCALER_SCRAPE_TIMEOUT",
 }
-LIST_FIELDS = ("watch_namespaces", "image_pull_secrets")
+LIST_FIELDS = ("watch_namespaces", "image_pull_secrets", "autoscaler_modes")
+ClusterAutoscalerMode = Literal["hpa", "keda"]
+ALL_CLUSTER_MODES: tuple[ClusterAutoscalerMode, ...] = ("hpa", "keda")
 
 
 class OperatorSettings(BaseModel):
@@ -76,12 +80,24 @@ class OperatorSettings(BaseModel):
         pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.*|s3://.+)$",
         description="Default artifact store when a ModelDeployment sets none.",
     )
+    storage_secret: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+        description="Default Secret with S3 credentials (AWS_*) for s3:// stores of ModelDeployments that "
+        "set no spec.storage.secretRef; looked up in the ModelDeployment's namespace.",
+    )
     artifacts_mount: str = Field(default="/artifacts", pattern=r"^/.+")
     worker_limit: int = Field(default=20, ge=1, le=10_000)
     health_port: int = Field(default=8090, ge=1, le=65535)
     peering_name: str = Field(default="", description="Empty: --standalone; set: kopf peering (HA).")
     workload_service_account: str = Field(default="default", min_length=1)
     autoscaler_enabled: bool = True
+    autoscaler_modes: tuple[ClusterAutoscalerMode, ...] = Field(
+        default=ALL_CLUSTER_MODES,
+        description="spec.serving.autoscaling.mode values besides builtin the operator may serve (the "
+        "cluster has the API and the chart granted the RBAC); empty = builtin only. Unset = all.",
+    )
     resync_seconds: float = Field(default=120.0, ge=1.0, le=86_400.0, description="Safety-net resync period.")
     job_ttl_seconds: int = Field(default=86_400, ge=0, le=31_536_000, description="ttlSecondsAfterFinished.")
     prometheus_url: str = Field(
@@ -93,12 +109,17 @@ class OperatorSettings(BaseModel):
         default=1.0, gt=0.0, le=30.0, description="Built-in autoscaler: time-out of one pod's /metrics."
     )
 
-    @field_validator("watch_namespaces", "image_pull_secrets", mode="before")
+    @field_validator("watch_namespaces", "image_pull_secrets", "autoscaler_modes", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("autoscaler_modes")
+    @classmethod
+    def _dedupe(cls, value: tuple[ClusterAutoscalerMode, ...]) -> tuple[ClusterAutoscalerMode, ...]:
+        return tuple(dict.fromkeys(value))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -121,3 +142,22 @@ class OperatorSettings(BaseModel):
     @property
     def clusterwide(self) -> bool:
         return not self.watch_namespaces
+
+    def autoscaling_mode_problem(self, mode: str) -> str | None:
+        """Why this operator cannot serve spec.serving.autoscaling.mode `mode` (a message to prefix with
+        the field), or None when it can. With the autoscaler off altogether nothing is refused:
+        spec.serving.replicas applies."""
+        return None if not self.autoscaler_enabled else mode_problem(mode, self.autoscaler_modes)
+
+
+def mode_problem(mode: str, enabled: Collection[str]) -> str | None:
+    """Why spec.serving.autoscaling.mode `mode` cannot be served when only `enabled` (besides builtin) is."""
+    if mode == "builtin" or mode in enabled:
+        return None
+    listed = [m for m in ALL_CLUSTER_MODES if m in enabled]
+    setting = f"{ENV_VARS['autoscaler_modes']}={','.join(listed)!r}"
+    return (
+        f"mode {mode!r} is not enabled in this operator ({setting}; "
+        f"the Helm value autoscaler.{mode}=true enables it); use mode builtin"
+        + "".join(f" or {m}" for m in listed)
+    )

@@ -17,6 +17,7 @@ from typing import Any
 
 from trtforge_runtime import __version__
 from trtforge_runtime.errors import TrtforgeError
+from trtforge_runtime.remote import path_or_uri
 
 # subcommand -> "module:function" taking the parsed namespace and returning an exit code
 COMMANDS = {
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the model of a ModelDeployment; write ONNX, SavedModel, metrics")
     p.add_argument("-f", "--file", required=True, type=Path, help="ModelDeployment manifest (YAML)")
-    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("-o", "--output", required=True, type=path_or_uri, help="output folder or URI (s3://...)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in the output folder")
     p.add_argument(
         "--progress",
@@ -52,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", required=True, type=Path, help="ModelDeployment manifest (YAML)")
     p.add_argument(
         "--model",
-        type=Path,
+        type=path_or_uri,
         default=None,
-        help="a `trtforge train` output folder (default: spec.model.source)",
+        help="a `trtforge train` output folder or URI (default: spec.model.source)",
     )
-    p.add_argument("-o", "--output", required=True, type=Path, help="engine output folder")
+    p.add_argument("-o", "--output", required=True, type=path_or_uri, help="engine output folder or URI")
     p.add_argument(
         "--cache",
         type=Path,
@@ -71,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("serve", help="serve an engine folder over the Open Inference Protocol (V2)")
-    p.add_argument("--engine", required=True, type=Path, help="a `trtforge convert` output folder")
+    p.add_argument(
+        "--engine", required=True, type=path_or_uri, help="a `trtforge convert` output folder or URI"
+    )
     p.add_argument("--name", default=None, help="model name in the V2 API (default: from engine.json)")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080, help="REST port (V2 and /metrics)")

@@ -54,6 +54,10 @@ class OutputConflictError(ArtifactError):
     """The output folder already holds a different artifact (another model or spec); it is left untouched."""
 
 
+class RemoteStorageError(ArtifactError):
+    """A remote artifact URI (s3://, memory://...) is unreachable, missing, incomplete or denied."""
+
+
 class ConversionError(TrtforgeError):
     """A model cannot be converted or an engine cannot be built."""
 

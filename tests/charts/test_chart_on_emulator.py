@@ -8,6 +8,7 @@ uses must be granted (and nothing in the chart is a wildcard, see test_chart_rba
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from charts.chartlib import REPO, Helm, grants, restricted_violations
 
 NAMESPACE = "trtforge-system"
@@ -121,7 +121,9 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
     namespaces = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in (NAMESPACE, "default")
     ]
-    rendered.write_text(yaml.safe_dump_all([*namespaces, *docs], sort_keys=False))
+    # JSON documents (valid YAML): every string stays a string for kubectl's YAML 1.1 reader, which a
+    # PyYAML dump would not guarantee (it leaves `y` / `n` unquoted, kubectl reads them as booleans)
+    rendered.write_text("\n---\n".join(json.dumps(doc) for doc in [*namespaces, *docs]) + "\n")
     kube.kubectl("apply", "--validate=false", "-f", str(rendered))
     for doc in docs:
         meta = doc["metadata"]

@@ -88,7 +88,7 @@ def _set_dotted(obj: dict[str, Any], path: str, value: Any) -> None:
 class Emulator:
     """State and semantics of one emulated API server."""
 
-    def __init__(self, *, history: int = 20000, kopf_peerings: bool = True) -> None:
+    def __init__(self, *, history: int = 5000, kopf_peerings: bool = True) -> None:
         self.registry = Registry()
         for rtype in builtin_types():
             self.registry.add(rtype)

@@ -66,7 +66,7 @@ class EmulatorThread:
         port: int = 0,
         *,
         bookmark_interval: float = 5.0,
-        history: int = 20000,
+        history: int = 5000,
     ) -> None:
         self.host = host
         self.port = port

@@ -73,7 +73,7 @@ class Watch:
 
 
 class Store:
-    def __init__(self, history: int = 20000) -> None:
+    def __init__(self, history: int = 5000) -> None:
         self.rv = 0
         self.history_size = history
         self.objects: dict[StoreKey, dict[ObjKey, dict[str, Any]]] = {}

@@ -168,7 +168,7 @@ def admit_custom(
             _validate(obj[key], sub, key, errs, (old or {}).get(key), old is not None and key in (old or {}))
     root_rules = schema.get("x-kubernetes-validations")
     if root_rules:
-        _cel(obj, root_rules, "", errs, old, old is not None)
+        _cel(obj, root_rules, "", errs, old, old is not None, schema)
     return errs
 
 
@@ -304,7 +304,7 @@ def _validate(
         _validate_map(value, schema, path, errs, old, has_old)
     rules = schema.get("x-kubernetes-validations")
     if rules:
-        _cel(value, rules, path, errs, old, has_old)
+        _cel(value, rules, path, errs, old, has_old, schema)
 
 
 def _bounds(value: float, schema: dict[str, Any], path: str, errs: list[FieldError]) -> None:
@@ -451,10 +451,41 @@ def compile_error(rule: str) -> str | None:
     return None
 
 
-def _cel(
-    value: Any, rules: list[dict[str, Any]], path: str, errs: list[FieldError], old: Any, has_old: bool
-) -> None:
+def to_cel(value: Any, schema: dict[str, Any] | None) -> Any:
+    """A JSON value as a CEL value typed by its schema, as Kubernetes does (a `number` field is a
+    double even when written as 1; an object's properties typed by theirs)."""
+    from celpy import celtypes
     from celpy.adapter import json_to_cel
+
+    schema = schema or {}
+    if value is None or (schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema):
+        return json_to_cel(value)
+    if schema.get("type") == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return celtypes.DoubleType(float(value))
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        return celtypes.MapType(
+            {
+                celtypes.StringType(k): to_cel(v, props.get(k) or (addl if isinstance(addl, dict) else None))
+                for k, v in value.items()
+            }
+        )
+    if isinstance(value, list):
+        items = schema.get("items")
+        return celtypes.ListType([to_cel(v, items if isinstance(items, dict) else None) for v in value])
+    return json_to_cel(value)
+
+
+def _cel(
+    value: Any,
+    rules: list[dict[str, Any]],
+    path: str,
+    errs: list[FieldError],
+    old: Any,
+    has_old: bool,
+    schema: dict[str, Any],
+) -> None:
     from celpy.evaluation import CELEvalError
 
     for rule in rules:
@@ -462,9 +493,9 @@ def _cel(
         uses_old = "oldSelf" in text
         if uses_old and not has_old and not rule.get("optionalOldSelf"):
             continue  # transition rules only run on updates
-        activation = {"self": json_to_cel(value)}
+        activation = {"self": to_cel(value, schema)}
         if uses_old:
-            activation["oldSelf"] = json_to_cel(old)
+            activation["oldSelf"] = to_cel(old, schema)
         field = path
         if rule.get("fieldPath"):
             field = f"{path}{rule['fieldPath']}" if path else rule["fieldPath"].lstrip(".")

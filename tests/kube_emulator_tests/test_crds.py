@@ -61,7 +61,16 @@ WIDGETS: dict[str, Any] = {
                                     {"rule": "self.min <= self.max", "message": "min must be <= max"}
                                 ],
                                 "properties": {
-                                    "size": {"type": "string", "enum": ["small", "large"]},
+                                    "size": {
+                                        "type": "string",
+                                        "enum": ["small", "large"],
+                                        "x-kubernetes-validations": [
+                                            {
+                                                "rule": "self == oldSelf",
+                                                "messageExpression": "'size is immutable, was ' + oldSelf",
+                                            }
+                                        ],
+                                    },
                                     "replicas": {
                                         "type": "integer",
                                         "minimum": 0,
@@ -335,3 +344,18 @@ def test_project_crd_decodes_like_the_api_server_would() -> None:
     crd = yaml.safe_load(PROJECT_CRD.read_text())
     for version in crd["spec"]["versions"]:
         assert check_crd_schema(version["schema"]["openAPIV3Schema"]) == []
+
+
+def test_transition_rules_and_message_expressions(widgets: Any) -> None:
+    widgets.create_namespaced_custom_object(
+        "example.com", "v1", "default", "widgets", _widget()
+    )  # no oldSelf yet
+    with pytest.raises(ApiException) as info:
+        widgets.patch_namespaced_custom_object(
+            "example.com", "v1", "default", "widgets", "w", {"spec": {"size": "large"}}
+        )
+    cause = json.loads(info.value.body)["details"]["causes"][0]
+    assert (
+        cause["field"] == "spec.size"
+        and cause["message"] == 'Invalid value: "large": size is immutable, was small'
+    )

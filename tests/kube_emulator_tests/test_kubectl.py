@@ -159,7 +159,7 @@ def test_explain_reads_the_crd_schema(kube: Kube) -> None:
 def test_get_watch_streams_table_rows(kube: Kube) -> None:
     import os
     import subprocess
-    import time
+    import threading
 
     kube.kubectl("apply", "-f", "-", input=DEPLOYMENT)
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
@@ -170,16 +170,19 @@ def test_get_watch_streams_table_rows(kube: Kube) -> None:
         env=env,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         kube.wait_for(
             lambda: kube.emulator.store.watches.get(("apps", "deployments")), 10, message="kubectl to watch"
         )
         kube.make_deployment_ready("default", "web")
-        time.sleep(0.5)
+        kube.wait_for(lambda: any("2/2" in line for line in lines), 10, message="the 2/2 row")
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    rows = [line.split()[:2] for line in out.splitlines()[1:]]
+        proc.wait(10)
+    rows = [line.split()[:2] for line in lines[1:]]
     assert rows[0] == ["web", "0/2"] and rows[-1] == ["web", "2/2"]
 
 
@@ -225,3 +228,39 @@ def test_server_side_apply_creates_and_updates(kube: Kube) -> None:
     assert dep is not None and dep["spec"]["replicas"] == 3 and dep["metadata"]["generation"] == 2
     kube.kubectl("apply", "--server-side", "-f", str(REPO / "examples" / "digits.yaml"))
     assert kube.get("trtforge.dev/v1alpha1", "ModelDeployment", "digits", "default") is not None
+
+
+def test_keda_scaledobject_printer_columns(kube: Kube) -> None:
+    kube.install_keda_crd()
+    kube.create(
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "so"},
+            "spec": {
+                "scaleTargetRef": {"name": "srv"},
+                "minReplicaCount": 1,
+                "maxReplicaCount": 4,
+                "triggers": [{"type": "prometheus", "metadata": {"threshold": "8"}}],
+            },
+        }
+    )
+    kube.set_status(
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        "so",
+        {"conditions": [{"type": "Ready", "status": "True"}]},
+        "default",
+    )
+    lines = kube.kubectl("get", "so").stdout.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "SCALETARGETKIND",
+        "SCALETARGETNAME",
+        "MIN",
+        "MAX",
+        "READY",
+        "ACTIVE",
+        "AGE",
+    ]
+    assert lines[1].split()[:5] == ["so", "srv", "1", "4", "True"]

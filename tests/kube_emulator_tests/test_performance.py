@@ -32,5 +32,5 @@ def test_request_latency_does_not_grow(kube: Kube, api: Any) -> None:
         f"\nper-request latency (client round trip): first 200 median {first * 1000:.2f} ms, "
         f"after 2,000 requests median {last * 1000:.2f} ms"
     )
-    assert last < max(first * 1.5, first + 0.002)
+    assert last < max(first * 2, first + 0.003)  # kmock 0.8 grew fivefold over the same run
     assert last < 0.05

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from trtforge_operator.feasibility import UnworkableSpecError, check
+from trtforge_operator.settings import OperatorSettings
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.load import parse_spec
 
@@ -51,3 +52,20 @@ def test_local_storage_and_sources(make_spec: Callable[..., dict[str, Any]]) -> 
         check(parse_spec(spec), DEFAULT_STORE)
     spec["model"]["source"]["uri"] = "s3://bucket/model.onnx"
     check(parse_spec(spec), DEFAULT_STORE)
+
+
+@pytest.mark.parametrize("mode", ["hpa", "keda"])
+def test_autoscaling_mode_the_operator_does_not_serve(
+    make_spec: Callable[..., dict[str, Any]], mode: str
+) -> None:
+    spec = parse_spec(make_spec(**{"serving.autoscaling.mode": mode}))
+    check(spec, DEFAULT_STORE)  # without settings: not checked
+    check(spec, DEFAULT_STORE, OperatorSettings())  # unset TRTFORGE_AUTOSCALER_MODES: every mode
+    with pytest.raises(UnworkableSpecError) as err:
+        check(spec, DEFAULT_STORE, OperatorSettings(autoscaler_modes=()))
+    assert err.value.field == "spec.serving.autoscaling.mode"
+    assert "TRTFORGE_AUTOSCALER_MODES" in str(err.value)
+    # autoscaling off in the spec, or in the whole operator: nothing to refuse
+    off = parse_spec(make_spec(**{"serving.autoscaling.mode": mode, "serving.autoscaling.enabled": False}))
+    check(off, DEFAULT_STORE, OperatorSettings(autoscaler_modes=()))
+    check(spec, DEFAULT_STORE, OperatorSettings(autoscaler_modes=(), autoscaler_enabled=False))

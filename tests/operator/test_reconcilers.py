@@ -262,6 +262,13 @@ def test_replica_policy(make_plan: MakePlan, make_spec: MakeSpec) -> None:
     assert deployment.desired_replicas(auto, {"spec": {"replicas": 4}}, 3) is None  # the autoscaler's
     fixed = make_plan(make_spec(**{"serving.autoscaling": {"enabled": False}, "serving.replicas": 3}))
     assert deployment.desired_replicas(fixed, {"spec": {"replicas": 4}}, 9) == 3
+    # an operator without autoscaler (TRTFORGE_AUTOSCALER_ENABLED=false): spec.serving.replicas, any mode
+    for mode in ("builtin", "hpa", "keda"):
+        spec = make_spec(**{"serving.autoscaling": {"enabled": True, "mode": mode}, "serving.replicas": 3})
+        off = make_plan(spec, settings=OperatorSettings(autoscaler_enabled=False))
+        assert not deployment.autoscaling_active(off)
+        assert deployment.desired_replicas(off, {"spec": {"replicas": 4}}, 9) == 3
+        assert deployment.desired_replicas(off, None, None) == 3
 
 
 def test_service_and_pdb(make_plan: MakePlan, make_spec: MakeSpec) -> None:
@@ -296,6 +303,28 @@ def test_s3_storage_uses_scratch_volume_and_secret(make_plan: MakePlan, make_spe
     c = pod["containers"][0]
     assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     assert f"s3://bucket/runs/ml/digits/models/{p.training}" in c["args"]
+
+
+def test_default_storage_secret_applies_to_s3_stores_only(make_plan: MakePlan, make_spec: MakeSpec) -> None:
+    settings = OperatorSettings(storage_secret="s3-default")
+    s3 = make_plan(make_spec(storage={"uri": "s3://bucket/runs"}), settings=settings)
+    assert s3.storage_secret == ("s3-default", "TRTFORGE_STORAGE_SECRET")
+    for pod in (pod_specs(train_job.train_job(s3)), deployment.pod_template(s3)["spec"]):
+        assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-default"}}]
+    own = make_plan(
+        make_spec(storage={"uri": "s3://bucket/runs", "secretRef": {"name": "mine"}}), settings=settings
+    )
+    assert own.storage_secret == ("mine", "spec.storage.secretRef.name")
+    assert pod_specs(train_job.train_job(own))["containers"][0]["envFrom"] == [
+        {"secretRef": {"name": "mine"}}
+    ]
+    pvc = make_plan(settings=settings)  # the default pvc:// store needs no credentials
+    assert pvc.storage_secret is None
+    assert "envFrom" not in pod_specs(train_job.train_job(pvc))["containers"][0]
+    s3_default_store = make_plan(
+        settings=OperatorSettings(storage_uri="s3://bucket/x", storage_secret="s3-default")
+    )
+    assert s3_default_store.storage_secret == ("s3-default", "TRTFORGE_STORAGE_SECRET")
 
 
 @pytest.mark.parametrize("uri", ["pvc://trtforge-artifacts/", "pvc://trtforge-artifacts"])

@@ -15,6 +15,8 @@ def test_defaults_work_without_environment() -> None:
     assert s.peering_name == ""
     assert s.workload_service_account == "default"
     assert s.autoscaler_enabled is True
+    assert s.autoscaler_modes == ("hpa", "keda")  # unset: every mode (the chart always sets it)
+    assert s.storage_secret is None
     assert s.trainer_image.startswith("ghcr.io/trtforge/trainer:")
 
 
@@ -34,6 +36,8 @@ def test_every_variable_is_read() -> None:
         "TRTFORGE_PEERING_NAME": "trtforge",
         "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT": "runner",
         "TRTFORGE_AUTOSCALER_ENABLED": "false",
+        "TRTFORGE_AUTOSCALER_MODES": "keda",
+        "TRTFORGE_STORAGE_SECRET": "s3-creds",
     }
     s = OperatorSettings.from_env(env)
     assert s.watch_namespaces == ("ml", "team-b")
@@ -51,6 +55,8 @@ def test_every_variable_is_read() -> None:
     assert s.peering_name == "trtforge"
     assert s.workload_service_account == "runner"
     assert s.autoscaler_enabled is False
+    assert s.autoscaler_modes == ("keda",)
+    assert s.storage_secret == "s3-creds"
     assert not s.clusterwide
 
 
@@ -74,3 +80,20 @@ def test_settings_are_not_read_at_import(monkeypatch: pytest.MonkeyPatch) -> Non
     assert OperatorSettings.from_env().worker_limit == 7
     monkeypatch.setenv("TRTFORGE_WORKER_LIMIT", "9")
     assert OperatorSettings.from_env().worker_limit == 9
+
+
+def test_autoscaler_modes() -> None:
+    builtin_only = OperatorSettings.from_env({"TRTFORGE_AUTOSCALER_MODES": ""})
+    assert builtin_only.autoscaler_modes == ()
+    assert builtin_only.autoscaling_mode_problem("builtin") is None
+    problem = builtin_only.autoscaling_mode_problem("hpa")
+    assert problem is not None and "TRTFORGE_AUTOSCALER_MODES=''" in problem and "'hpa'" in problem
+    both = OperatorSettings.from_env({"TRTFORGE_AUTOSCALER_MODES": " keda,hpa,keda "})
+    assert both.autoscaler_modes == ("keda", "hpa")
+    assert both.autoscaling_mode_problem("keda") is None
+    off = OperatorSettings.from_env({"TRTFORGE_AUTOSCALER_MODES": "", "TRTFORGE_AUTOSCALER_ENABLED": "0"})
+    assert off.autoscaling_mode_problem("keda") is None  # nothing autoscales: spec.serving.replicas applies
+    with pytest.raises(SettingsError, match="TRTFORGE_AUTOSCALER_MODES='kpa'"):
+        OperatorSettings.from_env({"TRTFORGE_AUTOSCALER_MODES": "kpa"})
+    with pytest.raises(SettingsError, match="TRTFORGE_STORAGE_SECRET"):
+        OperatorSettings.from_env({"TRTFORGE_STORAGE_SECRET": "Not_A_Name"})

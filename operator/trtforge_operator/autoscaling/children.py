@@ -7,13 +7,16 @@ kind when this ModelDeployment owns one (the mode changed, or autoscaling was tu
 only asked again when the desired objects change or every `resync_seconds`. The operator never touches
 the Deployment's replicas in these modes: the HPA (or KEDA's HPA) owns them, so nothing fights.
 
+The kinds of modes the operator does not serve (TRTFORGE_AUTOSCALER_MODES: what the cluster has and the
+chart granted RBAC for) are never read, listed or deleted: on a real cluster that would be a 403. A spec
+asking for such a mode is an AutoscalingError naming spec.serving.autoscaling.mode and the setting.
 A cluster without KEDA answers 404 for ScaledObjects: that is an AutoscalingError naming the missing CRD.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from trtforge_runtime.errors import AutoscalingError
@@ -21,26 +24,37 @@ from trtforge_runtime.spec.model import API_VERSION, KIND, Autoscaling
 
 from trtforge_operator import apply, labels, naming
 from trtforge_operator.autoscaling import hpa, keda
+from trtforge_operator.settings import ENV_VARS, mode_problem
 
 HPA_KEY = ("autoscaling/v2", "HorizontalPodAutoscaler")
 KEDA_KEY = (keda.API_VERSION, keda.KIND)
+MODE_KEYS = {"hpa": HPA_KEY, "keda": KEDA_KEY}  # the child kind of each mode that has one
+ALL_MODES = tuple(MODE_KEYS)
 COMPONENT = "autoscaler"
+MODES_SETTING = ENV_VARS["autoscaler_modes"]
 
-# The apply layer's resource table lacks these two kinds; register them (idempotent).
-apply.RESOURCES.setdefault(HPA_KEY, ("/apis/autoscaling/v2", "horizontalpodautoscalers"))
-apply.RESOURCES.setdefault(KEDA_KEY, (f"/apis/{keda.API_VERSION}", keda.PLURAL))
+
+def mode_disabled_error(mode: str, enabled: Collection[str]) -> AutoscalingError:
+    return AutoscalingError(f"spec.serving.autoscaling.mode: {mode_problem(mode, enabled)}")
 
 
 def desired_children(
-    md: Mapping[str, Any], spec: Autoscaling, prometheus_url: str
+    md: Mapping[str, Any], spec: Autoscaling, prometheus_url: str, modes: Collection[str] = ALL_MODES
 ) -> dict[tuple[str, str], dict[str, Any] | None]:
-    """(apiVersion, kind) -> the desired manifest with its owner reference, or None (must not exist)."""
+    """(apiVersion, kind) -> the desired manifest with its owner reference, or None (must not exist).
+
+    Only the kinds of the enabled `modes` appear: the others are none of this operator's business.
+    """
     meta = md["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     deployment = naming.predictor_name(name)
     child_labels = labels.common(name, COMPONENT)
-    out: dict[tuple[str, str], dict[str, Any] | None] = {HPA_KEY: None, KEDA_KEY: None}
     mode = str(spec.mode)
+    if spec.enabled and mode in MODE_KEYS and mode not in modes:
+        raise mode_disabled_error(mode, modes)
+    out: dict[tuple[str, str], dict[str, Any] | None] = {
+        key: None for m, key in MODE_KEYS.items() if m in modes
+    }
     if spec.enabled and mode == "hpa":
         out[HPA_KEY] = hpa.render_hpa(
             name=deployment, namespace=namespace, deployment=deployment, spec=spec, labels=child_labels
@@ -69,25 +83,36 @@ def desired_children(
 
 
 class ChildrenReconciler:
-    """Keeps one ModelDeployment's HPA / ScaledObject in line with its spec."""
+    """Keeps one ModelDeployment's HPA / ScaledObject in line with its spec.
+
+    `modes`: the modes with children this operator serves (settings.autoscaler_modes); the kinds of the
+    others are never requested.
+    """
 
     def __init__(
         self,
         kube: apply.Kube,
         prometheus_url: str,
         *,
+        modes: Collection[str] = ALL_MODES,
         resync_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        unknown = set(modes) - set(ALL_MODES)
+        if unknown:
+            raise AutoscalingError(f"{MODES_SETTING}: unknown mode(s) {sorted(unknown)} (known: hpa, keda)")
         self.kube = kube
         self.prometheus_url = prometheus_url
+        self.modes = tuple(m for m in ALL_MODES if m in modes)
         self.resync_seconds = resync_seconds
         self.clock = clock
         self._last: tuple[str, float] | None = None
 
     async def reconcile(self, md: Mapping[str, Any], spec: Autoscaling) -> list[str]:
         """Creates, patches or deletes children; returns what it did (e.g. "created ScaledObject")."""
-        desired = desired_children(md, spec, self.prometheus_url)
+        desired = desired_children(md, spec, self.prometheus_url, self.modes)
+        if not desired:  # builtin only: no child kind to look after
+            return []
         key = naming.digest({f"{k[0]}/{k[1]}": v for k, v in desired.items()}, 16)
         now = self.clock()
         if self._last and self._last[0] == key and now - self._last[1] < self.resync_seconds:

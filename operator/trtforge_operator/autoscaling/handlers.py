@@ -10,8 +10,12 @@ at the next tick without restarting anything:
   owns the replicas; the daemon only keeps that child in line with the spec;
 - autoscaling disabled: no child, and the operator's Deployment reconciler applies spec.serving.replicas.
 
-A mode change deletes the child of the previous mode. TRTFORGE_AUTOSCALER_ENABLED=false (the chart's
-`autoscaler.enabled: false`, which also drops the HPA/KEDA RBAC rules) turns all of this off. Children
+A mode change deletes the child of the previous mode. TRTFORGE_AUTOSCALER_MODES lists the modes with
+children the operator serves (the chart's `autoscaler.hpa` / `autoscaler.keda`, which also grant their
+RBAC): the kinds of the others are never requested, and a ModelDeployment asking for one is refused
+(phase Failed through the operator's feasibility check; this daemon logs it once and waits).
+TRTFORGE_AUTOSCALER_ENABLED=false (the chart's `autoscaler.enabled: false`, which also drops the HPA/KEDA
+RBAC rules) turns all of this off, and the Deployment reconciler applies spec.serving.replicas. Children
 go with the ModelDeployment through their owner references; the daemon itself stops when kopf stops it
 (deletion, operator shutdown).
 """
@@ -72,7 +76,7 @@ async def autoscaler_daemon(
         name=name,
         scraper=MetricsScraper(timeout=settings.autoscaler_scrape_timeout),
     )
-    children = ChildrenReconciler(context.kube, settings.prometheus_url)
+    children = ChildrenReconciler(context.kube, settings.prometheus_url, modes=settings.autoscaler_modes)
 
     async def sleep(seconds: float) -> None:
         await stopped.wait(seconds)

@@ -7,7 +7,9 @@ that gives engine loading time; Prometheus scrape annotations; RollingUpdate fro
 Replicas: with autoscaling disabled the Deployment runs spec.serving.replicas (which `kubectl scale md`
 sets through the scale subresource). With autoscaling enabled (any mode) the autoscaler owns the count:
 a new Deployment starts at status.serving.desiredReplicas (else minReplicas) and an existing one keeps
-its replicas (`replicas=None` leaves the field out of the desired manifest).
+its replicas (`replicas=None` leaves the field out of the desired manifest). When the operator runs with
+TRTFORGE_AUTOSCALER_ENABLED=false no autoscaler of any mode exists, so spec.serving.replicas applies
+whatever spec.serving.autoscaling says (`autoscaling_active` is False; status says so).
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ GRPC_PORT = 8081
 CONTAINER = "server"
 
 
+def autoscaling_active(plan: Plan) -> bool:
+    """True when an autoscaler owns the replicas: the spec enables it and so does the operator."""
+    return plan.spec.serving.autoscaling.enabled and plan.settings.autoscaler_enabled
+
+
 def desired_replicas(plan: Plan, existing: dict[str, Any] | None, status_desired: int | None) -> int | None:
     """The replica count to write, or None to leave the existing Deployment's count alone."""
     serving = plan.spec.serving
-    if not serving.autoscaling.enabled:
+    if not autoscaling_active(plan):
         return serving.replicas
     if existing is not None:
         return None

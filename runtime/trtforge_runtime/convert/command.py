@@ -5,13 +5,16 @@
 3. build one engine per compute capability through the backend's builder, via the engine cache;
 4. build the onnxruntime fallback artifact (always);
 5. write DIR2 atomically: engine files, onnxruntime/, engine.json; report to the operator.
-An existing DIR2 converted from the same model and engine spec is reused; any other content is refused.
+An existing DIR2 converted from the same model and engine spec (same fingerprint) is reused when it holds
+every requested compute capability, else extended by the missing ones under a lock (publish.py: the
+operator's per-architecture `tensorrt` Jobs all write one folder); any other content is refused.
 Nothing in DIR2 or the cache is touched when a step fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import tempfile
@@ -22,15 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from trtforge_runtime import remote
 from trtforge_runtime.artifacts import (
-    atomic_output_dir,
     read_json,
     sha256_file,
     versions,
-    write_json,
     write_termination_message,
 )
-from trtforge_runtime.convert import engine_json, gate, precision, source
+from trtforge_runtime.convert import engine_json, gate, precision, publish, source
 from trtforge_runtime.convert.builders import builder_for
 from trtforge_runtime.convert.builders import onnxruntime as ort_artifact
 from trtforge_runtime.convert.builders.base import (
@@ -39,12 +41,11 @@ from trtforge_runtime.convert.builders.base import (
     VerifySamples,
     check_batch_profile,
 )
-from trtforge_runtime.convert.cache import CACHE_ENV, CacheEntry, CacheKey, EngineCache, place
+from trtforge_runtime.convert.cache import CACHE_ENV, CacheEntry, CacheKey, EngineCache
 from trtforge_runtime.errors import (
     ArtifactError,
     ConversionError,
     DatasetError,
-    OutputConflictError,
     TrtforgeError,
     UnsupportedTargetError,
 )
@@ -76,17 +77,27 @@ class ConvertSettings:
 
 @dataclass
 class Outcome:
-    """What a conversion produced (also what the command prints and reports)."""
+    """What a conversion produced (also what the command prints and reports).
+
+    `document` is the folder's engine.json (with other Jobs' engines when merged); `targets` are the
+    compute capabilities this run was asked for, `added` those it put into the folder.
+    """
 
     output: Path
     document: dict[str, Any]
     reused_output: bool
+    targets: list[str]
+    added: list[str]
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = ConvertSettings.from_args(args)
+    uri = args.output if remote.is_remote(args.output) else None
     try:
-        outcome = convert(settings)
+        with contextlib.ExitStack() as stack:  # remote --model / -o: local copies (remote.py)
+            if uri is not None or remote.is_remote(args.model):
+                args = remote.localize_convert_args(args, stack)
+            settings = ConvertSettings.from_args(args)
+            outcome = convert(settings)
     except TrtforgeError as exc:
         write_termination_message({"ok": False, "stage": "convert", "error": str(exc)})
         raise
@@ -94,28 +105,33 @@ def run(args: argparse.Namespace) -> int:
         write_termination_message({"ok": False, "stage": "convert", "error": f"{type(exc).__name__}: {exc}"})
         raise
     print_summary(outcome)
-    write_termination_message(summary(outcome))
+    if uri is not None:
+        print(f"published to {uri} (engine.json uploaded last)")
+    write_termination_message(summary(outcome) | ({"uri": uri} if uri else {}))
     return 0
 
 
 def summary(outcome: Outcome) -> dict[str, Any]:
+    """The Job's report: about this run's compute capabilities (the operator sums over per-CC Jobs)."""
     doc = outcome.document
     chosen = [c for c in doc["gate"]["candidates"] if c["precision"] == doc["precision"]]
+    mine = [e for e in doc["engines"] if e["computeCapability"] in outcome.targets]
     return {
         "ok": True,
         "stage": "convert",
         "uri": str(outcome.output),
         "digest": doc["model"]["digest"],
         "backend": doc["backend"],
-        "version": doc["engines"][0]["libraryVersion"]
-        if doc["engines"]
-        else doc["onnxruntime"]["libraryVersion"],
+        "version": mine[0]["libraryVersion"] if mine else doc["onnxruntime"]["libraryVersion"],
         "precision": doc["precision"],
-        "computeCapabilities": [e["computeCapability"] for e in doc["engines"]],
+        "computeCapabilities": [e["computeCapability"] for e in mine],
+        "folderComputeCapabilities": list(doc.get("computeCapabilities", [])),
         "top1Drop": chosen[0]["top1Drop"] if chosen else None,
-        "sizeBytes": sum(e["sizeBytes"] for e in doc["engines"]) or doc["onnxruntime"]["sizeBytes"],
-        "buildSeconds": round(sum(e["buildSeconds"] for e in doc["engines"]), 3),
-        "cacheHits": sum(1 for e in doc["engines"] if e["cacheHit"] or outcome.reused_output),
+        "sizeBytes": sum(e["sizeBytes"] for e in mine) or doc["onnxruntime"]["sizeBytes"],
+        "buildSeconds": round(
+            sum(e["buildSeconds"] for e in mine if e["computeCapability"] in outcome.added), 3
+        ),
+        "cacheHits": sum(1 for e in mine if e["cacheHit"] or e["computeCapability"] not in outcome.added),
         "reused": outcome.reused_output,
     }
 
@@ -126,6 +142,10 @@ def print_summary(outcome: Outcome) -> None:
     chosen = next(c for c in g["candidates"] if c["precision"] == doc["precision"])
     if outcome.reused_output:
         print(f"{outcome.output} is up to date (same model and engine spec); nothing rebuilt")
+    elif len(outcome.added) < len(doc["engines"]):
+        print(
+            f"added {', '.join(outcome.added) or 'nothing'} to {outcome.output} (same model and engine spec)"
+        )
     print(
         f"converted {doc['name']}: backend {doc['backend']}, precision {doc['precision']} "
         f"(gate: top-1 drop {chosen['top1Drop']:.4f} <= {g['maxTop1Drop']} "
@@ -138,6 +158,8 @@ def print_summary(outcome: Outcome) -> None:
     for e in doc["engines"]:
         hit = e["cacheHit"] or outcome.reused_output
         how = "cache hit" if hit else f"built in {e['buildSeconds']:.2f} s"
+        if e["computeCapability"] not in outcome.targets:
+            how = "already there"
         print(f"  {e['file']}: {e['sizeBytes']:,} bytes, {how}")
     ort = doc["onnxruntime"]
     print(f"  {ort['file']} (+ {ort['optimizedFile']}): onnxruntime fallback for any node")
@@ -168,33 +190,18 @@ def engine_spec_json(engine: Engine) -> dict[str, Any]:
     return dict(data)
 
 
-def check_existing_output(output: Path, fp: str | None) -> dict[str, Any] | None:
-    """None when OUTPUT is absent/empty; its engine.json when it was converted with fingerprint `fp`."""
+def check_existing_output(output: Path) -> None:
+    """Refuse early, before any work, a non-empty OUTPUT that holds no engine.json (or no folder)."""
     if not output.exists():
-        return None
+        return
     if not output.is_dir():
         raise ArtifactError(f"output {output} exists and is not a folder")
-    if not any(output.iterdir()):
-        return None
-    doc_path = output / "engine.json"
-    if not doc_path.is_file():
+    if any(output.iterdir()) and not (output / publish.ENGINE_JSON).is_file():
         raise ArtifactError(
             f"output folder {output} is not empty and holds no engine.json; refusing to touch it"
         )
-    doc = read_json(doc_path, "engine.json")
-    if fp is None:
-        return None
-    if doc.get("fingerprint") != fp:
-        raise OutputConflictError(
-            f"output folder {output} already holds a different engine (engine.json from another model or "
-            "engine spec); refusing to overwrite it: choose another output folder or remove it"
-        )
-    for rel in [e.get("file") for e in doc.get("engines", [])] + [doc.get("onnxruntime", {}).get("file")]:
-        if not rel or not (output / rel).is_file():
-            raise ArtifactError(
-                f"output folder {output} lacks {rel} named in its engine.json; remove the folder"
-            )
-    return doc
+    if (output / publish.ENGINE_JSON).is_file():
+        read_json(output / publish.ENGINE_JSON, publish.ENGINE_JSON)
 
 
 def gate_rows(src: source.ModelSource, n: int) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -228,7 +235,7 @@ def convert(settings: ConvertSettings) -> Outcome:
     if builder is not None and explicit is not None:
         for cc in requested:
             builder.check_target(cc, explicit)  # fail fast, before any work
-    check_existing_output(settings.output, None)  # refuse a foreign non-empty folder before any work
+    check_existing_output(settings.output)  # refuse a foreign non-empty folder before any work
 
     with tempfile.TemporaryDirectory(prefix="trtforge-convert-") as tmp:
         work = Path(tmp)
@@ -239,16 +246,31 @@ def convert(settings: ConvertSettings) -> Outcome:
                 "trtforge gates and serves single-input models"
             )
         targets = builder.select_targets(requested) if builder is not None else []
-        fp = engine_json.fingerprint(src.digest, engine_spec_json(engine), targets)
-        existing = check_existing_output(settings.output, fp)
+        fp = engine_json.fingerprint(src.digest, engine_spec_json(engine))
+        existing = publish.existing_document(settings.output, fp)
+        have = {e["computeCapability"] for e in (existing or {}).get("engines", [])}
         if existing is not None:
-            return Outcome(settings.output.resolve(), existing, reused_output=True)
-
-        chosen, chosen_path, the_gate, results, data = _gate(src, engine, builder, targets, explicit, work)
+            if all(t in have for t in targets):
+                return Outcome(settings.output.resolve(), existing, True, targets, [])
+            # Another Job of this fingerprint made the folder: match its precision, build what it lacks.
+            explicit = str(existing["precision"])
+        spec_targets = select_targets(engine.compute_capabilities, None) if builder is not None else []
+        chosen, chosen_path, the_gate, results, data = _gate(
+            src, engine, builder, targets, spec_targets, explicit, work
+        )
         cache = EngineCache(settings.cache)
         network_digest = sha256_file(chosen_path)
         engines = _build_engines(
-            builder, cache, src, chosen, chosen_path, network_digest, engine, batch, targets, the_gate
+            builder,
+            cache,
+            src,
+            chosen,
+            chosen_path,
+            network_digest,
+            engine,
+            batch,
+            [t for t in targets if t not in have],
+            the_gate,
         )
         ort_entry = _build_onnxruntime(cache, src, chosen, chosen_path, network_digest)
 
@@ -285,13 +307,17 @@ def convert(settings: ConvertSettings) -> Outcome:
             fingerprint=fp,
             compute_capabilities=targets,
         )
-        with atomic_output_dir(settings.output, marker="engine.json") as out:
-            for entry_doc, entry in engines:
-                place(entry.path / Path(entry_doc["file"]).name, out / entry_doc["file"])
-            for name in (ort_artifact.MODEL_FILE, ort_artifact.OPTIMIZED_FILE):
-                place(ort_entry.path / name, out / "onnxruntime" / name)
-            write_json(out / "engine.json", doc)
-    return Outcome(settings.output.resolve(), doc, reused_output=False)
+        final, added = publish.publish(
+            settings.output,
+            fp,
+            doc,
+            [publish.Placement(entry.path / Path(d["file"]).name, d["file"]) for d, entry in engines],
+            [
+                publish.Placement(ort_entry.path / name, f"onnxruntime/{name}")
+                for name in (ort_artifact.MODEL_FILE, ort_artifact.OPTIMIZED_FILE)
+            ],
+        )
+    return Outcome(settings.output.resolve(), final, False, targets, added)
 
 
 def _gate(
@@ -299,10 +325,15 @@ def _gate(
     engine: Engine,
     builder: EngineBuilder | None,
     targets: list[str],
+    spec_targets: list[str],
     explicit: str | None,
     work: Path,
 ) -> tuple[str, Path, gate.Gate, list[gate.GateResult], str]:
-    """Transform and gate the candidate precisions; (chosen, its network, the gate, results, data kind)."""
+    """Transform and gate the candidate precisions; (chosen, its network, the gate, results, data kind).
+
+    `best` skips a precision that any of the spec's targets cannot build (not just this run's), so the
+    per-architecture Jobs of one folder all choose the same precision.
+    """
     x, y, data = gate_rows(src, engine.accuracy.samples)
     the_gate = gate.Gate(src.onnx_path, src.input.name, src.output.name, x, engine.accuracy.max_top1_drop, y)
     candidates = (explicit,) if explicit else precision.BEST_ORDER
@@ -310,7 +341,7 @@ def _gate(
     for p in candidates:
         try:
             if builder is not None and explicit is None:
-                for cc in targets:
+                for cc in spec_targets:
                     builder.check_target(cc, p)
             path = precision.transform(
                 src.onnx_path, p, work / f"{p}.onnx", input_name=src.input.name, calib=src.samples.x_calib

@@ -69,9 +69,13 @@ def reference_sample(
     }
 
 
-def fingerprint(model_digest: str, engine_spec: dict[str, Any], targets: list[str]) -> str:
-    """What an engine folder was converted from: same fingerprint -> the folder can be reused as is."""
-    payload = {"model": model_digest, "engine": engine_spec, "targets": sorted(targets)}
+def fingerprint(model_digest: str, engine_spec: dict[str, Any]) -> str:
+    """What an engine folder was converted from: same fingerprint -> the folder is reused or extended.
+
+    It leaves out which compute capabilities one run builds (`--compute-capability`), so that the
+    per-architecture Jobs of one engine spec all add their engine to the same folder.
+    """
+    payload = {"model": model_digest, "engine": engine_spec}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 

@@ -46,8 +46,17 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def localize_engine(args: argparse.Namespace) -> argparse.Namespace:
+    """A remote --engine URI (s3://...) downloaded (and size-checked) into the local cache folder."""
+    from trtforge_runtime.remote import fetch_engine, is_remote
+
+    if not is_remote(getattr(args, "engine", None)):
+        return args
+    return argparse.Namespace(**{**vars(args), "engine": fetch_engine(args.engine)})
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = ServeSettings.from_sources(args)
+    settings = ServeSettings.from_sources(localize_engine(args))
     configure_logging(settings.log_format)
     from trtforge_runtime.serve.server import Server
 

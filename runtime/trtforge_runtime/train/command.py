@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -39,6 +39,7 @@ from trtforge_runtime.artifacts import (
     write_termination_message,
 )
 from trtforge_runtime.errors import ManifestError, QualityGateError, TrainingError, TrtforgeError
+from trtforge_runtime.remote import is_remote
 from trtforge_runtime.spec.load import load_manifest
 from trtforge_runtime.spec.model import ModelDeployment, Train
 from trtforge_runtime.train.strategy import StrategyPlan, plan_strategy
@@ -61,14 +62,17 @@ class TrainOptions:
     output: Path
     overwrite: bool = False
     progress: str = "auto"
+    uri: str | None = None  # a remote output (s3://...): `output` is then unused
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainOptions:
+        uri = args.output if is_remote(args.output) else None
         return cls(
             file=Path(args.file),
-            output=Path(args.output),
+            output=Path() if uri else Path(args.output),
             overwrite=bool(getattr(args, "overwrite", False)),
             progress=str(getattr(args, "progress", "auto")),
+            uri=uri,
         )
 
 
@@ -77,7 +81,7 @@ class TrainOutcome:
     """What the command reports: on stdout, and to the operator through the termination message."""
 
     name: str
-    output: Path
+    output: Path | str
     accuracy: float
     min_accuracy: float
     digest: str
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions.from_args(args)
     with _terminate_on_sigterm():
         try:
-            outcome = train_to_folder(options)
+            outcome = train_to_folder(options) if options.uri is None else train_to_uri(options, options.uri)
         except TrtforgeError as exc:
             report = {"ok": False, "stage": "train", "reason": type(exc).__name__, "error": str(exc)}
             report.update(getattr(exc, "summary", {}))
@@ -225,6 +229,46 @@ def train_to_folder(options: TrainOptions) -> TrainOutcome:
     if not outcome.passed:
         where = str(target / "metrics.json") if is_chief else "not written by a non-chief worker"
         raise _gate_error(outcome.metrics, where, kept=False)
+    return outcome
+
+
+def train_to_uri(options: TrainOptions, uri: str) -> TrainOutcome:
+    """Train into a local staging folder as for a path, then publish it at `uri` (manifest.json last).
+
+    The remote folder is checked first like a local one (refused unless empty, a failed report, or
+    --overwrite). Below minAccuracy a remote model is kept and the metrics go to metrics.rejected.json.
+    """
+    from trtforge_runtime import remote
+
+    folder = remote.RemoteFolder.open(uri)
+    md = load_manifest(options.file)
+    is_chief = plan_strategy(os.environ, [], train_spec_of(md, str(options.file)).workers).is_chief
+    existing = folder.files() if is_chief else []
+    holds_model = remote.MODEL_MARKER in existing
+    if is_chief:
+        failed_report = (
+            existing == ["metrics.json"] and folder.read_json("metrics.json").get("passed") is False
+        )
+        remote.check_output(folder, remote.MODEL_MARKER, overwrite=options.overwrite or failed_report)
+    with remote.staging("trtforge-train-") as local:
+        try:
+            outcome = train_to_folder(replace(options, output=local, uri=None))
+        except QualityGateError as exc:
+            if is_chief and (local / "metrics.json").is_file():
+                if holds_model:
+                    folder.put(local / "metrics.json", REJECTED_METRICS)
+                else:
+                    remote.publish(local, folder, remote.MODEL_MARKER)
+            where = f"{uri}/{REJECTED_METRICS if holds_model else 'metrics.json'}"
+            msg = str(exc).replace(str(local.resolve() / "metrics.json"), where)
+            if holds_model:
+                msg = msg.replace("no model was published", "the existing model at the URI was kept")
+            err = QualityGateError(msg)
+            err.summary = getattr(exc, "summary", {})  # type: ignore[attr-defined]
+            raise err from None
+        if is_chief:
+            remote.publish(local, folder, remote.MODEL_MARKER)
+    outcome.output = uri
     return outcome
 
 

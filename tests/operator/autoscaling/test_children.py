@@ -106,3 +106,40 @@ async def test_a_foreign_object_is_never_adopted_or_deleted(cluster: Any) -> Non
         await children.reconcile(md, parse_autoscaling(md))
     assert cluster.get(*HPA, CHILD, NS)["spec"]["scaleTargetRef"]["name"] == "other"
     kube.close()
+
+
+@pytest.mark.asyncio
+async def test_modes_the_operator_does_not_serve_are_never_requested(cluster: Any) -> None:
+    """TRTFORGE_AUTOSCALER_MODES="" (builtin only): no GET/LIST/DELETE of HPAs or ScaledObjects (403 on a
+    cluster whose chart granted no such RBAC), and a spec asking for hpa is refused naming field and
+    setting."""
+    kube = ApiKube(cluster.client())
+    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=(), resync_seconds=0)
+    md = create_md(cluster, mode="builtin")
+    assert await children.reconcile(md, parse_autoscaling(md)) == []
+    md = set_autoscaling(cluster, enabled=False)
+    assert await children.reconcile(md, parse_autoscaling(md)) == []
+    md = set_autoscaling(cluster, enabled=True, mode="hpa")
+    with pytest.raises(AutoscalingError) as info:
+        await children.reconcile(md, parse_autoscaling(md))
+    message = str(info.value)
+    assert message.startswith("spec.serving.autoscaling.mode: mode 'hpa' is not enabled")
+    assert "TRTFORGE_AUTOSCALER_MODES=''" in message
+    assert kube.requests == 0
+    assert cluster.get(*HPA, CHILD, NS) is None
+
+    # hpa only: ScaledObjects are never looked at, even when the mode goes back to builtin
+    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=("hpa",), resync_seconds=0)
+    assert await children.reconcile(md, parse_autoscaling(md)) == ["created HorizontalPodAutoscaler"]
+    md = set_autoscaling(cluster, mode="keda")
+    with pytest.raises(AutoscalingError, match="TRTFORGE_AUTOSCALER_MODES='hpa'"):
+        await children.reconcile(md, parse_autoscaling(md))
+    assert cluster.get(*HPA, CHILD, NS) is not None  # the previous mode's HPA keeps scaling meanwhile
+    md = set_autoscaling(cluster, mode="builtin")
+    assert await children.reconcile(md, parse_autoscaling(md)) == ["deleted HorizontalPodAutoscaler"]
+    kube.close()
+
+
+def test_unknown_mode_setting_is_refused() -> None:
+    with pytest.raises(AutoscalingError, match="unknown mode"):
+        ChildrenReconciler(ApiKube(None), "http://prometheus:9090", modes=("kpa",))

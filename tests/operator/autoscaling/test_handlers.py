@@ -37,15 +37,15 @@ def registry_for(cluster: Any) -> kopf.OperatorRegistry:
     return registry
 
 
-async def until(predicate: Callable[[], Any], timeout: float, serving: Serving, what: str) -> float:
-    """Plays the kubelet every 0.1 s until `predicate()`; returns the seconds it took."""
+async def until(predicate: Callable[[], Any], timeout: float, serving: Serving, what: str) -> Any:
+    """Plays the kubelet every 0.1 s until `predicate()` is truthy; returns its value."""
     started = time.monotonic()
-    while not predicate():
+    while not (value := predicate()):
         if time.monotonic() - started > timeout:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         serving.kubelet()
         await asyncio.sleep(0.1)
-    return time.monotonic() - started
+    return value
 
 
 @pytest.mark.asyncio
@@ -89,24 +89,38 @@ async def test_operator_daemon_scales_on_real_metrics_then_hands_over_to_hpa(
                 .get("desiredReplicas")
                 == 1
             ),
-            15,
+            60,  # kopf's start-up on a loaded machine
             serving,
             "the daemon's first tick",
         )
         serving.load(40.0)
-        seconds = await until(lambda: serving.replicas() == 4, 10, serving, "scale-up to 4")
-        assert seconds < 3.0  # panic: within a few 0.2 s ticks
+        await until(lambda: serving.replicas() == 4, 60, serving, "scale-up to 4")
+        # panic mode engaged (40 in flight > twice the capacity of 1 x 8): its Event says so. How fast is
+        # the benchmark's business (benchmarks/, on a simulated clock); a wall-clock bound here would
+        # only measure the machine's load. The Event follows the scale write, so wait for it.
+        panic = await until(
+            lambda: [e for e in cluster.events(NS, "digits") if e["reason"] == "AutoscalerPanicScaleUp"],
+            30,
+            serving,
+            "the panic scale-up Event",
+        )
+        assert "(panic window 1s average)" in panic[0]["message"], panic[0]["message"]
         serving.load(0.0)
-        await until(lambda: serving.replicas() == 1, 20, serving, "scale-down to 1")
-        reasons = [e["reason"] for e in cluster.events(NS, "digits")]
-        assert "AutoscalerPanicScaleUp" in reasons and "AutoscalerScaleDown" in reasons
+        await until(lambda: serving.replicas() == 1, 60, serving, "scale-down to 1")
+        # the Event follows the scale write: wait for it instead of assuming it is already there
+        await until(
+            lambda: any(e["reason"] == "AutoscalerScaleDown" for e in cluster.events(NS, "digits")),
+            30,
+            serving,
+            "the scale-down Event",
+        )
 
         # hpa mode: the daemon creates the HPA and no longer touches the replicas
         patch = {"spec": {"serving": {"autoscaling": {"mode": "hpa"}}}}
         cluster.patch(API_VERSION, KIND, "digits", patch, NS)
         await until(
             lambda: cluster.get("autoscaling/v2", "HorizontalPodAutoscaler", DEPLOYMENT, NS),
-            10,
+            60,
             serving,
             "the HPA",
         )

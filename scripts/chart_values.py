@@ -142,17 +142,20 @@ class Peering(Values):
 class Autoscaler(Values):
     enabled: bool = field(
         True,
-        "Let the operator create autoscalers for ModelDeployments (TRTFORGE_AUTOSCALER_ENABLED).",
+        "Let the operator autoscale ModelDeployments (TRTFORGE_AUTOSCALER_ENABLED); false: every serving "
+        "Deployment runs spec.serving.replicas.",
         False,
     )
     hpa: bool = field(
         True,
-        "Grant the operator HorizontalPodAutoscaler rights (serving.autoscaling.mode hpa).",
+        "Grant the operator HorizontalPodAutoscaler rights and enable serving.autoscaling.mode hpa "
+        "(TRTFORGE_AUTOSCALER_MODES); without it a ModelDeployment in mode hpa fails.",
         False,
     )
     keda: bool = field(
         False,
-        "Grant the operator KEDA ScaledObject rights (mode keda; needs KEDA installed).",
+        "Grant the operator KEDA ScaledObject rights and enable mode keda (TRTFORGE_AUTOSCALER_MODES; "
+        "needs KEDA installed).",
         True,
     )
     prometheus_url: str = field(

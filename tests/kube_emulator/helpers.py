@@ -31,7 +31,7 @@ from kube_emulator.emulator import Emulator
 from kube_emulator.errors import ApiError
 from kube_emulator.patch import MERGE_PATCH
 from kube_emulator.resources import ResourceType
-from kube_emulator.runner import EmulatorThread, api_client, write_kubeconfig
+from kube_emulator.runner import EmulatorThread, api_client, token_for, write_kubeconfig
 from kube_emulator.selectors import LabelSelector
 
 if TYPE_CHECKING:
@@ -78,20 +78,23 @@ class Kube:
         assert self.thread.emulator is not None
         return self.thread.emulator
 
-    def client(self) -> Any:
-        """A new `kubernetes.client.ApiClient` configured for the emulator."""
-        return api_client(self.url)
+    def client(self, service_account: tuple[str, str] | None = None) -> Any:
+        """A new `kubernetes.client.ApiClient` for the emulator (as a ServiceAccount under RBAC if given)."""
+        return api_client(self.url, service_account)
 
-    def connection_info(self) -> Any:
-        """A `kopf.ConnectionInfo` for `@kopf.on.login()` handlers."""
+    def connection_info(self, service_account: tuple[str, str] | None = None) -> Any:
+        """A `kopf.ConnectionInfo` for `@kopf.on.login()` handlers (a ServiceAccount under RBAC if given)."""
         import kopf
 
         return kopf.ConnectionInfo(
-            server=self.url, token="kube-emulator", scheme="Bearer", default_namespace="default"
+            server=self.url, token=token_for(service_account), scheme="Bearer", default_namespace="default"
         )
 
-    def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
-        return write_kubeconfig(self.url, path, namespace)
+    def write_kubeconfig(
+        self, path: str | Path, namespace: str = "default", service_account: tuple[str, str] | None = None
+    ) -> Path:
+        """A kubeconfig for the emulator; with `service_account=(namespace, name)` RBAC applies to it."""
+        return write_kubeconfig(self.url, path, namespace, service_account)
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60

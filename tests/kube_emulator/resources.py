@@ -97,6 +97,8 @@ class ResourceType:
         )
 
     def verbs(self) -> list[str]:
+        if self.plural.endswith("accessreviews"):
+            return ["create"]
         return ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
     def discovery(self) -> list[dict[str, Any]]:
@@ -235,6 +237,14 @@ def builtin_types() -> list[ResourceType]:
         rt("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",), status=True),
         rt("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
         rt("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
+        rt(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            namespaced=False,
+        ),
+        rt("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False),
         rt(
             "apiextensions.k8s.io",
             "v1",

@@ -19,14 +19,26 @@ from kube_emulator.server import ApiServer
 T = TypeVar("T")
 
 
-def kubeconfig_text(url: str, namespace: str = "default") -> str:
+def token_for(service_account: tuple[str, str] | None) -> str:
+    """The bearer token: an admin one, or one that acts as (namespace, name) under RBAC (see authz.py)."""
+    if service_account is None:
+        return "kube-emulator"
+    return f"serviceaccount:{service_account[0]}:{service_account[1]}"
+
+
+def kubeconfig_text(
+    url: str, namespace: str = "default", service_account: tuple[str, str] | None = None
+) -> str:
+    user = f"    token: {token_for(service_account)}\n"
+    if service_account is not None:  # kubectl sends no bearer token over plain HTTP: impersonate too
+        user += f"    as: system:serviceaccount:{service_account[0]}:{service_account[1]}\n"
     return (
         "apiVersion: v1\n"
         "kind: Config\n"
         "clusters:\n"
         f"- name: kube-emulator\n  cluster:\n    server: {url}\n"
         "users:\n"
-        "- name: kube-emulator\n  user:\n    token: kube-emulator\n"
+        f"- name: kube-emulator\n  user:\n{user}"
         "contexts:\n"
         f"- name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n"
         f"    namespace: {namespace}\n"
@@ -34,21 +46,26 @@ def kubeconfig_text(url: str, namespace: str = "default") -> str:
     )
 
 
-def write_kubeconfig(url: str, path: str | Path, namespace: str = "default") -> Path:
-    """Write a kubeconfig that points kubectl, helm and the clients at `url`; returns the path."""
+def write_kubeconfig(
+    url: str, path: str | Path, namespace: str = "default", service_account: tuple[str, str] | None = None
+) -> Path:
+    """Write a kubeconfig that points kubectl, helm and the clients at `url`; returns the path.
+
+    With `service_account=(namespace, name)` requests act as that ServiceAccount and RBAC applies.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(kubeconfig_text(url, namespace))
+    path.write_text(kubeconfig_text(url, namespace, service_account))
     return path
 
 
-def api_client(url: str) -> Any:
+def api_client(url: str, service_account: tuple[str, str] | None = None) -> Any:
     """A `kubernetes.client.ApiClient` for `url`, independent of KUBECONFIG and of global defaults."""
     import kubernetes
 
     config = kubernetes.client.Configuration()
     config.host = url
-    config.api_key = {"authorization": "kube-emulator"}
+    config.api_key = {"authorization": token_for(service_account)}
     config.api_key_prefix = {"authorization": "Bearer"}
     return kubernetes.client.ApiClient(configuration=config)
 
@@ -152,8 +169,10 @@ class EmulatorThread:
         self.loop.call_soon_threadsafe(run)
         return future.result(30)
 
-    def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
-        return write_kubeconfig(self.url, path, namespace)
+    def write_kubeconfig(
+        self, path: str | Path, namespace: str = "default", service_account: tuple[str, str] | None = None
+    ) -> Path:
+        return write_kubeconfig(self.url, path, namespace, service_account)
 
-    def api_client(self) -> Any:
-        return api_client(self.url)
+    def api_client(self, service_account: tuple[str, str] | None = None) -> Any:
+        return api_client(self.url, service_account)

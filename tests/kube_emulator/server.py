@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kube_emulator import openapi
+from kube_emulator import authz, openapi
 from kube_emulator.emulator import Emulator
 from kube_emulator.errors import ApiError, bad_request, method_not_allowed
 from kube_emulator.resources import ResourceType
@@ -54,6 +54,15 @@ def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> we
     for text in warnings or ():
         response.headers.add("Warning", f'299 - "{text.replace(chr(34), chr(92) + chr(34))}"')
     return response
+
+
+def _verb(method: str, name: str | None, watch: bool) -> str:
+    """The RBAC verb of a request."""
+    if method == "GET":
+        return "watch" if watch else ("get" if name else "list")
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method) or (
+        "delete" if name else "deletecollection"
+    )
 
 
 class ApiServer:
@@ -182,6 +191,11 @@ class ApiServer:
         if namespace is not None and not rtype.namespaced:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         q = request.query
+        user = authz.user_of(request.headers.get("Authorization"), request.headers.get("Impersonate-User"))
+        if user is not None and rtype.store_key not in authz.REVIEWS:  # reviews are open to everyone
+            verb = _verb(request.method, name, q.get("watch") in ("true", "1"))
+            if not authz.allowed(self.emu.store, user, verb, group, plural, sub, namespace, name):
+                raise authz.forbidden(user, verb, group, plural, sub, namespace, name)
         dry_run = q.get("dryRun") == "All"
         validation = q.get("fieldValidation") or "Warn"
         if validation not in ("Ignore", "Warn", "Strict"):
@@ -206,6 +220,14 @@ class ApiServer:
                     continue_token=q.get("continue"),
                 )
                 return self._maybe_table(request, rtype, listed)
+            if method == "POST" and rtype.store_key in authz.REVIEWS:
+                if request.content_type.startswith("application/vnd.kubernetes.protobuf"):
+                    body = authz.decode_review(await request.read())
+                else:
+                    body = await self._body(request)
+                return _json(authz.review(self.emu.store, plural, body, user), 201)
+            if rtype.store_key in authz.REVIEWS:
+                raise method_not_allowed()
             if method == "POST":
                 if rtype.namespaced and namespace is None:
                     raise method_not_allowed()

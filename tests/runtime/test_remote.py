@@ -221,7 +221,8 @@ def test_convert_memory_to_memory_reuses_refuses_and_serves(
 
     # same model and engine spec: up to date, nothing uploaded
     code, out, err = cli(capsys, "convert", "-f", str(spec), "--model", model_uri, "-o", engine_uri)
-    assert code == 0, err and "is up to date" in out
+    assert code == 0, err
+    assert "is up to date" in out
     assert folder.read_bytes("engine.json") == first
 
     # another engine spec: refused, naming the URI, remote untouched
@@ -274,3 +275,25 @@ def test_train_to_memory_then_convert_and_serve(
     code, _, err = cli(capsys, "convert", "-f", str(spec), "--model", model_uri, "-o", engine_uri)
     assert code == 0, err
     _serve_and_infer(engine_uri, np.load(local / "samples.npz")["x_test"][:2])
+
+
+@pytest.mark.slow
+def test_train_below_min_accuracy_publishes_only_metrics_remotely(
+    bucket: str, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(train_helpers.manifest({"minAccuracy": 1.0})))
+    fresh, kept = f"{bucket}/models/fresh", f"{bucket}/models/kept"
+    code, _, err = cli(capsys, "train", "-f", str(tmp_path / "m.yaml"), "-o", fresh, "--progress", "none")
+    assert code == 4
+    assert f"{fresh}/metrics.json" in err and "no model was published" in err
+    assert listing(fresh) == ["metrics.json"]
+    assert remote.RemoteFolder.open(fresh).read_json("metrics.json")["passed"] is False
+
+    upload(model_dir, kept)
+    before = {f: remote.RemoteFolder.open(kept).read_bytes(f) for f in listing(kept)}
+    argv = ["train", "-f", str(tmp_path / "m.yaml"), "-o", kept, "--progress", "none", "--overwrite"]
+    code, _, err = cli(capsys, *argv)
+    assert code == 4 and f"{kept}/metrics.rejected.json" in err and "existing model" in err
+    folder = remote.RemoteFolder.open(kept)
+    assert listing(kept) == sorted([*before, "metrics.rejected.json"])
+    assert all(folder.read_bytes(f) == data for f, data in before.items())  # the model is untouched

@@ -22,40 +22,12 @@ import numpy as np
 from trtforge_runtime.artifacts import read_json, sha256_file
 from trtforge_runtime.errors import ArtifactError, ConversionError, DatasetError
 from trtforge_runtime.spec.model import Dataset, ModelDeploymentSpec, SourceFormat
+from trtforge_runtime.tensors import TensorInfo, onnx_io
 
 _log = logging.getLogger(__name__)
 
 CALIBRATION_ROWS = 1024
 ARTIFACTS_MOUNT_ENV = "TRTFORGE_ARTIFACTS_MOUNT"
-
-# ONNX TensorProto element types -> V2 protocol datatypes.
-V2_DATATYPES: dict[int, str] = {
-    1: "FP32",
-    2: "UINT8",
-    3: "INT8",
-    4: "UINT16",
-    5: "INT16",
-    6: "INT32",
-    7: "INT64",
-    9: "BOOL",
-    10: "FP16",
-    11: "FP64",
-    12: "UINT32",
-    13: "UINT64",
-    16: "BF16",
-}
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One model input or output: name, shape (-1 for dynamic dimensions), V2 datatype."""
-
-    name: str
-    shape: tuple[int, ...]
-    datatype: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "datatype": self.datatype}
 
 
 @dataclass
@@ -111,20 +83,6 @@ def load_onnx(path: Path, what: str = "model") -> Any:
     return model
 
 
-def describe(model: Any) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    """Inputs (initializers excluded) and outputs of an ONNX model as TensorInfo."""
-    initializers = {i.name for i in model.graph.initializer}
-
-    def info(vi: Any) -> TensorInfo:
-        t = vi.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in t.shape.dim)
-        return TensorInfo(vi.name, dims, V2_DATATYPES.get(t.elem_type, f"ONNX{t.elem_type}"))
-
-    inputs = [info(v) for v in model.graph.input if v.name not in initializers]
-    outputs = [info(v) for v in model.graph.output]
-    return inputs, outputs
-
-
 def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], path: Path) -> None:
     """The engine profile needs a dynamic first (batch) dimension and static others on every input."""
     if not inputs:
@@ -162,7 +120,7 @@ def from_model_dir(model_dir: Path) -> ModelSource:
             f"model {onnx_path} does not match its manifest: digest {digest}, manifest says "
             f"{manifest.get('digest')} (the file was changed or truncated after training)"
         )
-    inputs, outputs = describe(model)
+    inputs, outputs = onnx_io(model)
     check_io(inputs, outputs, onnx_path)
     return ModelSource(
         onnx_path, digest, inputs, outputs, _samples_npz(model_dir / "samples.npz"), str(model_dir.resolve())
@@ -268,7 +226,7 @@ def from_spec_source(spec: ModelDeploymentSpec, workdir: Path) -> ModelSource:
         load_onnx(path)  # validate before copying
         shutil.copyfile(path, onnx_path)
     model = load_onnx(onnx_path)
-    inputs, outputs = describe(model)
+    inputs, outputs = onnx_io(model)
     if src.input_name is not None:
         chosen = [t for t in inputs if t.name == src.input_name]
         if not chosen:

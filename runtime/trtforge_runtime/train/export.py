@@ -20,23 +20,6 @@ from trtforge_runtime.errors import TrainingError
 OPSET = 17
 BATCH_DIM = "batch"
 
-# ONNX TensorProto element type -> Open Inference Protocol (V2) datatype name
-V2_DATATYPES = {
-    1: "FP32",
-    2: "UINT8",
-    3: "INT8",
-    4: "UINT16",
-    5: "INT16",
-    6: "INT32",
-    7: "INT64",
-    9: "BOOL",
-    10: "FP16",
-    11: "FP64",
-    12: "UINT32",
-    13: "UINT64",
-    16: "BF16",
-}
-
 
 @dataclass(frozen=True)
 class Parity:
@@ -115,18 +98,10 @@ def tensor_descriptions(path: Path) -> tuple[list[dict[str, Any]], list[dict[str
     """Manifest entries `{name, shape (-1 = dynamic), datatype}` of an ONNX file's inputs and outputs."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    from trtforge_runtime.tensors import onnx_io
 
-    def describe(value: Any) -> dict[str, Any]:
-        t = value.type.tensor_type
-        shape = [int(d.dim_value) if d.HasField("dim_value") else -1 for d in t.shape.dim]
-        return {
-            "name": value.name,
-            "shape": shape,
-            "datatype": V2_DATATYPES.get(t.elem_type, str(t.elem_type)),
-        }
-
-    return [describe(v) for v in graph.input], [describe(v) for v in graph.output]
+    inputs, outputs = onnx_io(onnx.load(str(path), load_external_data=False))
+    return [t.to_json() for t in inputs], [t.to_json() for t in outputs]
 
 
 def onnx_parity(model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str) -> Parity:

@@ -17,9 +17,9 @@ from trtforge_runtime.convert.builders.base import (
 )
 from trtforge_runtime.convert.builders.rtx import RtxBuilder
 from trtforge_runtime.convert.builders.tensorrt import TensorRTBuilder, select_device_target
-from trtforge_runtime.convert.source import TensorInfo
 from trtforge_runtime.errors import ConversionError, UnsupportedTargetError
 from trtforge_runtime.spec.model import BatchProfile
+from trtforge_runtime.tensors import TensorInfo
 
 
 def test_profile_on_the_batch_dimension_of_every_input() -> None:

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trtforge_runtime.convert.source import TensorInfo
 from trtforge_runtime.errors import ConversionError
 from trtforge_runtime.spec.model import BatchProfile
+from trtforge_runtime.tensors import TensorInfo
 from trtforge_runtime.trt import library
 
 Shape = tuple[int, ...]

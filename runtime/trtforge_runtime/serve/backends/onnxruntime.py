@@ -16,27 +16,13 @@ import numpy as np
 from trtforge_runtime.errors import ArtifactError
 from trtforge_runtime.serve.backends.base import BackendInfo
 from trtforge_runtime.serve.types import TensorSpec
+from trtforge_runtime.tensors import ORT_TO_V2
 
 log = logging.getLogger(__name__)
 
-ORT_TYPES = {
-    "tensor(float)": "FP32",
-    "tensor(float16)": "FP16",
-    "tensor(double)": "FP64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(bool)": "BOOL",
-}
-
 
 def _spec(arg: Any) -> TensorSpec:
-    datatype = ORT_TYPES.get(arg.type)
+    datatype = ORT_TO_V2.get(arg.type)
     if datatype is None:
         raise ArtifactError(f"ONNX tensor '{arg.name}' has unsupported type {arg.type}")
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)

@@ -8,6 +8,7 @@ that cannot be written is logged, never fails a reconcile.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from trtforge_runtime.artifacts import utc_now
@@ -51,8 +52,14 @@ def transitions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]) -> 
 
 
 def event_manifest(
-    body: dict[str, Any], etype: str, reason: str, message: str, now: str | None = None
+    body: Mapping[str, Any],
+    etype: str,
+    reason: str,
+    message: str,
+    now: str | None = None,
+    component: str = COMPONENT,
 ) -> dict[str, Any]:
+    """A core/v1 Event about the ModelDeployment `body`, reported by `component`."""
     meta = body["metadata"]
     now = now or utc_now()
     return {
@@ -70,9 +77,9 @@ def event_manifest(
         "type": etype,
         "reason": reason,
         "message": message[:1024],
-        "source": {"component": COMPONENT},
-        "reportingComponent": COMPONENT,
-        "reportingInstance": COMPONENT,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": component,
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from trtforge_runtime.errors import AutoscalingError
-from trtforge_runtime.spec.model import API_VERSION, GROUP, KIND, Autoscaling
+from trtforge_runtime.spec.model import API_VERSION, KIND, Autoscaling
 
-from trtforge_operator import naming
+from trtforge_operator import events, naming
 from trtforge_operator.apply import Kube
 from trtforge_operator.autoscaling.algorithm import (
     Autoscaler,
@@ -99,29 +96,7 @@ def metrics_url(pod: Mapping[str, Any], default_port: int = DEFAULT_METRICS_PORT
 
 def event_manifest(md: Mapping[str, Any], reason: str, message: str, kind: str = "Normal") -> dict[str, Any]:
     """A core/v1 Event about the ModelDeployment `md` from the autoscaler."""
-    meta = md.get("metadata") or {}
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta.get("uid"),
-        },
-        "reason": reason,
-        "message": message[:1024],
-        "type": kind,
-        "source": {"component": EVENT_SOURCE},
-        "reportingComponent": f"{GROUP}/autoscaler",
-        "reportingInstance": socket.gethostname()[:128],
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
+    return events.event_manifest(md, kind, reason, message, component=EVENT_SOURCE)
 
 
 @dataclass

@@ -1,13 +1,23 @@
 """Dynamic batching in front of any backend: merge concurrent requests into one backend call.
 
-Requests enter a bounded FIFO queue, each with its own future. One loop forms a batch from the head of
-the queue: it waits until the queued rows reach the batch limit or the oldest request has waited
-`max_queue_delay_us`, whichever comes first, then concatenates the inputs, runs the backend once (in a
-worker thread, so the event loop keeps reading requests meanwhile) and hands every request its slice of
-the outputs. The batch limit is min(maxBatchSize, the engine profile's max), so a batch never exceeds what
-the engine accepts; a single request above the limit is split into limit-sized chunks and reassembled.
-A full queue raises `OverloadedError` (503) at once rather than letting latency grow without bound; a
-backend failure is delivered to every request of the failed batch.
+Requests enter a bounded FIFO queue, each with its own future, and one loop forms batches from its head.
+The policy (deterministic; it never sleeps on a timer):
+
+1. A request that finds the backend idle does not wait for a deadline. The loop yields to the event loop
+   one iteration at a time, so that requests already readable on other connections get parsed and
+   queued, and keeps yielding only while the previous iteration added requests; it dispatches at the
+   first iteration that adds none, or when the queued rows reach the batch limit, or when the oldest
+   request has waited `max_queue_delay_us` (the upper bound on waiting for company; 0 turns the
+   collecting off). A lone request therefore costs one loop iteration, not the delay.
+2. Requests that arrive while a batch runs (the backend in its worker thread) accumulate, and run
+   together as soon as the backend frees, without collecting again: they already waited one batch.
+   With the backend inline on the event loop (onnxruntime) nothing can be read while it runs; what
+   arrived meanwhile is read in the iterations of rule 1 after it.
+3. A batch holds at most min(maxBatchSize, the engine profile's max) rows and only requests whose inputs
+   can be concatenated; a single request above the limit is split into limit-sized chunks and
+   reassembled. A full queue raises `OverloadedError` (503) at once rather than letting latency grow
+   without bound; a backend failure is delivered to every request of the failed batch; requests that
+   timed out or were cancelled while queued are skipped.
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"backend-{model}") if use_thread else None
         self._queue: collections.deque[_Item] = collections.deque()
         self._queued_rows = 0
+        self._arrivals = 0  # requests ever queued: tells the collecting loop whether an iteration added any
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -121,10 +132,10 @@ class Batcher:
         key = tuple((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items())
         self._queue.append(_Item(inputs, rows, key, future))
         self._queued_rows += rows
+        self._arrivals += 1
         if self.metrics is not None:
             self._m_depth.set(len(self._queue))
-        # the loop needs waking only for a first request or a full batch (else its deadline wakes it)
-        if len(self._queue) == 1 or self._queued_rows >= self.limit:
+        if len(self._queue) == 1:  # the loop sleeps only on an empty queue
             self._wake.set()
         return await future
 
@@ -146,29 +157,33 @@ class Batcher:
     # ------------------------------------------------------------------------------------------ the loop
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        idle = True  # the backend was idle when the head request arrived (rule 1), else rule 2
         while True:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
+                idle = True
                 continue
-            head = self._queue[0]
-            if head.future.done():  # cancelled (timeout, client gone) while queued
+            if self._queue[0].future.done():  # cancelled (timeout, client gone) while queued
                 self._pop()
                 continue
-            deadline = head.enqueued + self.delay
-            while self._queued_rows < self.limit:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._wake.clear()
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._wake.wait()
-                except TimeoutError:
-                    break
+            if idle:
+                await self._collect()
             batch = self._take()
+            idle = False
             if batch:
                 await self._execute(loop, batch)
+
+    async def _collect(self) -> None:
+        """Rule 1: yield to the event loop while each iteration adds requests, up to the limit/deadline."""
+        if self.delay <= 0:
+            return
+        deadline = self._queue[0].enqueued + self.delay
+        while self._queue and self._queued_rows < self.limit and time.perf_counter() < deadline:
+            seen = self._arrivals
+            await asyncio.sleep(0)  # one loop iteration: ready sockets are read, their requests queued
+            if self._arrivals == seen:
+                return
 
     def _pop(self) -> _Item:
         item = self._queue.popleft()

@@ -1,4 +1,4 @@
-"""Dynamic batching: merge, split, limits, deadline, overload and failure propagation."""
+"""Dynamic batching: merge, split, limits, the idle/busy dispatch policy, overload and failures."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class LinearBackend:
         self.fail = fail
         self.batches: list[int] = []
         self.gate: threading.Event | None = None
+        self.entered = threading.Event()  # set when a batch reaches the backend
 
     def load(self) -> None:
         pass
@@ -33,6 +34,7 @@ class LinearBackend:
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = inputs["x"]
         assert x.shape[0] <= self.max_batch, "batch above the profile max"
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)
         self.batches.append(x.shape[0])
@@ -58,10 +60,10 @@ def x_rows(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, 64)).astype(np.float32)
 
 
-def make(backend: LinearBackend, **kw: int) -> Batcher:
+def make(backend: LinearBackend, *, use_thread: bool = True, **kw: int) -> Batcher:
     assert isinstance(backend, Backend)
     opts = {"max_batch_size": 64, "max_queue_delay_us": 20_000, "max_queue_size": 100, **kw}
-    b = Batcher(backend, model="m", metrics=ServeMetrics(), **opts)
+    b = Batcher(backend, model="m", metrics=ServeMetrics(), use_thread=use_thread, **opts)
     b.start()
     return b
 
@@ -104,19 +106,85 @@ async def test_profile_max_caps_batches_and_large_requests_are_chunked() -> None
     await b.stop()
 
 
+MODES = pytest.mark.parametrize("use_thread", [False, True], ids=["inline", "thread"])
+LONG = 10_000_000  # a 10 s maxQueueDelayMicroseconds: any wait for it shows as a failed time bound
+
+
+@MODES
 @pytest.mark.asyncio
-async def test_deadline_runs_a_lone_request_after_the_delay() -> None:
+async def test_lone_request_on_an_idle_backend_does_not_wait_for_the_delay(use_thread: bool) -> None:
     backend = LinearBackend()
-    b = make(backend, max_queue_delay_us=50_000)
+    b = make(backend, use_thread=use_thread, max_queue_delay_us=LONG)
     started = time.perf_counter()
-    await b.infer({"x": x_rows(1, 0)})
-    waited = time.perf_counter() - started
-    assert 0.045 <= waited < 1.0, waited
-    # a full batch does not wait for the deadline
+    for i in range(5):
+        x = x_rows(1, i)
+        out = await b.infer({"x": x})
+        np.testing.assert_allclose(out["y"], x @ W, rtol=1e-5, atol=1e-5)
+    assert time.perf_counter() - started < 2.0  # five requests, each far below the 10 s delay
+    assert backend.batches == [1] * 5
+    await b.stop()
+
+
+@MODES
+@pytest.mark.asyncio
+async def test_requests_arriving_in_consecutive_loop_iterations_are_collected(use_thread: bool) -> None:
+    """While each loop iteration brings another request the batch keeps forming (up to the limit)."""
+    for limit, expected in ((64, [10]), (4, [4, 4, 2])):
+        backend = LinearBackend()
+        b = make(backend, use_thread=use_thread, max_queue_delay_us=LONG, max_batch_size=limit)
+        started = time.perf_counter()
+        tasks = []
+        for i in range(10):  # one new request per event-loop iteration
+            tasks.append(asyncio.ensure_future(b.infer({"x": x_rows(1, i)})))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        assert time.perf_counter() - started < 2.0
+        if use_thread and len(expected) > 1:  # after the first batch, rule 2: what the thread's pace allows
+            assert backend.batches[0] == limit and max(backend.batches) <= limit
+            assert sum(backend.batches) == 10
+        else:
+            assert backend.batches == expected
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_requests_arriving_while_a_batch_runs_merge_into_the_next_batch() -> None:
+    backend = LinearBackend()
+    backend.gate = threading.Event()
+    b = make(backend, max_queue_delay_us=LONG, max_batch_size=8)
     started = time.perf_counter()
-    await asyncio.gather(*(b.infer({"x": x_rows(8, i)}) for i in range(8)))
-    assert time.perf_counter() - started < 0.045
-    assert backend.batches[-1] == 64
+    first = asyncio.ensure_future(b.infer({"x": x_rows(1, 0)}))
+    while not backend.entered.is_set():  # the first batch is now running (blocked) in the backend
+        await asyncio.sleep(0.001)
+    xs = [x_rows(3, i) for i in range(5)]
+    waiting = [asyncio.ensure_future(b.infer({"x": x})) for x in xs]
+    for _ in range(20):  # many loop iterations: the busy backend must not make anything run
+        await asyncio.sleep(0)
+    assert backend.batches == [] and b.queued == 5
+    backend.gate.set()
+    outs = await asyncio.gather(first, *waiting)
+    assert time.perf_counter() - started < 2.0  # no wait for the 10 s delay once the backend frees
+    assert backend.batches == [1, 6, 6, 3]  # merged, never above maxBatchSize 8 (3 + 3 + 3 would be 9)
+    for x, out in zip(xs, outs[1:], strict=True):
+        np.testing.assert_allclose(out["y"], x @ W, rtol=1e-5, atol=1e-5)
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_delay_bounds_how_long_a_forming_batch_waits_for_company() -> None:
+    backend = LinearBackend(max_batch=1_000_000)
+    b = make(backend, max_queue_delay_us=20_000, max_batch_size=65536, max_queue_size=1_000_000)
+    started = time.perf_counter()
+    tasks = []
+    while not backend.batches and time.perf_counter() - started < 5.0:  # a request every iteration
+        tasks.append(asyncio.ensure_future(b.infer({"x": x_rows(1, len(tasks))})))
+        await asyncio.sleep(0)
+    first_batch = time.perf_counter() - started
+    await asyncio.gather(*tasks)
+    assert backend.batches, "arrivals that never stop must not hold a batch back beyond the delay"
+    assert first_batch < 2.0, first_batch
+    assert 1 < backend.batches[0] < len(tasks)  # it collected company, then left without the rest
+    assert sum(backend.batches) == len(tasks)
     await b.stop()
 
 
@@ -168,13 +236,21 @@ async def test_backend_exception_reaches_every_request_of_the_batch() -> None:
 @pytest.mark.asyncio
 async def test_cancelled_request_is_skipped() -> None:
     backend = LinearBackend()
-    b = make(backend, max_queue_delay_us=100_000)
+    backend.gate = threading.Event()
+    b = make(backend)
+    running = asyncio.ensure_future(b.infer({"x": x_rows(1, 0)}))
+    while not backend.entered.is_set():
+        await asyncio.sleep(0.001)
     doomed = asyncio.ensure_future(b.infer({"x": x_rows(5, 0)}))
-    await asyncio.sleep(0.01)
-    doomed.cancel()
-    out = await b.infer({"x": x_rows(2, 1)})
+    kept = asyncio.ensure_future(b.infer({"x": x_rows(2, 1)}))
+    await asyncio.sleep(0)
+    doomed.cancel()  # as a request timeout does, while it waits in the queue
+    backend.gate.set()
+    out = await kept
+    await running
     assert out["y"].shape == (2, 10)
-    assert backend.batches == [2]
+    assert backend.batches == [1, 2]
+    assert b.queued == 0
     await b.stop()
 
 

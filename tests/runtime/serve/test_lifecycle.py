@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from serve_support import INPUT, corrupt_reference, make_engine_dir, serve
 from trtforge_runtime.errors import ArtifactError
@@ -32,10 +33,39 @@ def get(url: str, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def infer_body(rows: int = 1) -> bytes:
+def infer_body(rows: int = 1, value: float = 0.25) -> bytes:
     return json.dumps(
-        {"inputs": [{"name": INPUT, "shape": [rows, 64], "datatype": "FP32", "data": [0.25] * (64 * rows)}]}
+        {"inputs": [{"name": INPUT, "shape": [rows, 64], "datatype": "FP32", "data": [value] * (64 * rows)}]}
     ).encode()
+
+
+SLOW = 7.5  # a pixel value that makes the (real) onnxruntime backend take a while: requests stay in flight
+SLOW_SERVER = f"""
+import sys, time
+from trtforge_runtime.cli import main
+from trtforge_runtime.serve.backends.onnxruntime import OnnxRuntimeBackend
+real = OnnxRuntimeBackend.infer
+def infer(self, inputs):
+    if (inputs["{INPUT}"] == {SLOW}).any():
+        time.sleep(float(sys.argv[1]))
+    return real(self, inputs)
+OnnxRuntimeBackend.infer = infer
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def slow_onnxruntime(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The same slow backend for an in-process server."""
+    from trtforge_runtime.serve.backends.onnxruntime import OnnxRuntimeBackend
+
+    real = OnnxRuntimeBackend.infer
+
+    def infer(self: OnnxRuntimeBackend, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if (inputs[INPUT] == SLOW).any():
+            time.sleep(seconds)
+        return real(self, inputs)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "infer", infer)
 
 
 def test_disagreeing_reference_sample_keeps_model_not_ready(tmp_path: Path) -> None:
@@ -127,12 +157,10 @@ def trtforge() -> list[str]:
 
 def test_sigterm_drains_in_flight_requests_then_exits(engine_dir: Path) -> None:
     port = free_port()
-    env = dict(
-        os.environ,
-        TRTFORGE_MAX_QUEUE_DELAY_MICROSECONDS="1500000",  # requests sit in the batcher for 1.5 s
-        TRTFORGE_SHUTDOWN_DELAY_SECONDS="0.5",
-    )
-    cmd = [*trtforge(), "serve", "--engine", str(engine_dir), "--port", str(port), "--grpc-port", "0"]
+    # marked requests hold the backend (in its worker thread, so the loop still sees SIGTERM) for 1.5 s
+    env = dict(os.environ, TRTFORGE_BACKEND_THREAD="true", TRTFORGE_SHUTDOWN_DELAY_SECONDS="0.5")
+    cmd = [sys.executable, "-c", SLOW_SERVER, "1.5"]
+    cmd += ["serve", "--engine", str(engine_dir), "--port", str(port), "--grpc-port", "0"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     try:
         wait_ready(port, proc)
@@ -140,7 +168,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(engine_dir: Path) -> None:
 
         def call() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-            conn.request("POST", "/v2/models/digits/infer", body=infer_body(2))
+            conn.request("POST", "/v2/models/digits/infer", body=infer_body(2, SLOW))
             resp = conn.getresponse()
             results.append((resp.status, resp.read()))
             conn.close()
@@ -148,7 +176,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(engine_dir: Path) -> None:
         threads = [threading.Thread(target=call) for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.3)  # the requests are queued, waiting for the batch deadline
+        time.sleep(0.3)  # the requests are in flight: running in the slow backend or queued behind it
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         assert get(f"127.0.0.1:{port}", "/v2/health/ready")[0] == 503  # not ready at once
@@ -176,29 +204,41 @@ def test_cli_reports_a_missing_engine_folder(tmp_path: Path) -> None:
     assert "engine folder not found" in out.stderr
 
 
-def test_request_timeout_is_504_and_the_server_keeps_serving(engine_dir: Path) -> None:
-    # a batch deadline far beyond the request timeout: the request times out while queued
-    srv = serve(engine_dir, request_timeout_seconds=0.2, max_queue_delay_microseconds=1_000_000)
+def test_request_timeout_is_504_and_the_server_keeps_serving(
+    engine_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_onnxruntime(monkeypatch, 1.0)
+    srv = serve(engine_dir, request_timeout_seconds=0.2, backend_thread=True)
     try:
         host, port = srv.url.split(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        batches = batch_count(get(srv.url, "/metrics")[1].decode())
+        running, queued = (http.client.HTTPConnection(host, int(port), timeout=10) for _ in range(2))
         started = time.monotonic()
-        conn.request("POST", "/v2/models/digits/infer", body=infer_body())
-        resp = conn.getresponse()
-        body = json.loads(resp.read())
-        assert resp.status == 504
-        assert "timed out after 0.2 s" in body["error"]
+        running.request("POST", "/v2/models/digits/infer", body=infer_body(1, SLOW))  # times out running
+        time.sleep(0.05)
+        queued.request("POST", "/v2/models/digits/infer", body=infer_body())  # times out queued behind it
+        for conn in (running, queued):
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+            assert resp.status == 504
+            assert "timed out after 0.2 s" in body["error"]
         assert time.monotonic() - started < 0.9
-        time.sleep(1.0)  # the timed-out request's slot is skipped by the batcher
-        conn.request("POST", "/v2/models/digits/infer", body=infer_body())
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 504  # still the same deadline: consistent, no stuck state
+        time.sleep(1.0)  # the slow batch ends; the timed-out queued request is skipped, not run
+        queued.request("POST", "/v2/models/digits/infer", body=infer_body())
+        resp = queued.getresponse()
+        assert resp.status == 200 and len(json.loads(resp.read())["outputs"][0]["data"]) == 10
         metrics = get(srv.url, "/metrics")[1].decode()
         assert 'trtforge_requests_total{code="504",model="digits",protocol="rest"} 2.0' in metrics
+        assert 'trtforge_requests_total{code="200",model="digits",protocol="rest"} 1.0' in metrics
         assert 'trtforge_inflight_requests{model="digits"} 0.0' in metrics
+        assert batch_count(metrics) == batches + 2  # the slow one and the last one; the skipped one never ran
     finally:
         srv.stop()
+
+
+def batch_count(metrics: str) -> float:
+    prefix = 'trtforge_batch_size_count{model="digits"} '
+    return next(float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix))
 
 
 def test_idle_keepalive_connections_are_closed(engine_dir: Path) -> None:

@@ -12,7 +12,6 @@ bash scripts/tools.sh               # helm + kubectl binaries (offline-capable o
 export PATH="$PWD/.tools/bin:$PATH"
 
 echo "== generated files are up to date"
-python -m trtforge_runtime.spec.crd --check
 bash scripts/generate.sh --check
 
 echo "== lint and types"

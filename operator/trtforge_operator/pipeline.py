@@ -214,12 +214,7 @@ class Pipeline:
             )
             st.set("Trained", "True", "Succeeded", f"model {plan.training} trained: {detail}")
             return True
-        report = pod_report(pods, JOB_CONTAINER, succeeded=False)
-        tail = await self._log_tail(plan.owner.namespace, report.pod)
-        reason = failure_reason(job, report)
-        message = failure_message(job, report, tail)
-        st.set("Trained", "False", reason, message)
-        st.fail(reason, message)
+        await self._job_failed(plan, st, "Trained", job, pods)
         return False
 
     async def _convert(self, plan: Plan, st: StatusBuilder, jobs: dict[str, dict[str, Any]]) -> bool:
@@ -252,14 +247,8 @@ class Pipeline:
         states = {n: (job_state(jobs[n]) if n in jobs else "running") for n in wanted}
         failed = [n for n, s in states.items() if s == "failed"]
         if failed:
-            job = jobs[failed[0]]
             pods = await self.kube.list("v1", "Pod", plan.owner.namespace, f"{labels.JOB}={failed[0]}")
-            report = pod_report(pods, JOB_CONTAINER, succeeded=False)
-            tail = await self._log_tail(plan.owner.namespace, report.pod)
-            reason = failure_reason(job, report)
-            message = failure_message(job, report, tail)
-            st.set("EngineBuilt", "False", reason, message)
-            st.fail(reason, message)
+            await self._job_failed(plan, st, "EngineBuilt", jobs[failed[0]], pods)
             return False
         running = [n for n, s in states.items() if s == "running"]
         if running:
@@ -307,6 +296,17 @@ class Pipeline:
         out["buildSeconds"] = round(sum(nums("buildSeconds")), 3) if nums("buildSeconds") else None
         out["top1Drop"] = max(nums("top1Drop")) if nums("top1Drop") else None
         return out
+
+    async def _job_failed(
+        self, plan: Plan, st: StatusBuilder, condition: str, job: dict[str, Any], pods: list[dict[str, Any]]
+    ) -> None:
+        """A stage's Job failed: its condition and the phase say why, with the last lines of its log."""
+        report = pod_report(pods, JOB_CONTAINER, succeeded=False)
+        tail = await self._log_tail(plan.owner.namespace, report.pod)
+        reason = failure_reason(job, report)
+        message = failure_message(job, report, tail)
+        st.set(condition, "False", reason, message)
+        st.fail(reason, message)
 
     async def _log_tail(self, namespace: str, pod: str | None) -> str | None:
         if pod is None:

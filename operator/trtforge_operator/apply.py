@@ -21,8 +21,9 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from trtforge_runtime.errors import TrtforgeError
 from trtforge_runtime.spec.model import API_VERSION, KIND, PLURAL
+
+from trtforge_operator.errors import ChildConflictError, KubeApiError
 
 LAST_APPLIED = "trtforge.dev/last-applied"
 MERGE_PATCH = "application/merge-patch+json"
@@ -43,18 +44,6 @@ RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): ("/apis/keda.sh/v1alpha1", "scaledobjects"),
 }
 RESOURCE_QUANTITY_KEYS = {"cpu", "memory", "nvidia.com/gpu", "ephemeral-storage"}
-
-
-class KubeApiError(TrtforgeError):
-    """The API answered an unexpected error (transient ones are retried by the reconcile loop)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"Kubernetes API error {status}: {message}")
-        self.status = status
-
-
-class ChildConflictError(TrtforgeError):
-    """A child's name is taken by an object the ModelDeployment does not own."""
 
 
 class Action(enum.Enum):

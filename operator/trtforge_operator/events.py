@@ -14,7 +14,8 @@ from typing import Any
 from trtforge_runtime.artifacts import utc_now
 from trtforge_runtime.spec.model import API_VERSION, KIND
 
-from trtforge_operator.apply import Kube, KubeApiError
+from trtforge_operator.apply import Kube
+from trtforge_operator.errors import KubeApiError
 from trtforge_operator.status import find_condition
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ with a message the user can act on, instead of Jobs that fail later (or never sc
 
 from __future__ import annotations
 
-from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.model import Backend, ModelDeploymentSpec
 
+from trtforge_operator.errors import UnworkableSpecError
 from trtforge_operator.settings import OperatorSettings
 
 # TensorRT-RTX 1.7 builds ahead of time for these targets only; its runtime refuses 9.0 (Hopper).
@@ -16,14 +16,6 @@ TENSORRT_RTX_TARGETS = ("8.0", "8.6", "8.9", "12.0", "12.1")
 # TensorRT 10 supports Turing (7.5) and newer.
 TENSORRT_MIN_CC = (7, 5)
 CLUSTER_URI_SCHEMES = ("builtin://", "pvc://", "s3://")
-
-
-class UnworkableSpecError(ManifestError):
-    """The schema allows the spec, but the operator cannot run it; `field` is the offending path."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 def _check_uri(field: str, uri: str, allow_builtin: bool) -> None:

@@ -24,7 +24,8 @@ from trtforge_runtime.spec.load import parse_spec
 from trtforge_runtime.spec.model import API_VERSION, KIND
 
 from trtforge_operator import events, feasibility, labels
-from trtforge_operator.apply import Action, ChildConflictError, Kube, ensure, remove
+from trtforge_operator.apply import Action, Kube, ensure, remove
+from trtforge_operator.errors import ChildConflictError, UnworkableSpecError
 from trtforge_operator.plan import Owner, Plan, storage_uri_of
 from trtforge_operator.reconcilers import configmap, convert_job, deployment, pdb, service, train_job
 from trtforge_operator.reconcilers.jobs import CONTAINER as JOB_CONTAINER
@@ -102,7 +103,7 @@ class Pipeline:
             return
         name, source = secret
         if await self.kube.get("v1", "Secret", plan.owner.namespace, name) is None:
-            raise feasibility.UnworkableSpecError(
+            raise UnworkableSpecError(
                 "spec.storage.secretRef.name",
                 f"Secret {plan.owner.namespace}/{name} does not exist"
                 + ("" if source.startswith("spec.") else f" (the operator's default {source})"),

@@ -12,15 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from trtforge_runtime import __version__
-from trtforge_runtime.errors import TrtforgeError
+
+from trtforge_operator.errors import SettingsError
 
 IMAGE_REPOSITORY = "ghcr.io/trtforge"
-
-
-class SettingsError(TrtforgeError):
-    """An operator environment variable has an invalid value."""
-
-    exit_code = 2
 
 
 def _default_image(kind: str) -> str:

@@ -115,10 +115,3 @@ class BackendError(InferenceError):
     """The inference backend failed while running a (batched) request: a server-side error."""
 
     http_status = 500
-
-
-class AutoscalingError(TrtforgeError):
-    """An autoscaler configuration that cannot work (bounds, target, windows) or a child it cannot render."""
-
-    exit_code = 10
-    http_status = 422

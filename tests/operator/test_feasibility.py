@@ -4,7 +4,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from trtforge_operator.feasibility import UnworkableSpecError, check
+from trtforge_operator.errors import UnworkableSpecError
+from trtforge_operator.feasibility import check
 from trtforge_operator.settings import OperatorSettings
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.load import parse_spec

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from trtforge_operator.settings import OperatorSettings, SettingsError
+from trtforge_operator.errors import SettingsError
+from trtforge_operator.settings import OperatorSettings
 
 
 def test_defaults_work_without_environment() -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from trtforge_runtime.errors import AutoscalingError
+from trtforge_operator.errors import AutoscalingError
 
 if TYPE_CHECKING:
     from trtforge_runtime.spec.model import Autoscaling

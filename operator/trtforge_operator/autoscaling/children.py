@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from trtforge_runtime.errors import AutoscalingError
 from trtforge_runtime.spec.model import API_VERSION, KIND, Autoscaling
 
 from trtforge_operator import apply, labels, naming
 from trtforge_operator.autoscaling import hpa, keda
+from trtforge_operator.errors import AutoscalingError, KubeApiError
 from trtforge_operator.settings import ENV_VARS, mode_problem
 
 HPA_KEY = ("autoscaling/v2", "HorizontalPodAutoscaler")
@@ -126,7 +126,7 @@ class ChildrenReconciler:
             if manifest is not None:
                 try:
                     action, _ = await apply.ensure(self.kube, manifest, owner_uid=uid)
-                except apply.KubeApiError as exc:
+                except KubeApiError as exc:
                     if exc.status == 404:
                         raise AutoscalingError(
                             f"the cluster has no {kind} ({api_version}) API: install "

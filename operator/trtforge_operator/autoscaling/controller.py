@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from trtforge_runtime.errors import AutoscalingError
 from trtforge_runtime.spec.model import API_VERSION, KIND, Autoscaling
 
 from trtforge_operator import events, naming
@@ -41,6 +40,7 @@ from trtforge_operator.autoscaling.scrape import (
     PodScrape,
     ScrapeTarget,
 )
+from trtforge_operator.errors import AutoscalingError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from trtforge_runtime.errors import AutoscalingError
+from trtforge_operator.errors import AutoscalingError
 
 if TYPE_CHECKING:
     from trtforge_runtime.spec.model import Autoscaling

@@ -13,9 +13,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from trtforge_runtime.errors import AutoscalingError
-
 from trtforge_operator.autoscaling.hpa import behavior
+from trtforge_operator.errors import AutoscalingError
 
 if TYPE_CHECKING:
     from trtforge_runtime.spec.model import Autoscaling

@@ -16,14 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trtforge_runtime.errors import AutoscalingError
+from trtforge_operator.errors import AutoscalingError, MetricsError
 
 INFLIGHT_METRIC = "trtforge_inflight_requests"
 REQUESTS_METRIC = "trtforge_requests_total"
-
-
-class MetricsError(AutoscalingError):
-    """A pod's /metrics answer lacks a usable value of the metric the autoscaler needs."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from trtforge_operator.autoscaling.algorithm import (
     RateTracker,
     aggregate,
 )
-from trtforge_runtime.errors import AutoscalingError, TrtforgeError
+from trtforge_operator.errors import AutoscalingError
+from trtforge_runtime.errors import TrtforgeError
 from trtforge_runtime.spec.model import Autoscaling
 
 TICK = 2.0

@@ -8,11 +8,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from trtforge_operator.apply import ChildConflictError
 from trtforge_operator.apply import Kube as ApiKube
 from trtforge_operator.autoscaling.children import ChildrenReconciler
 from trtforge_operator.autoscaling.controller import parse_autoscaling
-from trtforge_runtime.errors import AutoscalingError
+from trtforge_operator.errors import AutoscalingError, ChildConflictError
 from trtforge_runtime.spec.model import API_VERSION, KIND
 
 REPO = Path(__file__).resolve().parents[3]

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 from trtforge_operator.autoscaling.hpa import PROMETHEUS_ADAPTER_RULES, quantity, render_hpa
 from trtforge_operator.autoscaling.keda import render_scaled_object
-from trtforge_runtime.errors import AutoscalingError
+from trtforge_operator.errors import AutoscalingError
 from trtforge_runtime.spec.model import Autoscaling
 
 K8S_VERSION = "1.35.0"

@@ -10,12 +10,11 @@ from autoscaling_metrics_pods import MetricsPods
 from trtforge_operator.autoscaling.scrape import (
     INFLIGHT_METRIC,
     REQUESTS_METRIC,
-    MetricsError,
     MetricsScraper,
     ScrapeTarget,
     parse_metric,
 )
-from trtforge_runtime.errors import AutoscalingError
+from trtforge_operator.errors import AutoscalingError, MetricsError
 
 GOOD = (
     "# HELP trtforge_inflight_requests In flight.\n"

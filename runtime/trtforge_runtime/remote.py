@@ -90,6 +90,17 @@ def _storage_errors(uri: str, action: str) -> Iterator[None]:
         ) from None
 
 
+def _json_object(raw: bytes, where: str) -> dict[str, Any]:
+    """Parse a remote file's bytes as a JSON object, naming the file when it is not one."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise RemoteStorageError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RemoteStorageError(f"{where} is not a JSON object")
+    return data
+
+
 @dataclass(frozen=True)
 class RemoteFolder:
     """One folder at a remote URI, addressed through its fsspec filesystem."""
@@ -142,14 +153,7 @@ class RemoteFolder:
             return bytes(self.fs.cat_file(self._path(rel)))
 
     def read_json(self, rel: str) -> dict[str, Any]:
-        raw = self.read_bytes(rel)
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise RemoteStorageError(f"{self.uri}/{rel} is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise RemoteStorageError(f"{self.uri}/{rel} is not a JSON object")
-        return data
+        return _json_object(self.read_bytes(rel), f"{self.uri}/{rel}")
 
     def remove(self, rels: list[str], marker: str | None = None) -> None:
         """Delete these files; the marker first, so the folder reads as incomplete meanwhile."""
@@ -338,12 +342,7 @@ def fetch(uri: str, marker: str, what: str) -> Path:
             "or not a trtforge artifact"
         )
     marker_bytes = folder.read_bytes(marker)
-    try:
-        doc = json.loads(marker_bytes)
-    except ValueError as exc:
-        raise RemoteStorageError(f"{uri}/{marker} is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise RemoteStorageError(f"{uri}/{marker} is not a JSON object")
+    doc = _json_object(marker_bytes, f"{uri}/{marker}")
     verify = _verify_model if marker == MODEL_MARKER else _verify_engine
     base = cache_root() / "remote"
     target = base / hashlib.sha256(folder.uri.encode()).hexdigest()[:24]

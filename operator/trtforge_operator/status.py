@@ -14,19 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trtforge_runtime.artifacts import utc_now
+from trtforge_runtime.errors import exit_code_reasons
 
 CONDITION_TYPES = ("Trained", "EngineBuilt", "Available", "Progressing", "Degraded")
 # status.serving keys the operator owns (desiredReplicas belongs to the autoscaler)
 SERVING_KEYS = ("revision", "replicas", "readyReplicas", "selector", "url", "history", "lastGoodRevision")
 MESSAGE_LIMIT = 2048
-EXIT_CODE_REASONS = {
-    2: "InvalidManifest",
-    3: "DatasetError",
-    4: "QualityGateFailed",
-    5: "ArtifactError",
-    6: "ConversionFailed",
-    7: "AccuracyGateFailed",
-}
+# exit code of a stage's command -> status reason: read from the one failure table on the error classes
+EXIT_CODE_REASONS = exit_code_reasons()
 FAILURE_REASONS = frozenset(
     {
         *EXIT_CODE_REASONS.values(),

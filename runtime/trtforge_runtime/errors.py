@@ -1,11 +1,19 @@
-"""The one error base class of the runtime package, and how errors map to exit codes and HTTP.
+"""The one error base class of the runtime package, and the one failure table derived from it.
 
 Everything the user can cause (a bad manifest, a missing dataset, a failed gate, a malformed request)
 raises a subclass of `TrtforgeError` with a message that names what is wrong; the CLI prints the message
 (no traceback) and exits with `exit_code`; the serving front ends answer `http_status`.
+
+Each class also says what its exit code means to the cluster: `reason` (the CamelCase reason the
+operator writes into the ModelDeployment's status when a stage's pod exits with that code) and
+`permanent` (True: retrying cannot help, the Job fails at once through its podFailurePolicy; False: the
+Job's backoffLimit retries it). `failure_table()` collects these into exit code -> `Failure`; the CLI's
+exit codes, the operator's status reasons and the Jobs' podFailurePolicy are all read from it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class TrtforgeError(Exception):
@@ -13,6 +21,8 @@ class TrtforgeError(Exception):
 
     exit_code = 1
     http_status = 500
+    reason = "Error"
+    permanent = False
 
 
 class ManifestError(TrtforgeError):
@@ -20,6 +30,8 @@ class ManifestError(TrtforgeError):
 
     exit_code = 2
     http_status = 400
+    reason = "InvalidManifest"
+    permanent = True
 
 
 class DatasetError(TrtforgeError):
@@ -27,6 +39,8 @@ class DatasetError(TrtforgeError):
 
     exit_code = 3
     http_status = 400
+    reason = "DatasetError"
+    permanent = True
 
 
 class QualityGateError(TrtforgeError):
@@ -34,6 +48,8 @@ class QualityGateError(TrtforgeError):
 
     exit_code = 4
     http_status = 422
+    reason = "QualityGateFailed"
+    permanent = True
 
 
 class TrainingError(TrtforgeError):
@@ -41,6 +57,8 @@ class TrainingError(TrtforgeError):
 
     exit_code = 9
     http_status = 422
+    reason = "TrainingFailed"
+    permanent = True
 
 
 class ArtifactError(TrtforgeError):
@@ -48,6 +66,8 @@ class ArtifactError(TrtforgeError):
 
     exit_code = 5
     http_status = 409
+    reason = "ArtifactError"
+    permanent = True
 
 
 class OutputConflictError(ArtifactError):
@@ -63,12 +83,16 @@ class ConversionError(TrtforgeError):
 
     exit_code = 6
     http_status = 422
+    reason = "ConversionFailed"
+    permanent = True
 
 
 class AccuracyGateError(ConversionError):
     """A converted network disagrees with the fp32 reference beyond engine.accuracy.maxTop1Drop."""
 
     exit_code = 7
+    reason = "AccuracyGateFailed"
+    permanent = True
 
 
 class UnsupportedTargetError(ConversionError):
@@ -80,6 +104,8 @@ class LibraryMissingError(TrtforgeError):
 
     exit_code = 6
     http_status = 503
+    reason = "ConversionFailed"
+    permanent = True
 
 
 class InferenceError(TrtforgeError):
@@ -87,6 +113,8 @@ class InferenceError(TrtforgeError):
 
     exit_code = 8
     http_status = 400
+    reason = "InvalidRequest"
+    permanent = True
 
 
 class ModelNotFoundError(InferenceError):
@@ -115,3 +143,54 @@ class BackendError(InferenceError):
     """The inference backend failed while running a (batched) request: a server-side error."""
 
     http_status = 500
+
+
+# ---------------------------------------------------------------------- the failure table
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What an exit code of a trtforge command means: the status reason and whether to retry."""
+
+    exit_code: int
+    reason: str
+    permanent: bool
+    errors: tuple[str, ...]  # the classes that exit with this code
+
+
+def _subclasses(cls: type[TrtforgeError]) -> list[type[TrtforgeError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _subclasses(sub)
+    return out
+
+
+def failure_table() -> dict[int, Failure]:
+    """Exit code -> Failure, for every error class of the runtime package (the stages' commands).
+
+    Exit code 1 (the base class, and any unexpected Python exception) is transient. Classes that share
+    an exit code must agree on reason and permanence: a disagreement is a programming error.
+    """
+    table: dict[int, Failure] = {}
+    for cls in _subclasses(TrtforgeError):
+        if cls.__module__ != __name__:
+            continue  # other packages' errors (the operator's) never end a stage's pod
+        old = table.get(cls.exit_code)
+        if old is not None and (old.reason, old.permanent) != (cls.reason, cls.permanent):
+            raise AssertionError(
+                f"{cls.__name__} exits {cls.exit_code} like {old.errors[0]} but as "
+                f"{cls.reason}/{cls.permanent} instead of {old.reason}/{old.permanent}"
+            )
+        errors = (*old.errors, cls.__name__) if old else (cls.__name__,)
+        table[cls.exit_code] = Failure(cls.exit_code, cls.reason, cls.permanent, errors)
+    return dict(sorted(table.items()))
+
+
+def permanent_exit_codes() -> list[int]:
+    """Exit codes that retrying cannot fix: a Job fails at once on them (podFailurePolicy FailJob)."""
+    return [code for code, failure in failure_table().items() if failure.permanent]
+
+
+def exit_code_reasons() -> dict[int, str]:
+    """Exit code -> status reason, for the codes that say more than "Error" (1)."""
+    return {code: f.reason for code, f in failure_table().items() if code != TrtforgeError.exit_code}

@@ -104,7 +104,7 @@ def test_train_job(make_plan: MakePlan, make_spec: MakeSpec) -> None:
     js = job["spec"]
     assert js["backoffLimit"] == 2 and js["activeDeadlineSeconds"] == 86400
     assert js["ttlSecondsAfterFinished"] == OperatorSettings().job_ttl_seconds
-    assert js["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4, 5, 6, 7]
+    assert js["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4, 5, 6, 7, 8, 9]
     pod = pod_specs(job)
     assert_restricted(pod)
     assert pod["restartPolicy"] == "Never"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trtforge_runtime.errors import permanent_exit_codes
+
 from trtforge_operator import labels, naming, podsecurity
 from trtforge_operator.plan import Plan
 from trtforge_operator.reconcilers.common import (
@@ -20,8 +22,9 @@ from trtforge_operator.storage import input_volumes
 
 CONTAINER = "main"
 # exit codes of trtforge that retrying cannot fix (bad manifest, dataset, quality/accuracy gate, artifact,
-# conversion): the Job fails at once instead of burning its backoffLimit (see trtforge_runtime.errors).
-PERMANENT_EXIT_CODES = [2, 3, 4, 5, 6, 7]
+# conversion, training): the Job fails at once instead of burning its backoffLimit. Read from the one
+# failure table on the error classes (trtforge_runtime.errors.failure_table).
+PERMANENT_EXIT_CODES = permanent_exit_codes()
 
 
 def job(

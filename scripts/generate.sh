@@ -6,3 +6,4 @@ mode=${1:---write}
 python -m trtforge_runtime.spec.crd "$mode"
 python scripts/generate_grpc.py "$mode"
 python scripts/chart_values.py "$mode"   # chart: values.yaml, values.schema.json, crds/ copy
+python scripts/render_results.py "$mode"   # README.md, docs/*.md: figures from benchmarks/results/*.json

@@ -134,11 +134,13 @@ class StatusBuilder:
         if self.failure is not None:
             reason, msg = self.failure
             self.desired["phase"] = "Failed"
+            self.desired["reason"] = reason
             self.desired["message"] = msg[:MESSAGE_LIMIT]
             self.set("Progressing", "False", reason, msg)
             self.set("Degraded", "True", reason, msg)
             return
         degraded = self.condition("Degraded")
+        self.desired["reason"] = None  # only a Failed phase has a reason
         if self.stage is not None:
             self.desired["phase"] = self.stage
             self.desired["message"] = message

@@ -45,7 +45,9 @@ def test_get_modeldeployments_shows_printer_columns(kube: Kube) -> None:
         "default",
     )
     out = kube.kubectl("get", "md").stdout.splitlines()
-    assert out[0].split() == ["NAME", "PHASE", "ACCURACY", "ENGINE", "READY", "URL", "AGE"]
+    assert out[0].split() == ["NAME", "PHASE", "REASON", "ACCURACY", "ENGINE", "READY", "URL", "AGE"]
+    reason_at = out[0].index("REASON")
+    assert out[1][reason_at:].split()[0] == "0.97"  # an object that has not failed shows no reason
     assert out[1].split()[:6] == ["digits", "Ready", "0.97", "fp16", "2", "http://digits.default.svc:8080"]
     assert (
         kube.kubectl(
@@ -53,6 +55,22 @@ def test_get_modeldeployments_shows_printer_columns(kube: Kube) -> None:
         ).stdout
         == "Ready"
     )
+
+
+def test_get_modeldeployments_says_why_an_object_failed(kube: Kube) -> None:
+    kube.apply_file(REPO / "examples" / "digits.yaml", "default")
+    kube.set_status(
+        "trtforge.dev/v1alpha1",
+        "ModelDeployment",
+        "digits",
+        {"phase": "Failed", "reason": "QualityGateFailed", "message": "test accuracy 0.41 < minAccuracy 0.9"},
+        "default",
+    )
+    out = kube.kubectl("get", "md").stdout.splitlines()
+    assert out[1].split()[:3] == ["digits", "Failed", "QualityGateFailed"]
+    wide = kube.kubectl("get", "md", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-1] == "MESSAGE"
+    assert wide[1].endswith("test accuracy 0.41 < minAccuracy 0.9")
 
 
 def test_apply_create_then_update_a_deployment(kube: Kube) -> None:

@@ -51,6 +51,12 @@ def test_failure_sets_phase_progressing_and_degraded() -> None:
     conds = {c["type"]: c for c in p["conditions"]}
     assert conds["Progressing"]["status"] == "False" and conds["Degraded"]["status"] == "True"
     assert conds["Degraded"]["reason"] == "QualityGateFailed"
+    assert p["reason"] == "QualityGateFailed"  # the Reason column of `kubectl get md`
+    ModelDeploymentStatus.model_validate(p)
+    fixed = s.StatusBuilder(json.loads(json.dumps(p)), 5, now="t2")
+    fixed.running("Training")
+    fixed.finish("Ready", "training")
+    assert fixed.patch()["reason"] is None  # cleared (merge-patch null) once the object is no longer Failed
 
 
 def test_running_stage_is_the_phase() -> None:

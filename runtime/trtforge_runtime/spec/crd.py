@@ -117,6 +117,12 @@ def build_crd() -> dict[str, Any]:
     columns = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Pipeline phase."},
         {
+            "name": "Reason",
+            "type": "string",
+            "jsonPath": ".status.reason",
+            "description": "Why the phase is Failed.",
+        },
+        {
             "name": "Accuracy",
             "type": "number",
             "jsonPath": ".status.model.accuracy",
@@ -136,6 +142,13 @@ def build_crd() -> dict[str, Any]:
         },
         {"name": "URL", "type": "string", "jsonPath": ".status.serving.url", "description": "V2 endpoint."},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": ".status.message",
+            "priority": 1,
+            "description": "Detail of the phase (kubectl get -o wide).",
+        },
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -628,6 +628,9 @@ class ModelDeploymentStatus(Model):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     phase: Phase | None = Field(default=None, description="Pipeline phase.")
+    reason: str | None = Field(
+        default=None, description="Why the phase is Failed (CamelCase, as in the Degraded condition)."
+    )
     message: str | None = Field(default=None, description="Detail of the phase.")
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     conditions: list[Condition] | None = Field(default=None, description="Conditions.")

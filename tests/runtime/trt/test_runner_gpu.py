@@ -26,7 +26,7 @@ pytestmark = pytest.mark.gpu
 
 cuda = pytest.importorskip(
     "pycuda.driver",
-    reason="pycuda is not installed: GPU tests run on a CUDA machine (shared/device/README.md)",
+    reason="pycuda is not installed: GPU tests run on a CUDA machine (docs/gpu-tests.md)",
 )
 try:
     cuda.init()

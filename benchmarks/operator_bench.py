@@ -1,6 +1,6 @@
 """Benchmark of the operator against the Kubernetes emulator (`trtforge operator` as a real subprocess).
 
-    python benchmarks/operator_bench.py [--rounds 10] [--crs 100] [--json FILE]
+    python benchmarks/operator_bench.py [--runs 3] [--rounds 10] [--crs 100] [--json FILE]
 
 1. create -> Job: a ModelDeployment is created; measured: time until its training Job exists (target <= 1 s).
 2. Job -> next stage: the training Job is marked succeeded (termination message and all, as the job
@@ -8,7 +8,9 @@
 3. burst: --crs ModelDeployments created at once; measured: time until every one has its training Job
    (target <= 60 s), then the operator's RSS with all of them (target <= 150 MB).
 
-The emulator runs in this process (its own thread); the test side polls the store every 2 ms.
+The emulator runs in this process (its own thread); the test side polls the store every 2 ms. Each of
+--runs starts a fresh emulator and operator; the figures are medians over the runs with their spread.
+Writes benchmarks/results/operator.json (benchmarks/results.py), which docs/operator.md renders.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "operator"))
+sys.path.insert(0, str(REPO))
 
 from kube_emulator.fixtures import start_kube  # noqa: E402
 from kube_emulator.helpers import Kube  # noqa: E402
 from operator_process import NAMESPACE, OperatorProcess  # noqa: E402
+
+from benchmarks.results import fmt, write  # noqa: E402
 
 MODEL = "trtforge.dev/v1alpha1"
 STAGE = "trtforge.dev/stage"
@@ -69,16 +74,8 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--crs", type=int, default=100)
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
-    args = parser.parse_args()
-
+def run_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One fresh emulator and operator: the latency rounds, then the burst."""
     tmp = Path(tempfile.mkdtemp(prefix="operator-bench-"))
     thread, kube = start_kube(tmp)
     kube.create_namespace(NAMESPACE)
@@ -117,16 +114,88 @@ def main() -> int:
     finally:
         op.stop()
         thread.stop()
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    ok = (
+    return results
+
+
+def meets_targets(results: dict[str, Any]) -> bool:
+    return bool(
         results["create_to_train_job"]["p95_ms"] <= 1000
         and results["train_succeeded_to_convert_job"]["p95_ms"] <= 1000
         and results["burst"]["all_train_jobs_s"] <= 60
         and results["operator_rss_mb"] <= 150
     )
+
+
+def record(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -> Path:
+    """benchmarks/results/operator.json: medians over the runs, with their spread."""
+
+    def over_runs(path: tuple[str, ...]) -> list[float]:
+        out = []
+        for r in runs:
+            v: Any = r
+            for k in path:
+                v = v[k]
+            out.append(float(v))
+        return out
+
+    values = {
+        "create_median_ms": fmt(over_runs(("create_to_train_job", "median_ms")), "ms"),
+        "create_p95_ms": fmt(over_runs(("create_to_train_job", "p95_ms")), "ms"),
+        "advance_median_ms": fmt(over_runs(("train_succeeded_to_convert_job", "median_ms")), "ms"),
+        "advance_p95_ms": fmt(over_runs(("train_succeeded_to_convert_job", "p95_ms")), "ms"),
+        "burst_s": fmt(over_runs(("burst", "all_train_jobs_s")), "s"),
+        "rss_mb": fmt(over_runs(("operator_rss_mb",)), "MB"),
+        "crs": str(args.crs),
+    }
+    rows = [
+        [
+            "CR created -> training Job exists",
+            f"median {values['create_median_ms']}, p95 {values['create_p95_ms']}",
+            "p95 <= 1 s",
+        ],
+        [
+            "training Job succeeded -> conversion Job exists",
+            f"median {values['advance_median_ms']}, p95 {values['advance_p95_ms']}",
+            "p95 <= 1 s",
+        ],
+        [f"{args.crs} CRs created at once -> every training Job exists", values["burst_s"], "<= 60 s"],
+        [f"operator RSS with {args.crs + args.rounds} ModelDeployments", values["rss_mb"], "<= 150 MB"],
+    ]
+    return write(
+        "operator",
+        command=command,
+        runs=len(runs),
+        tables={"figures": {"columns": ["what", "figure", "target"], "rows": rows}},
+        values=values,
+        data={"rounds": args.rounds, "crs": args.crs, "runs": runs},
+        packages=["kopf", "kubernetes", "aiohttp"],
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3, help="fresh emulator + operator each")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--crs", type=int, default=100)
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    parser.add_argument("--no-record", action="store_true", help="do not write benchmarks/results/")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
+    args = parser.parse_args()
+
+    runs = []
+    for i in range(args.runs):
+        results = run_once(args)
+        print(f"-- run {i + 1}/{args.runs}")
+        print(json.dumps(results, indent=2))
+        runs.append(results)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2) + "\n")
+    if not args.no_record:
+        command = "python benchmarks/operator_bench.py " + " ".join(sys.argv[1:])
+        print(f"wrote {record(runs, args, command.strip())}")
+    ok = all(meets_targets(r) for r in runs)
     print("targets met" if ok else "TARGETS MISSED", file=sys.stderr)
     return 0 if ok else 1
 

@@ -152,7 +152,7 @@ def test_digits_from_kubectl_apply_to_ready(cluster: Kube, operator: Any, tmp_pa
     # kubectl get md shows the printer columns
     out = cluster.kubectl("get", "md", "-n", NS).stdout
     header, row = out.splitlines()[:2]
-    assert header.split() == ["NAME", "PHASE", "ACCURACY", "ENGINE", "READY", "URL", "AGE"]
+    assert header.split() == ["NAME", "PHASE", "REASON", "ACCURACY", "ENGINE", "READY", "URL", "AGE"]
     assert row.split()[:6] == ["digits", "Ready", "0.9722", "fp16", "1", "http://digits.ml.svc:8080"]
 
     # idle: a settled ModelDeployment is not rewritten

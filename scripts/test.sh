@@ -14,6 +14,9 @@ export PATH="$PWD/.tools/bin:$PATH"
 echo "== generated files are up to date"
 bash scripts/generate.sh --check
 
+echo "== every documented combination of extras installs (pip resolution, cached in .cache/extras)"
+python scripts/check_extras.py
+
 echo "== lint and types"
 ruff check .
 ruff format --check . || { echo "run: ruff format ."; exit 1; }

@@ -75,9 +75,8 @@ def combinations() -> dict[str, list[str]]:
     for combo in DOCUMENTED:
         out[f"[{','.join(combo)}]"] = extra_requirements(combo, optional, base)
     for name, argv in dockerfile_calls().items():
-        proc = subprocess.run(
-            [sys.executable, str(DOCKER / "requirements.py"), *argv], capture_output=True, text=True, check=True
-        )
+        script = [sys.executable, str(DOCKER / "requirements.py"), *argv]
+        proc = subprocess.run(script, capture_output=True, text=True, check=True)
         out[name] = proc.stdout.split()
     return out
 

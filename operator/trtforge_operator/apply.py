@@ -38,6 +38,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets"),
+    ("coordination.k8s.io/v1", "Lease"): ("/apis/coordination.k8s.io/v1", "leases"),
     (API_VERSION, KIND): (f"/apis/{API_VERSION}", PLURAL),
     # the autoscaling modes' children (hpa, keda: a KEDA ScaledObject)
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2", "horizontalpodautoscalers"),

@@ -1,8 +1,15 @@
 """`trtforge operator`: `kopf run` with the operator's modules and settings.
 
-Namespaces come from TRTFORGE_WATCH_NAMESPACES (empty = --all-namespaces), the liveness endpoint from
-TRTFORGE_HEALTH_PORT, peering from TRTFORGE_PEERING_NAME (empty = --standalone). Extra `kopf run` options
-given after `trtforge operator` are passed through and win (e.g. `--namespace`, `--verbose`).
+Namespaces come from TRTFORGE_WATCH_NAMESPACES (empty = --all-namespaces). kopf always runs
+`--standalone`: high availability is the operator's own Lease-based leader election
+(`trtforge_operator.leader`), under which every replica watches and only the leader acts; kopf's peering
+would pause every replica of equal priority. The probe endpoints (/healthz, /readyz, /leader) are the
+operator's own, on TRTFORGE_HEALTH_PORT. Extra `kopf run` options given after `trtforge operator` are
+passed through and win (e.g. `--namespace`, `--verbose`).
+
+Logging: kopf's format, configured once by kopf; `trtforge --log-level` picks kopf's level flag
+(DEBUG -> --verbose, WARNING/ERROR -> --quiet), and the CLI's own root handler is removed so that every
+line is printed once.
 """
 
 from __future__ import annotations
@@ -13,15 +20,16 @@ import logging
 
 from trtforge_operator.settings import OperatorSettings
 
-HANDLER_MODULES = ("trtforge_operator.handlers", "trtforge_operator.autoscaling.handlers")
+HANDLER_MODULES = ("trtforge_operator.handlers",)
 NAMESPACE_FLAGS = ("-n", "--namespace", "-A", "--all-namespaces")
 PEERING_FLAGS = ("--standalone", "-P", "--peering")
+LEVEL_FLAGS = ("-v", "--verbose", "-d", "--debug", "-q", "--quiet")
 
 log = logging.getLogger(__name__)
 
 
 def modules() -> list[str]:
-    """The handler modules to load: the autoscaler's only where it is installed."""
+    """The handler modules to load."""
     found = []
     for name in HANDLER_MODULES:
         try:
@@ -33,7 +41,7 @@ def modules() -> list[str]:
     return found
 
 
-def kopf_argv(settings: OperatorSettings, extra: list[str]) -> list[str]:
+def kopf_argv(settings: OperatorSettings, extra: list[str], log_level: str = "INFO") -> list[str]:
     argv = ["run"]
     for module in modules():
         argv += ["--module", module]
@@ -44,18 +52,29 @@ def kopf_argv(settings: OperatorSettings, extra: list[str]) -> list[str]:
                 argv += ["--namespace", ns]
         else:
             argv.append("--all-namespaces")
-    if not given & {"-L", "--liveness"}:
-        argv += ["--liveness", f"http://0.0.0.0:{settings.health_port}/healthz"]
     if not given & set(PEERING_FLAGS):
-        argv += ["--peering", settings.peering_name] if settings.peering_name else ["--standalone"]
+        argv.append("--standalone")
+    if not given & set(LEVEL_FLAGS):
+        if log_level == "DEBUG":
+            argv.append("--verbose")
+        elif log_level in ("WARNING", "ERROR"):
+            argv.append("--quiet")
     return argv + [a for a in extra if a != "--"]
 
 
 def run(args: argparse.Namespace) -> int:
     settings = OperatorSettings.from_env()  # fail fast on a bad variable, before kopf starts
-    argv = kopf_argv(settings, list(getattr(args, "kopf_args", None) or []))
+    level = str(getattr(args, "log_level", "INFO") or "INFO")
+    argv = kopf_argv(settings, list(getattr(args, "kopf_args", None) or []), level)
     log.info("kopf %s", " ".join(argv))
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # kopf installs its own: one line per record, in one format
+        root.removeHandler(handler)
     from kopf.cli import main as kopf_main
+
+    from trtforge_operator import handlers
+
+    handlers.register_child_watches(settings)
 
     kopf_main.main(args=argv, prog_name="trtforge operator", standalone_mode=False)
     return 0

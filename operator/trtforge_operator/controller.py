@@ -5,6 +5,11 @@ events, the periodic resync) collapse into at most one running reconcile plus on
 completion moves the pipeline on within one API round trip, and a burst of events costs one reconcile.
 Failures (API errors, bugs) are logged and retried with exponential backoff (0.5 s .. 60 s), never in
 a hot loop; the periodic resync is a safety net for missed events (e.g. a Secret created later).
+
+Leadership gates the workers: while inactive (a standby replica), triggers only mark their key dirty, so
+the queue knows every object kopf has seen; `activate()` (leadership gained) then reconciles every known
+key (a full resync: nothing missed while standing by), and `deactivate()` (leadership lost) cancels
+running and pending reconciles at once. A reconcile is idempotent, so one cut short is harmless.
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ class Stats:
 
 
 class Controller:
-    def __init__(self, pipeline: Pipeline, concurrency: int, resync_seconds: float) -> None:
+    def __init__(
+        self, pipeline: Pipeline, concurrency: int, resync_seconds: float, *, active: bool = True
+    ) -> None:
         self.pipeline = pipeline
+        self.active = active
         self.resync_seconds = resync_seconds
         self._sem = asyncio.Semaphore(concurrency)
         self._states: dict[Key, _KeyState] = {}
@@ -66,6 +74,27 @@ class Controller:
                 await t
         self._resync_task = None
 
+    def activate(self) -> None:
+        """Leadership gained: reconcile every known ModelDeployment (a full resync)."""
+        if self.active:
+            return
+        self.active = True
+        for key in self.keys:
+            self.trigger(key)
+
+    def deactivate(self) -> None:
+        """Leadership lost: stop acting at once (running reconciles are cancelled, keys stay known)."""
+        self.active = False
+        for state in self._states.values():
+            state.dirty = True
+            state.failures = 0
+            if state.retry is not None:
+                state.retry.cancel()
+                state.retry = None
+            if state.task is not None and not state.task.done():
+                state.task.cancel()
+            state.task = None
+
     # ------------------------------------------------------------------ triggers
     def trigger(self, key: Key) -> None:
         state = self._states.setdefault(key, _KeyState())
@@ -73,6 +102,8 @@ class Controller:
         if state.retry is not None:
             state.retry.cancel()
             state.retry = None
+        if not self.active:
+            return
         if state.task is None or state.task.done():
             state.task = asyncio.get_running_loop().create_task(self._run(key, state))
 
@@ -101,7 +132,7 @@ class Controller:
 
     # ------------------------------------------------------------------ work
     async def _run(self, key: Key, state: _KeyState) -> None:
-        while state.dirty:
+        while state.dirty and self.active:
             state.dirty = False
             try:
                 async with self._sem:
@@ -128,5 +159,7 @@ class Controller:
     async def _resync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.resync_seconds)
+            if not self.active:
+                continue
             for key in self.keys:
                 self.trigger(key)

@@ -32,12 +32,17 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str | None]] = {
     ("Available", "True"): ("Normal", "Available"),
     ("Available", "False"): ("Warning", "Unavailable"),
     ("Degraded", "True"): ("Warning", None),
+    ("ScaleIgnored", "True"): ("Warning", "ScaleIgnored"),
 }
 
 
 def transitions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(event type, reason, message) for every condition whose status or reason changed."""
-    events = []
+    """(event type, reason, message) for every condition whose status or reason changed.
+
+    One Event per fact: a stage failure also sets Degraded with the same message, which would repeat
+    the stage's Warning word for word, so an Event whose type and message an earlier one of the same
+    change already carries is dropped."""
+    events: list[tuple[str, str, str]] = []
     for cond in new:
         key = (cond["type"], cond["status"])
         if key not in TRANSITIONS:
@@ -48,7 +53,10 @@ def transitions(old: list[dict[str, Any]] | None, new: list[dict[str, Any]]) -> 
         if before is None and key == ("Available", "False"):
             continue  # not yet deployed is not news
         etype, reason = TRANSITIONS[key]
-        events.append((etype, reason or cond.get("reason") or cond["type"], cond.get("message") or ""))
+        message = cond.get("message") or ""
+        if any(e[0] == etype and e[2] == message for e in events):
+            continue
+        events.append((etype, reason or cond.get("reason") or cond["type"], message))
     return events
 
 

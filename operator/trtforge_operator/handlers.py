@@ -2,12 +2,16 @@
 
 - ModelDeployment events (added, modified, listed at start-up) trigger its reconcile; the event of the
   operator's own status write is skipped, deletion forgets it (children go with owner references).
-- Job and Deployment events, filtered by the `trtforge.dev/modeldeployment` label, trigger their
-  owner's reconcile, so a Job completion or a rollout moves the pipeline on within a second.
+- Events of every owned kind (Job, Deployment, Service, ConfigMap, PodDisruptionBudget, and the
+  autoscaling modes' HorizontalPodAutoscaler / KEDA ScaledObject where served), filtered by the
+  `trtforge.dev/modeldeployment` label, trigger their owner's reconcile, so a Job completion moves the
+  pipeline on, and a deleted or edited child is repaired, within a second.
 
-Watch-event handlers are used instead of kopf's create/update handlers on purpose: those persist their
-progress in annotations (an extra write per change) and cannot be triggered by a child's event; here
-every trigger path goes through one coalescing queue (`Controller`) with its own retry/backoff.
+Watch-event handlers are used instead of kopf's create/update/delete handlers and daemons on purpose:
+those persist their progress in annotations and put kopf's finalizer on every object; here every
+trigger path goes through one coalescing queue (`Controller`) with its own retry/backoff, and only the
+leader's queue acts (`lifecycle.OperatorRuntime`). The only finalizer is the operator's own, on objects
+with `spec.storage.retainOnDelete: false` (see `pipeline`).
 """
 
 from __future__ import annotations
@@ -20,15 +24,24 @@ from trtforge_runtime.spec.model import GROUP, PLURAL, VERSION
 
 from trtforge_operator import labels
 from trtforge_operator.apply import Kube
-from trtforge_operator.controller import Controller
-from trtforge_operator.pipeline import Pipeline
+from trtforge_operator.lifecycle import OperatorRuntime
 from trtforge_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
+MEMO_KEY = "trtforge_runtime"
 CHILD_FILTER: dict[str, Any] = {
     labels.MODELDEPLOYMENT: kopf.PRESENT,
     "app.kubernetes.io/managed-by": labels.MANAGED_BY,
 }
+# (group, version, plural) of the children every operator watches; the autoscaling modes' kinds only
+# where served (TRTFORGE_AUTOSCALER_MODES), see `_mode_enabled`
+CHILD_KINDS = (
+    ("batch", "v1", "jobs"),
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
 
 
 @kopf.on.startup()
@@ -41,49 +54,48 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.batching.idle_timeout = 0.5
     settings.batching.batch_window = 0.02
     settings.posting.enabled = False  # kopf's own log-events; the operator posts meaningful ones
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="trtforge.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="trtforge.dev")
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
-    kube = Kube.from_environment()
-    controller = Controller(Pipeline(kube, op), concurrency=op.worker_limit, resync_seconds=op.resync_seconds)
-    controller.start()
-    memo["trtforge_settings"] = op
-    memo["trtforge_kube"] = kube
-    memo["trtforge_controller"] = controller
+    runtime = OperatorRuntime(op, Kube.from_environment())
+    memo[MEMO_KEY] = runtime
+    await runtime.start()
     log.info(
-        "trtforge operator: namespaces=%s storage=%s",
+        "trtforge operator: namespaces=%s storage=%s leader election=%s",
         ",".join(op.watch_namespaces) or "<all>",
         op.storage_uri,
+        f"Lease {op.lease_namespace}/{op.lease_name} as {op.pod_name}" if op.leader_election else "off",
     )
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    controller: Controller | None = memo.get("trtforge_controller")
-    if controller is not None:
-        await controller.stop()
-    kube: Kube | None = memo.get("trtforge_kube")
-    if kube is not None:
-        kube.close()
+    runtime: OperatorRuntime | None = memo.get(MEMO_KEY)
+    if runtime is not None:
+        await runtime.stop()
 
 
-def _controller(memo: kopf.Memo) -> Controller:
-    controller: Controller = memo["trtforge_controller"]
-    return controller
+def _runtime(memo: kopf.Memo) -> OperatorRuntime:
+    runtime: OperatorRuntime = memo[MEMO_KEY]
+    return runtime
+
+
+def _key(meta: Any) -> tuple[str, str]:
+    return str(meta.get("namespace")), str(meta.get("name"))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def modeldeployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    controller = _controller(memo)
+    runtime = _runtime(memo)
     meta = body.get("metadata", {})
-    key = (str(meta.get("namespace")), str(meta.get("name")))
+    key = _key(meta)
     if type == "DELETED":
-        controller.forget(key)
+        runtime.cache.modeldeployments.pop(key, None)
+        runtime.controller.forget(key)
         return
-    if controller.is_own_write(key, meta.get("resourceVersion")):
+    runtime.cache.modeldeployments[key] = dict(body)
+    if runtime.controller.is_own_write(key, meta.get("resourceVersion")):
         return
-    controller.trigger(key)
+    runtime.controller.trigger(key)
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:
@@ -91,45 +103,36 @@ def _owner_key(body: kopf.Body) -> tuple[str, str]:
     return str(meta.get("namespace")), str((meta.get("labels") or {}).get(labels.MODELDEPLOYMENT))
 
 
-def _artifacts_not_retained(spec: kopf.Spec, **_: Any) -> bool:
-    return (spec.get("storage") or {}).get("retainOnDelete", True) is False
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, when=_artifacts_not_retained)
-async def delete_artifacts(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    """spec.storage.retainOnDelete: false: run the cleanup Job before the ModelDeployment goes.
-
-    Only such ModelDeployments get kopf's finalizer; the others are deleted at once and keep their
-    artifacts. A spec that does not parse any more cannot name its folder: nothing is deleted then.
-    """
-    from trtforge_runtime.errors import ManifestError
-    from trtforge_runtime.spec.load import parse_spec
-
-    from trtforge_operator.plan import Owner, Plan
-    from trtforge_operator.reconcilers import cleanup_job
-
-    meta = body.get("metadata", {})
-    try:
-        spec = parse_spec(dict(body.get("spec") or {}))
-        owner = Owner(str(meta["name"]), str(meta["namespace"]), str(meta["uid"]))
-        plan = Plan.build(owner, spec, memo["trtforge_settings"])
-    except (ManifestError, ValueError) as exc:
-        logger.warning("artifacts of %s are kept: %s", meta.get("name"), exc)
-        return
-    if not cleanup_job.supported(plan):
-        logger.info("artifacts in %s are kept: the operator deletes only pvc:// artifacts", plan.store.scheme)
-        return
-    job = cleanup_job.cleanup_job(plan)
-    kube: Kube = memo["trtforge_kube"]
-    await kube.create(job)  # 409: created by an earlier attempt
-    logger.info("artifact cleanup Job %s removes %s", job["metadata"]["name"], cleanup_job.folder(plan))
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=CHILD_FILTER)
-async def job_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _controller(memo).trigger(_owner_key(body))
+async def child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _runtime(memo).controller.trigger(_owner_key(body))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_FILTER)
-async def deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _controller(memo).trigger(_owner_key(body))
+async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    key = _owner_key(body)
+    if type == "DELETED":
+        runtime.cache.deployments.pop(key, None)
+    else:
+        runtime.cache.deployments[key] = dict(body)
+    runtime.controller.trigger(key)
+
+
+AUTOSCALER_CHILD_KINDS = {
+    "hpa": ("autoscaling", "v2", "horizontalpodautoscalers"),
+    "keda": ("keda.sh", "v1alpha1", "scaledobjects"),
+}
+
+
+def register_child_watches(settings: OperatorSettings, registry: kopf.OperatorRegistry | None = None) -> None:
+    """Watch every owned kind; the hpa / keda children only where that mode is served (their RBAC and,
+    for KEDA, a CRD that kopf starts watching once it appears). `trtforge operator` calls this before
+    kopf starts, with the settings it validated."""
+    registry = registry or kopf.get_default_registry()
+    kinds = [k for k in CHILD_KINDS if k[2] != "deployments"]
+    if settings.autoscaler_enabled:
+        kinds += [AUTOSCALER_CHILD_KINDS[m] for m in settings.autoscaler_modes]
+    for group, version, plural in kinds:
+        kopf.on.event(group, version, plural, labels=CHILD_FILTER, id=f"{plural}-event", registry=registry)(
+            child_event
+        )

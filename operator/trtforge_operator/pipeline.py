@@ -23,9 +23,10 @@ from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.load import parse_spec
 from trtforge_runtime.spec.model import API_VERSION, KIND
 
-from trtforge_operator import events, feasibility, labels
+from trtforge_operator import events, feasibility, finalizer, labels, retry, revisions, scaling
 from trtforge_operator.apply import Action, Kube, ensure, remove
-from trtforge_operator.errors import ChildConflictError, UnworkableSpecError
+from trtforge_operator.autoscaling.controller import Decisions
+from trtforge_operator.errors import AutoscalingError, ChildConflictError, UnworkableSpecError
 from trtforge_operator.plan import Owner, Plan, storage_uri_of
 from trtforge_operator.reconcilers import configmap, convert_job, deployment, pdb, service, train_job
 from trtforge_operator.reconcilers.jobs import CONTAINER as JOB_CONTAINER
@@ -58,9 +59,10 @@ class Result:
 
 
 class Pipeline:
-    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, decisions: Decisions | None = None) -> None:
         self.kube = kube
         self.settings = settings
+        self.decisions: Decisions = {} if decisions is None else decisions  # the autoscaler's, to apply
 
     # ------------------------------------------------------------------ entry
     async def reconcile(self, namespace: str, name: str) -> Result:
@@ -78,24 +80,44 @@ class Pipeline:
 
     async def _reconcile(self, namespace: str, name: str) -> Result:
         body = await self.kube.get(API_VERSION, KIND, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        if body is None:
+            return Result(found=False)
+        if body["metadata"].get("deletionTimestamp"):
+            await finalizer.finalize(self.kube, body, self.settings)
             return Result(found=False)
         meta = body["metadata"]
         st = StatusBuilder(dict(body.get("status") or {}), meta.get("generation"))
         owner = Owner(name, namespace, meta["uid"], int(meta.get("generation") or 1))
-        message = ""
+        message, retried = "", None
+        cleanup = finalizer.FINALIZER in (meta.get("finalizers") or [])  # kept while the spec is invalid
         try:
             spec = parse_spec(body.get("spec"), source=f"ModelDeployment {namespace}/{name}")
             feasibility.check(spec, storage_uri_of(spec, self.settings), self.settings)
             plan = Plan.build(owner, spec, self.settings)
+            cleanup = finalizer.needs_cleanup(spec, plan)
             await self._check_secret(plan)
-            message = await self._run(plan, st)
+            jobs = await self._stage_jobs(plan, body)
+            retried = await retry.retry_failed_stage(self.kube, plan, st, body, jobs)
+            message = await self._run(plan, st, body, jobs)
         except ManifestError as exc:
             st.fail("InvalidSpec", str(exc))
         except ChildConflictError as exc:
             st.fail("ChildConflict", str(exc))
         st.finish("Ready", message)
-        return await self._write_status(body, st)
+        body = await finalizer.keep_in_line(self.kube, body, cleanup)
+        result = await self._write_status(body, st)
+        if retried is not None:
+            await retry.mark_handled(self.kube, body, retried)
+        return result
+
+    async def _stage_jobs(self, plan: Plan, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The ModelDeployment's Jobs by name, without the running ones a new revision superseded."""
+        listed = await self.kube.list(
+            "batch/v1", "Job", plan.owner.namespace, labels.owner_selector(plan.owner.name)
+        )
+        jobs = {j["metadata"]["name"]: j for j in listed}
+        await revisions.delete_superseded_jobs(self.kube, plan, body, jobs)
+        return jobs
 
     async def _check_secret(self, plan: Plan) -> None:
         secret = plan.storage_secret  # spec.storage.secretRef, else TRTFORGE_STORAGE_SECRET for s3://
@@ -129,24 +151,25 @@ class Pipeline:
         return result
 
     # ------------------------------------------------------------------ stages
-    async def _run(self, plan: Plan, st: StatusBuilder) -> str:
-        ns = plan.owner.namespace
-        jobs = {
-            j["metadata"]["name"]: j
-            for j in await self.kube.list("batch/v1", "Job", ns, labels.owner_selector(plan.owner.name))
-        }
+    async def _run(
+        self, plan: Plan, st: StatusBuilder, body: dict[str, Any], jobs: dict[str, dict[str, Any]]
+    ) -> str:
+        scaling.note_ignored_scale(plan, st)
         if not await self._train(plan, st, jobs):
-            await self._observe_serving(plan, st)
+            await self._observe_serving(plan, st, body)
             return str((st.condition("Trained") or {}).get("message") or "training")
         if not await self._convert(plan, st, jobs):
-            await self._observe_serving(plan, st)
+            await self._observe_serving(plan, st, body)
             return str((st.condition("EngineBuilt") or {}).get("message") or "converting")
-        return await self._serve(plan, st)
+        return await self._serve(plan, st, body)
 
-    async def _ensure_config(self, plan: Plan, stage: str, revision: str) -> None:
-        await ensure(
+    async def _ensure_config(self, plan: Plan, stage: str, revision: str, st: StatusBuilder) -> None:
+        action, _ = await ensure(
             self.kube, configmap.config_map(plan, stage, revision), owner_uid=plan.owner.uid, immutable=True
         )
+        if action is Action.CREATED:  # a new revision: the oldest ones' ConfigMaps may go
+            last_good = st.section("serving").get("lastGoodRevision")
+            await revisions.prune_config_maps(self.kube, plan, [last_good] if last_good else [])
 
     async def _train(self, plan: Plan, st: StatusBuilder, jobs: dict[str, dict[str, Any]]) -> bool:
         model = st.section("model")
@@ -171,7 +194,7 @@ class Pipeline:
             st.desired["model"].update(digest=None, accuracy=None)
         job = jobs.get(plan.train_job)
         if job is None:
-            await self._ensure_config(plan, train_job.STAGE, plan.training)
+            await self._ensure_config(plan, train_job.STAGE, plan.training, st)
             svc = train_job.train_service(plan)
             if svc is not None:
                 await ensure(self.kube, svc, owner_uid=plan.owner.uid)
@@ -241,7 +264,7 @@ class Pipeline:
         wanted = plan.convert_jobs
         missing = [n for n in wanted if n not in jobs]
         if missing:
-            await self._ensure_config(plan, convert_job.STAGE, plan.engine)
+            await self._ensure_config(plan, convert_job.STAGE, plan.engine, st)
             for job_name in missing:
                 manifest = convert_job.convert_job(plan, wanted[job_name])
                 await ensure(self.kube, manifest, owner_uid=plan.owner.uid, existing=None, immutable=True)
@@ -315,7 +338,7 @@ class Pipeline:
         return await self.kube.pod_log(namespace, pod, JOB_CONTAINER, LOG_TAIL_LINES)
 
     # ------------------------------------------------------------------ serving
-    async def _observe_serving(self, plan: Plan, st: StatusBuilder) -> None:
+    async def _observe_serving(self, plan: Plan, st: StatusBuilder, body: dict[str, Any]) -> None:
         """While earlier stages run, keep reporting (and scaling) whatever revision is serving."""
         dep = await self.kube.get("apps/v1", "Deployment", plan.owner.namespace, plan.predictor)
         if dep is None:
@@ -329,7 +352,21 @@ class Pipeline:
                 plan.predictor,
                 {"spec": {"replicas": spec_replicas}},
             )
+        dep = await self._autoscale(plan, st, body, dep)
         self._serving_status(plan, st, dep, deployment.template_revision(dep))
+
+    async def _autoscale(
+        self, plan: Plan, st: StatusBuilder, body: dict[str, Any], dep: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Whoever owns the Deployment's replicas: the built-in autoscaler's pending decision is applied,
+        the hpa / keda child kept in line. Returns the Deployment as it now is."""
+        dep = await scaling.apply_builtin_decision(self.kube, plan, st, body, dep, self.decisions)
+        try:
+            for change in await scaling.reconcile_children(self.kube, plan, body):
+                log.info("%s/%s: %s", plan.owner.namespace, plan.owner.name, change)
+        except AutoscalingError as exc:  # e.g. no KEDA in the cluster: the Deployment serves meanwhile
+            st.keep_degraded("AutoscalingUnavailable", str(exc))
+        return dep
 
     def _serving_status(
         self, plan: Plan, st: StatusBuilder, dep: dict[str, Any], revision: str | None
@@ -349,13 +386,13 @@ class Pipeline:
         else:
             st.set("Available", "False", "MinimumReplicasUnavailable", "no serving replica is ready")
 
-    async def _serve(self, plan: Plan, st: StatusBuilder) -> str:
+    async def _serve(self, plan: Plan, st: StatusBuilder, body: dict[str, Any]) -> str:
         ns, uid = plan.owner.namespace, plan.owner.uid
         current = st.section("serving")
         history = list(current.get("history") or [])
         last_good = current.get("lastGoodRevision")
         dep = await self.kube.get("apps/v1", "Deployment", ns, plan.predictor)
-        await self._ensure_config(plan, deployment.STAGE, plan.serving)
+        await self._ensure_config(plan, deployment.STAGE, plan.serving, st)
         desired = deployment.deployment(
             plan, deployment.desired_replicas(plan, dep, current.get("desiredReplicas"))
         )
@@ -418,6 +455,7 @@ class Pipeline:
         action, dep = await ensure(
             self.kube, desired, owner_uid=uid, existing=dep, keep=[("spec", "replicas")]
         )
+        dep = await self._autoscale(plan, st, body, dep)
         await ensure(self.kube, service.service(plan), owner_uid=uid)
         want_pdb = pdb.pdb(plan)
         if want_pdb is not None:

@@ -7,10 +7,11 @@ the CLI can build settings from any mapping. A malformed value is a `SettingsErr
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Collection, Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from trtforge_runtime import __version__
 
 from trtforge_operator.errors import SettingsError
@@ -36,7 +37,14 @@ ENV_VARS: dict[str, str] = {
     "artifacts_mount": "TRTFORGE_ARTIFACTS_MOUNT",
     "worker_limit": "TRTFORGE_WORKER_LIMIT",
     "health_port": "TRTFORGE_HEALTH_PORT",
-    "peering_name": "TRTFORGE_PEERING_NAME",
+    "leader_election": "TRTFORGE_LEADER_ELECTION",
+    "lease_name": "TRTFORGE_LEASE_NAME",
+    "lease_namespace": "POD_NAMESPACE",
+    "pod_name": "POD_NAME",
+    "lease_duration_seconds": "TRTFORGE_LEASE_DURATION_SECONDS",
+    "renew_deadline_seconds": "TRTFORGE_RENEW_DEADLINE_SECONDS",
+    "retry_period_seconds": "TRTFORGE_RETRY_PERIOD_SECONDS",
+    "keep_config_revisions": "TRTFORGE_KEEP_CONFIG_REVISIONS",
     "workload_service_account": "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT",
     "autoscaler_enabled": "TRTFORGE_AUTOSCALER_ENABLED",
     "autoscaler_modes": "TRTFORGE_AUTOSCALER_MODES",
@@ -85,7 +93,29 @@ class OperatorSettings(BaseModel):
     artifacts_mount: str = Field(default="/artifacts", pattern=r"^/.+")
     worker_limit: int = Field(default=20, ge=1, le=10_000)
     health_port: int = Field(default=8090, ge=1, le=65535)
-    peering_name: str = Field(default="", description="Empty: --standalone; set: kopf peering (HA).")
+    leader_election: bool = Field(
+        default=True,
+        description="Only the holder of the Lease acts (reconciles, autoscales); other replicas stand by.",
+    )
+    lease_name: str = Field(
+        default="trtforge-operator", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253
+    )
+    lease_namespace: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Namespace of the Lease: the operator's own (POD_NAMESPACE, from the downward API).",
+    )
+    pod_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="This replica's identity in the Lease (POD_NAME; a pod's hostname is its name).",
+    )
+    lease_duration_seconds: float = Field(default=15.0, gt=0.0, le=3600.0)
+    renew_deadline_seconds: float = Field(default=10.0, gt=0.0, le=3600.0)
+    retry_period_seconds: float = Field(default=2.0, gt=0.0, le=600.0)
+    keep_config_revisions: int = Field(
+        default=3, ge=2, le=1000, description="Stage ConfigMaps kept per stage: the newest N revisions."
+    )
     workload_service_account: str = Field(default="default", min_length=1)
     autoscaler_enabled: bool = True
     autoscaler_modes: tuple[ClusterAutoscalerMode, ...] = Field(
@@ -115,6 +145,15 @@ class OperatorSettings(BaseModel):
     @classmethod
     def _dedupe(cls, value: tuple[ClusterAutoscalerMode, ...]) -> tuple[ClusterAutoscalerMode, ...]:
         return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> OperatorSettings:
+        if not (self.lease_duration_seconds > self.renew_deadline_seconds > self.retry_period_seconds * 1.2):
+            raise ValueError(
+                "leader election needs TRTFORGE_LEASE_DURATION_SECONDS > TRTFORGE_RENEW_DEADLINE_SECONDS > "
+                "1.2 x TRTFORGE_RETRY_PERIOD_SECONDS"
+            )
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:

@@ -24,8 +24,14 @@ class OperatorProcess:
     """`trtforge operator` as a real subprocess against the emulator (restartable, RSS measurable)."""
 
     def __init__(
-        self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None, verbose: bool = True
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        verbose: bool = True,
+        identity: str = "trtforge-operator-0",
     ) -> None:
+        self.identity = identity  # POD_NAME: the replica's Lease identity, kept across restarts
         self.verbose = verbose
         self.kubeconfig = kubeconfig
         self.log_path = log_path
@@ -41,6 +47,8 @@ class OperatorProcess:
             "TRTFORGE_HEALTH_PORT": str(self.port),
             "TRTFORGE_WATCH_NAMESPACES": NAMESPACE,
             "TRTFORGE_WORKER_LIMIT": "20",
+            "POD_NAME": self.identity,
+            "POD_NAMESPACE": "default",
             **self.extra_env,
         }
         log = self.log_path.open("ab")
@@ -85,6 +93,14 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait(5)
             self.proc = None
+
+    def role(self) -> str:
+        """What the readiness endpoint says: "leader", "standby" (or "starting")."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
+                return str(resp.read().decode().strip())
+        except OSError as exc:
+            return f"unreachable: {exc}"
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

@@ -23,3 +23,15 @@ def test_event_manifest_is_a_core_v1_event() -> None:
     assert e["metadata"] == {"generateName": "digits.", "namespace": "ml"}
     assert e["involvedObject"]["kind"] == "ModelDeployment" and e["involvedObject"]["uid"] == "u"
     assert len(e["message"]) == 1024 and e["type"] == "Warning"
+
+
+def test_a_stage_failure_is_one_warning_event_not_two() -> None:
+    message = "Job digits-train-abc failed (PodFailurePolicy): test accuracy 0.41 is below minAccuracy 0.95"
+    old = [{"type": "Trained", "status": "Unknown", "reason": "Training"}]
+    new = [
+        {"type": "Trained", "status": "False", "reason": "QualityGateFailed", "message": message},
+        {"type": "Progressing", "status": "False", "reason": "QualityGateFailed", "message": message},
+        {"type": "Degraded", "status": "True", "reason": "QualityGateFailed", "message": message},
+    ]
+    got = events.transitions(old, new)
+    assert got == [("Warning", "TrainingFailed", message)]

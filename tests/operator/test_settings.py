@@ -13,7 +13,9 @@ def test_defaults_work_without_environment() -> None:
     assert s.artifacts_mount == "/artifacts"
     assert s.worker_limit == 20
     assert s.health_port == 8090
-    assert s.peering_name == ""
+    assert s.leader_election is True and s.lease_name == "trtforge-operator"
+    assert (s.lease_duration_seconds, s.renew_deadline_seconds, s.retry_period_seconds) == (15.0, 10.0, 2.0)
+    assert s.pod_name  # the hostname (a pod's hostname is its name)
     assert s.workload_service_account == "default"
     assert s.autoscaler_enabled is True
     assert s.autoscaler_modes == ("hpa", "keda")  # unset: every mode (the chart always sets it)
@@ -34,7 +36,14 @@ def test_every_variable_is_read() -> None:
         "TRTFORGE_ARTIFACTS_MOUNT": "/data",
         "TRTFORGE_WORKER_LIMIT": "5",
         "TRTFORGE_HEALTH_PORT": "9000",
-        "TRTFORGE_PEERING_NAME": "trtforge",
+        "TRTFORGE_LEADER_ELECTION": "false",
+        "TRTFORGE_LEASE_NAME": "forge",
+        "POD_NAMESPACE": "trtforge-system",
+        "POD_NAME": "forge-7d9f-abcde",
+        "TRTFORGE_LEASE_DURATION_SECONDS": "30",
+        "TRTFORGE_RENEW_DEADLINE_SECONDS": "20",
+        "TRTFORGE_RETRY_PERIOD_SECONDS": "4",
+        "TRTFORGE_KEEP_CONFIG_REVISIONS": "5",
         "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT": "runner",
         "TRTFORGE_AUTOSCALER_ENABLED": "false",
         "TRTFORGE_AUTOSCALER_MODES": "keda",
@@ -53,7 +62,10 @@ def test_every_variable_is_read() -> None:
     assert s.storage_uri == "s3://bucket/prefix"
     assert s.artifacts_mount == "/data"
     assert (s.worker_limit, s.health_port) == (5, 9000)
-    assert s.peering_name == "trtforge"
+    assert s.leader_election is False
+    assert (s.lease_name, s.lease_namespace, s.pod_name) == ("forge", "trtforge-system", "forge-7d9f-abcde")
+    assert (s.lease_duration_seconds, s.renew_deadline_seconds, s.retry_period_seconds) == (30, 20, 4)
+    assert s.keep_config_revisions == 5
     assert s.workload_service_account == "runner"
     assert s.autoscaler_enabled is False
     assert s.autoscaler_modes == ("keda",)
@@ -98,3 +110,8 @@ def test_autoscaler_modes() -> None:
         OperatorSettings.from_env({"TRTFORGE_AUTOSCALER_MODES": "kpa"})
     with pytest.raises(SettingsError, match="TRTFORGE_STORAGE_SECRET"):
         OperatorSettings.from_env({"TRTFORGE_STORAGE_SECRET": "Not_A_Name"})
+
+
+def test_lease_timing_must_leave_the_old_leader_time_to_stop() -> None:
+    with pytest.raises(SettingsError, match="TRTFORGE_RENEW_DEADLINE_SECONDS"):
+        OperatorSettings.from_env({"TRTFORGE_RENEW_DEADLINE_SECONDS": "15"})

@@ -1,27 +1,30 @@
-"""The built-in autoscaler's thin I/O layer: one controller per ModelDeployment, one tick at a time.
+"""The built-in autoscaler's thin I/O layer: one operator-level loop, one decision per object and tick.
 
-Each tick: read the serving Deployment (`<name>-predictor`), list its ready pods by the Deployment's
-selector, scrape their `/metrics` (pod IP; the container port named http, else the `prometheus.io/port`
-annotation, else 8080; the `prometheus.io/path` annotation, else /metrics), feed the pure `Autoscaler`,
-and on a change write the Deployment's replicas through its scale subresource,
-`status.serving.desiredReplicas` of the ModelDeployment, and a Kubernetes Event that says why (observed
-value, target, window).
+`AutoscalingLoop` runs on the leader only (see `lifecycle`). Every tickSeconds of each ModelDeployment
+in builtin mode that has a serving Deployment (both as kopf's watches delivered them: no polling of
+either), its `AutoscalerController` lists the Deployment's ready pods by its selector, scrapes their
+`/metrics` (pod IP; the container port named http, else the `prometheus.io/port` annotation, else 8080;
+the `prometheus.io/path` annotation, else /metrics) and feeds the pure `Autoscaler`. A decision that
+changes the count is handed to the reconcile queue (`decisions[key]`, then `trigger(key)`); the
+ModelDeployment's one reconcile (`Pipeline`) applies it with `apply_decision`: the Deployment's replicas
+through its scale subresource, `status.serving.desiredReplicas`, and a Kubernetes Event that says why
+(observed value, target, window). ModelDeployments in other modes, or not serving yet, cost nothing.
 
-The Kubernetes calls go through the operator's `apply.Kube` (the official client in a thread, JSON dicts).
 The clock is injected, so a benchmark can drive ticks on simulated time against real endpoints.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from trtforge_runtime.spec.model import API_VERSION, KIND, Autoscaling
+from trtforge_runtime.spec.model import Autoscaling
 
 from trtforge_operator import events, naming
 from trtforge_operator.apply import Kube
@@ -32,7 +35,6 @@ from trtforge_operator.autoscaling.algorithm import (
     RateTracker,
     aggregate,
 )
-from trtforge_operator.autoscaling.children import ChildrenReconciler
 from trtforge_operator.autoscaling.scrape import (
     INFLIGHT_METRIC,
     REQUESTS_METRIC,
@@ -40,7 +42,8 @@ from trtforge_operator.autoscaling.scrape import (
     PodScrape,
     ScrapeTarget,
 )
-from trtforge_operator.errors import AutoscalingError
+from trtforge_operator.errors import AutoscalingError, KubeApiError
+from trtforge_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,9 @@ def event_manifest(md: Mapping[str, Any], reason: str, message: str, kind: str =
     return events.event_manifest(md, kind, reason, message, component=EVENT_SOURCE)
 
 
+_GET: Any = object()
+
+
 @dataclass
 class TickResult:
     """What one tick saw and did (for logs, tests and the benchmark)."""
@@ -106,7 +112,7 @@ class TickResult:
     decision: Decision | None
     deployment_replicas: int | None = None
     scrapes: list[PodScrape] = field(default_factory=list)
-    scaled: bool = False
+    scaled: bool = False  # the decision changes the Deployment's count
     skipped: str | None = None  # why no decision was taken
     scrape_seconds: float = 0.0
 
@@ -134,13 +140,15 @@ class AutoscalerController:
         self.autoscaler: Autoscaler | None = None
         self.rates = RateTracker()
         self._problems: dict[str, str] = {}
-        self._written_desired: int | None = None
 
     async def close(self) -> None:
         await self.scraper.close()
 
-    async def tick(self, md: Mapping[str, Any]) -> TickResult:
-        """One round: observe, decide, and write when the decision changed the count."""
+    async def tick(self, md: Mapping[str, Any], deployment: Mapping[str, Any] | None = _GET) -> TickResult:
+        """One round: observe and decide (nothing is written; see `apply_decision`).
+
+        `deployment`: the serving Deployment as last seen (the loop passes kopf's cached body); left out,
+        it is read from the API."""
         spec = parse_autoscaling(md)
         if not spec.enabled or str(spec.mode) != "builtin":
             self.autoscaler = None  # a later re-enable starts from the Deployment's count again
@@ -148,8 +156,8 @@ class AutoscalerController:
                 None, skipped=f"autoscaling {'mode ' + str(spec.mode) if spec.enabled else 'off'}"
             )
         config = AutoscalerConfig.from_spec(spec)
-
-        deployment = await self.kube.get("apps/v1", "Deployment", self.namespace, self.deployment_name)
+        if deployment is _GET:
+            deployment = await self.kube.get("apps/v1", "Deployment", self.namespace, self.deployment_name)
         if deployment is None:
             return TickResult(None, skipped=f"deployment {self.deployment_name} does not exist yet")
         raw = (deployment.get("spec") or {}).get("replicas")
@@ -178,29 +186,9 @@ class AutoscalerController:
             values = self.rates.update(now, values)
         observation = aggregate(values, config.target) if scrapes else None
         decision = self.autoscaler.update(now, observation)
-
         result = TickResult(decision, current, scrapes, scrape_seconds=scrape_seconds)
-        if decision.desired != current:
-            await self.kube.patch(
-                "apps/v1",
-                "Deployment",
-                self.namespace,
-                self.deployment_name,
-                {"spec": {"replicas": decision.desired}},
-                sub="scale",
-            )
-            result.scaled = True
-            log.info("%s/%s: %s", self.namespace, self.name, decision.message)
-            await self._write_desired(decision.desired)
-            await self.kube.create(event_manifest(md, decision.reason, decision.message))
-        elif self._written_desired != decision.desired:
-            await self._write_desired(decision.desired)
+        result.scaled = decision.desired != current
         return result
-
-    async def _write_desired(self, replicas: int) -> None:
-        patch = {"status": {"serving": {"desiredReplicas": replicas}}}
-        await self.kube.patch(API_VERSION, KIND, self.namespace, self.name, patch, sub="status")
-        self._written_desired = replicas
 
     def _report_problems(self, scrapes: list[PodScrape]) -> None:
         """A warning when a pod's metrics become unusable (or change problem), not on every tick."""
@@ -223,43 +211,135 @@ class AutoscalerController:
             del self._problems[pod]
 
 
-IDLE_PERIOD_SECONDS = 5.0  # how often a ModelDeployment without the built-in autoscaler is re-checked
+Key = tuple[str, str]  # (namespace, name)
+Decisions = dict[Key, Decision]  # decided, not yet applied counts: the loop writes, the reconcile applies
+LOOP_PERIOD_SECONDS = 0.25  # how often the loop looks for due ticks
 
 
-async def run_autoscaling(
-    body: Callable[[], Mapping[str, Any]],
-    stopped: Callable[[], bool],
-    controller: AutoscalerController,
-    children: ChildrenReconciler | None = None,
-    *,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-) -> None:
-    """The per-ModelDeployment loop: keep the hpa/keda children in line, tick the built-in autoscaler.
+async def apply_decision(kube: Kube, md: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    """Write a decided count: the Deployment's scale subresource and an Event saying why.
 
-    `body()` returns the current ModelDeployment (kopf's live body in the daemon). Every error is logged
-    once (until it changes) and the loop carries on at the next period: never fatal, never hot.
+    Called by the ModelDeployment's reconcile (status.serving.desiredReplicas goes with its status
+    write); returns the Scale object."""
+    meta = md["metadata"]
+    scale = await kube.patch(
+        "apps/v1",
+        "Deployment",
+        meta["namespace"],
+        naming.predictor_name(meta["name"]),
+        {"spec": {"replicas": decision.desired}},
+        sub="scale",
+    )
+    log.info("%s/%s: %s", meta["namespace"], meta["name"], decision.message)
+    try:
+        await kube.create(event_manifest(md, decision.reason, decision.message))
+    except KubeApiError as exc:
+        log.warning("cannot post event %s for %s: %s", decision.reason, meta["name"], exc)
+    return scale
+
+
+class AutoscalingLoop:
+    """The one operator-level autoscaler: ticks every builtin-mode ModelDeployment when it is due.
+
+    `modeldeployments` and `deployments` are the watch caches (kopf's latest bodies by owner key);
+    a decision that changes a count goes into `decisions` and `trigger(key)` queues the reconcile that
+    applies it. An error is logged once per object (until it changes), never fatal, never hot.
     """
-    last_error: str | None = None
-    where = f"{controller.namespace}/{controller.name}"
-    while not stopped():
-        started = time.monotonic()
-        period = IDLE_PERIOD_SECONDS
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        *,
+        modeldeployments: Mapping[Key, Mapping[str, Any]],
+        deployments: Mapping[Key, Mapping[str, Any]],
+        decisions: Decisions,
+        trigger: Callable[[Key], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.modeldeployments = modeldeployments
+        self.deployments = deployments
+        self.decisions = decisions
+        self.trigger = trigger
+        self.clock = clock
+        self.scraper = MetricsScraper(timeout=settings.autoscaler_scrape_timeout)
+        self.controllers: dict[Key, AutoscalerController] = {}
+        self._due: dict[Key, float] = {}
+        self._errors: dict[Key, str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    def cancel(self) -> None:
+        """Stop ticking at once (leadership lost); the algorithms' state starts afresh next time."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.controllers.clear()
+        self._due.clear()
+        self.decisions.clear()
+
+    async def stop(self) -> None:
+        task = self._task
+        self.cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.scraper.close()
+
+    async def run(self) -> None:
+        while True:
+            await self.tick_due()
+            await asyncio.sleep(LOOP_PERIOD_SECONDS)
+
+    async def tick_due(self) -> None:
+        """Tick every ModelDeployment whose period has passed, concurrently."""
+        now = self.clock()
+        due = []
+        for key, md in list(self.modeldeployments.items()):
+            try:
+                spec = parse_autoscaling(md)
+            except AutoscalingError as exc:
+                self._report(key, str(exc))
+                continue
+            if not spec.enabled or str(spec.mode) != "builtin" or key not in self.deployments:
+                self.controllers.pop(key, None)
+                self._due.pop(key, None)
+                continue
+            if now < self._due.get(key, 0.0):
+                continue
+            self._due[key] = now + spec.tick_seconds
+            due.append(self._tick(key, md, self.deployments[key]))
+        for gone in set(self.controllers) - set(self.modeldeployments):
+            self.controllers.pop(gone, None)
+            self._due.pop(gone, None)
+        await asyncio.gather(*due)
+
+    async def _tick(self, key: Key, md: Mapping[str, Any], deployment: Mapping[str, Any]) -> None:
+        ctrl = self.controllers.get(key)
+        if ctrl is None:
+            ctrl = AutoscalerController(
+                self.kube, namespace=key[0], name=key[1], scraper=self.scraper, clock=self.clock
+            )
+            self.controllers[key] = ctrl
         try:
-            md = body()
-            spec = parse_autoscaling(md)
-            if children is not None:
-                for action in await children.reconcile(md, spec):
-                    log.info("%s: %s", where, action)
-            if spec.enabled and str(spec.mode) == "builtin":
-                result = await controller.tick(md)
-                # no Deployment yet (training, converting): look again at the idle pace
-                period = spec.tick_seconds if result.decision is not None else IDLE_PERIOD_SECONDS
-            last_error = None
+            result = await ctrl.tick(md, deployment)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # configuration, API or network trouble: report, retry next period
-            message = str(exc) if isinstance(exc, AutoscalingError) else f"{type(exc).__name__}: {exc}"
-            if message != last_error:
-                log.warning("%s: autoscaling: %s", where, message)
-            last_error = message
-        await sleep(max(0.0, period - (time.monotonic() - started)))
+            problem = str(exc) if isinstance(exc, AutoscalingError) else f"{type(exc).__name__}: {exc}"
+            self._report(key, problem)
+            return
+        self._errors.pop(key, None)
+        if result.decision is not None and result.scaled:
+            self.decisions[key] = result.decision
+            self.trigger(key)
+
+    def _report(self, key: Key, message: str) -> None:
+        if self._errors.get(key) != message:
+            log.warning("%s/%s: autoscaling: %s", *key, message)
+        self._errors[key] = message

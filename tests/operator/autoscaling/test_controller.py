@@ -14,7 +14,7 @@ import pytest_asyncio
 from autoscaling_cluster import NS, TICK, Serving, create_deployment, create_md
 from autoscaling_metrics_pods import MetricsPods
 from trtforge_operator.apply import Kube as ApiKube
-from trtforge_operator.autoscaling.controller import AutoscalerController, TickResult
+from trtforge_operator.autoscaling.controller import AutoscalerController, TickResult, apply_decision
 from trtforge_operator.autoscaling.scrape import MetricsScraper
 from trtforge_runtime.spec.model import API_VERSION, KIND
 
@@ -29,6 +29,8 @@ class Ticker:
         self.now += TICK
         md = self.cluster.get(API_VERSION, KIND, "digits", NS)
         result = await self.controller.tick(md)
+        if result.scaled and result.decision is not None:  # what the reconcile does with a decision
+            await apply_decision(self.controller.kube, md, result.decision)
         serving.kubelet()
         return result
 
@@ -63,14 +65,13 @@ async def test_replicas_follow_real_metrics_up_and_down(
         result = await ticker.tick(serving)
         assert result.decision is not None and not result.scaled
         assert [s.value for s in result.scrapes] == [6.0]
+        assert result.decision.desired == 1
     md = cluster.get(API_VERSION, KIND, "digits", NS)
-    assert md["status"]["serving"]["desiredReplicas"] == 1
 
     serving.load(40.0)  # 5x one replica: panic, straight to maxReplicas
     result = await ticker.tick(serving)
     assert result.scaled and result.decision is not None and result.decision.desired == 4
     assert serving.replicas() == 4
-    assert cluster.get(API_VERSION, KIND, "digits", NS)["status"]["serving"]["desiredReplicas"] == 4
     (up,) = [e for e in autoscaler_events(cluster) if e["reason"] == "AutoscalerPanicScaleUp"]
     assert up["type"] == "Normal" and up["involvedObject"]["uid"] == md["metadata"]["uid"]
     assert "replicas 1 -> 4" in up["message"] and "target 8 per replica" in up["message"]
@@ -100,7 +101,6 @@ async def test_replicas_follow_real_metrics_up_and_down(
     assert counts == sorted(counts, reverse=True)  # down only, no flapping
     downs = [e for e in autoscaler_events(cluster) if e["reason"] == "AutoscalerScaleDown"]
     assert downs and "-> 1:" in downs[-1]["message"] and "stable window 60s" in downs[-1]["message"]
-    assert cluster.get(API_VERSION, KIND, "digits", NS)["status"]["serving"]["desiredReplicas"] == 1
 
 
 @pytest.mark.asyncio
@@ -172,34 +172,86 @@ async def test_the_loop_reports_errors_once_and_carries_on(caplog: pytest.LogCap
     import socket
 
     from kube_emulator.runner import api_client
-    from trtforge_operator.autoscaling.controller import run_autoscaling
+    from trtforge_operator.autoscaling.controller import AutoscalingLoop
+    from trtforge_operator.settings import OperatorSettings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     kube = ApiKube(api_client(f"http://127.0.0.1:{port}"))  # nothing listens there
-    controller = AutoscalerController(kube, namespace=NS, name="digits")
     meta = {"name": "digits", "namespace": NS, "uid": "u-1"}
     bad = {"metadata": meta, "spec": {"serving": {"autoscaling": {"target": -1}}}}
     good = {"metadata": meta, "spec": {"serving": {"autoscaling": {"tickSeconds": 0.1}}}}
-    bodies = [bad, bad, bad, good, good]
-    periods: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        periods.append(seconds)
-
+    deployment = {"metadata": {"name": "digits-predictor"}, "spec": {"replicas": 1, "selector": {}}}
+    mds: dict[Any, Any] = {}
+    now = [0.0]
+    triggered: list[Any] = []
+    loop = AutoscalingLoop(
+        kube,
+        OperatorSettings(),
+        modeldeployments=mds,
+        deployments={(NS, "digits"): deployment},
+        decisions={},
+        trigger=triggered.append,
+        clock=lambda: now[0],
+    )
     with caplog.at_level(logging.WARNING, logger="trtforge_operator.autoscaling.controller"):
-        await run_autoscaling(
-            lambda: bodies[len(periods)], lambda: len(periods) == len(bodies), controller, sleep=sleep
-        )
+        for body in (bad, bad, bad, good, good):
+            mds[(NS, "digits")] = body
+            await loop.tick_due()
+            now[0] += 1.0
     warnings = [
         r.getMessage() for r in caplog.records if r.name == "trtforge_operator.autoscaling.controller"
     ]
     assert len(warnings) == 2, warnings  # each problem once, not once per tick
     assert "spec.serving.autoscaling.target" in warnings[0] and "greater than 0" in warnings[0]
     assert "digits" in warnings[1] and "autoscaling:" in warnings[1]
-    assert all(p <= 5.0 for p in periods)  # never a hot loop, never a stall beyond the idle period
-    await controller.close()
+    assert triggered == []  # no decision, nothing queued
+    await loop.stop()
+    kube.close()
+
+
+@pytest.mark.asyncio
+async def test_the_loop_queues_decisions_and_costs_nothing_for_other_objects(
+    cluster: Any, metrics_pods: MetricsPods
+) -> None:
+    from trtforge_operator.autoscaling.controller import AutoscalingLoop
+    from trtforge_operator.settings import OperatorSettings
+
+    md = create_md(cluster, minReplicas=1, maxReplicas=4, target=8)
+    create_deployment(cluster, md, replicas=1)
+    serving = Serving(cluster, metrics_pods, capacity=4)
+    serving.kubelet()
+    serving.load(40.0)
+    kube = ApiKube(cluster.client())
+    key = (NS, "digits")
+    hpa = {
+        **md,
+        "metadata": {**md["metadata"], "name": "other"},
+        "spec": {"serving": {"autoscaling": {"mode": "hpa"}}},
+    }
+    mds = {key: md, (NS, "other"): hpa}
+    deployments = {key: cluster.get("apps/v1", "Deployment", "digits-predictor", NS)}
+    decisions: dict[Any, Any] = {}
+    triggered: list[Any] = []
+    now = [0.0]
+    loop = AutoscalingLoop(
+        kube,
+        OperatorSettings(),
+        modeldeployments=mds,
+        deployments=deployments,
+        decisions=decisions,
+        trigger=triggered.append,
+        clock=lambda: now[0],
+    )
+    before = kube.requests
+    await loop.tick_due()
+    assert triggered == [key] and decisions[key].desired == 4  # panic: straight to maxReplicas
+    assert kube.requests - before == 1  # one pod list; nothing read for the hpa-mode object
+    assert serving.replicas() == 1  # the loop decides, the reconcile writes
+    await loop.tick_due()  # not due yet (tickSeconds 2): no request at all
+    assert kube.requests - before == 1
+    await loop.stop()
     kube.close()
 
 

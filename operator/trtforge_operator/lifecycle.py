@@ -1,0 +1,108 @@
+"""The operator process's parts and who runs them: queue, pipeline, autoscaling loop, leader election.
+
+Every replica watches (kopf's handlers feed `Controller.trigger` and the object cache); only the Lease
+holder acts. Gaining the Lease activates the queue's workers (a full resync of every known object) and
+starts the one operator-level autoscaling loop; losing it stops both at once. Graceful shutdown stops
+acting first and then releases the Lease, so that a standby takes over within a retry period.
+With TRTFORGE_LEADER_ELECTION=false the process acts from the start (one replica only).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from trtforge_operator.apply import Kube
+from trtforge_operator.autoscaling.controller import AutoscalingLoop, Decisions
+from trtforge_operator.controller import Controller, Key
+from trtforge_operator.leader import LeaderElector, LeaseConfig
+from trtforge_operator.pipeline import Pipeline
+from trtforge_operator.probes import ProbeServer
+from trtforge_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+
+class ObjectCache:
+    """The latest ModelDeployments and serving Deployments as kopf's watches delivered them."""
+
+    def __init__(self) -> None:
+        self.modeldeployments: dict[Key, dict[str, Any]] = {}
+        self.deployments: dict[Key, dict[str, Any]] = {}
+
+
+class OperatorRuntime:
+    def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.cache = ObjectCache()
+        self.decisions: Decisions = {}
+        self.pipeline = Pipeline(kube, settings, decisions=self.decisions)
+        self.controller = Controller(
+            self.pipeline,
+            concurrency=settings.worker_limit,
+            resync_seconds=settings.resync_seconds,
+            active=False,
+        )
+        self.autoscaling: AutoscalingLoop | None = None
+        if settings.autoscaler_enabled:
+            self.autoscaling = AutoscalingLoop(
+                kube,
+                settings,
+                modeldeployments=self.cache.modeldeployments,
+                deployments=self.cache.deployments,
+                decisions=self.decisions,
+                trigger=self.controller.trigger,
+            )
+        self.elector: LeaderElector | None = None
+        if settings.leader_election:
+            config = LeaseConfig(
+                name=settings.lease_name,
+                namespace=settings.lease_namespace,
+                identity=settings.pod_name,
+                lease_duration=settings.lease_duration_seconds,
+                renew_deadline=settings.renew_deadline_seconds,
+                retry_period=settings.retry_period_seconds,
+            )
+            self.elector = LeaderElector(
+                kube, config, on_started_leading=self._lead, on_stopped_leading=self._stand_by
+            )
+        self.probes = ProbeServer(settings.health_port, self.describe)
+
+    @property
+    def leading(self) -> bool:
+        return self.controller.active
+
+    def describe(self) -> dict[str, Any]:
+        if self.elector is not None:
+            return self.elector.describe()
+        return {"role": "leader", "identity": self.settings.pod_name, "holder": None, "lease": None}
+
+    async def start(self) -> None:
+        await self.probes.start()
+        self.controller.start()
+        if self.elector is None:
+            self._lead()
+        else:
+            self.elector.start()
+        self.probes.started = True
+
+    async def stop(self) -> None:
+        if self.elector is not None:
+            await self.elector.stop(release=True)  # stops acting (_stand_by) before releasing
+        self._stand_by()
+        if self.autoscaling is not None:
+            await self.autoscaling.stop()
+        await self.controller.stop()
+        await self.probes.stop()
+        self.kube.close()
+
+    def _lead(self) -> None:
+        self.controller.activate()
+        if self.autoscaling is not None:
+            self.autoscaling.start()
+
+    def _stand_by(self) -> None:
+        self.controller.deactivate()
+        if self.autoscaling is not None:
+            self.autoscaling.cancel()

@@ -1,0 +1,456 @@
+"""The whole loop on the cluster in a box: `kubectl apply -f examples/digits.yaml` to deletion.
+
+`DigitsLoop` runs the steps in order; each records its wall time and figures in `report`, which the test
+prints and `benchmarks/loop_bench.py` writes to benchmarks/results/. Nothing is faked: the operator is a
+real `trtforge operator` process, every Job and serving pod a real `trtforge` process started from what
+the operator wrote into the objects, and every client request goes through the Service's proxy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from cluster_box.box import ClusterBox
+from cluster_box.load import ClosedLoopLoad
+from cluster_box.operator_process import OperatorProcess
+from kube_emulator.fixtures import start_kube
+from kube_emulator.helpers import Kube
+from kube_emulator.runner import EmulatorThread
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "digits.yaml"
+NS, NAME = "ml", "digits"
+MD = ("trtforge.dev/v1alpha1", "ModelDeployment")
+MD_LABEL = "trtforge.dev/modeldeployment"
+STAGE_LABEL = "trtforge.dev/stage"
+# short autoscaler windows (spec.serving.autoscaling) so that a test sees a whole up-and-down cycle
+AUTOSCALING = {
+    "target": 2,
+    "maxReplicas": 3,
+    "stableWindowSeconds": 8,
+    "panicWindowSeconds": 4,
+    "scaleDownDelaySeconds": 4,
+    "tickSeconds": 1,
+}
+
+
+class DigitsLoop:
+    def __init__(self, workdir: Path, log: Callable[[str], None] = print) -> None:
+        self.workdir = workdir
+        self.log = log
+        self.report: dict[str, Any] = {"phases": {}, "steps": {}, "timeline": {}, "requests": {}}
+        self.thread: EmulatorThread | None = None
+        self.kube: Kube | None = None
+        self.box: ClusterBox | None = None
+        self.operator: OperatorProcess | None = None
+        self.load: ClosedLoopLoad | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def start(self) -> DigitsLoop:
+        self.thread, self.kube = start_kube(self.workdir)
+        self.kube.create_namespace(NS)
+        # the artifacts claim the chart's `storage` values create (pvc://trtforge-artifacts/ is the default)
+        self.kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "trtforge-artifacts", "namespace": NS},
+                "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+            }
+        )
+        self.box = ClusterBox(self.kube, self.workdir / "box").start()
+        self.operator = OperatorProcess(
+            self.kube.kubeconfig, self.workdir / "operator.log", {"TRTFORGE_WATCH_NAMESPACES": NS}
+        ).start()
+        return self
+
+    def close(self) -> None:
+        if self.load is not None:
+            self.load.stop()
+        if self.operator is not None:
+            self.operator.stop()
+        if self.box is not None:
+            self.box.stop()
+        if self.thread is not None:
+            self.thread.stop()
+
+    def __enter__(self) -> DigitsLoop:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ looking
+    @property
+    def k(self) -> Kube:
+        assert self.kube is not None
+        return self.kube
+
+    @property
+    def b(self) -> ClusterBox:
+        assert self.box is not None
+        return self.box
+
+    def md(self) -> dict[str, Any]:
+        return self.k.get(*MD, NAME, NS) or {}
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.md().get("status") or {})
+
+    def jobs(self, stage: str) -> list[dict[str, Any]]:
+        return [
+            j for j in self.k.list("batch/v1", "Job", NS) if j["metadata"]["labels"].get(STAGE_LABEL) == stage
+        ]
+
+    def predictor(self) -> dict[str, Any]:
+        return self.k.get("apps/v1", "Deployment", f"{NAME}-predictor", NS) or {}
+
+    def wait(self, what: str, predicate: Callable[[], Any], timeout: float) -> Any:
+        def check() -> Any:
+            st = self.status()
+            if st.get("phase") == "Failed" and "Failed" not in what:
+                raise AssertionError(f"{NAME} failed while waiting for {what}: {json.dumps(st)[:3000]}")
+            return predicate()
+
+        try:
+            return self.b.wait_for(check, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnose()}") from None
+
+    def diagnose(self) -> str:
+        parts = [f"status: {json.dumps(self.status())[:3000]}"]
+        for kind, api in (("Job", "batch/v1"), ("Deployment", "apps/v1"), ("Pod", "v1")):
+            for obj in self.k.list(api, kind, NS):
+                parts.append(f"{kind} {obj['metadata']['name']}: {json.dumps(obj.get('status'))[:800]}")
+        parts.append("box events: " + "\n".join(self.b.kubelet.events[-20:] if self.b.kubelet else []))
+        if self.operator is not None:
+            parts.append("operator log tail:\n" + self.operator.log()[-4000:])
+        return "\n".join(parts)
+
+    def timed(self, step: str, fn: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        self.log(f"== {step}")
+        value = fn()
+        self.report["steps"][step] = round(time.monotonic() - started, 1)
+        self.log(f"   {step}: {self.report['steps'][step]} s")
+        return value
+
+    # ------------------------------------------------------------------ 1. apply -> Ready
+    def apply_until_ready(self) -> dict[str, Any]:
+        """kubectl apply the example; SIGKILL the operator once in Training and once in Deploying."""
+        seen: dict[str, float] = {}
+        t0 = time.monotonic()
+        self.k.kubectl("apply", "-n", NS, "-f", str(EXAMPLE))
+        kills: list[str] = []
+        while True:
+            st = self.status()
+            phase = st.get("phase")
+            if phase and phase not in seen:
+                seen[phase] = time.monotonic() - t0
+                self.log(f"   phase {phase} at {seen[phase]:.1f} s")
+            if phase == "Failed":
+                raise AssertionError(f"{NAME} failed: {json.dumps(st)[:3000]}\n{self.diagnose()}")
+            if phase == "Training" and "Training" not in kills and self.jobs("train"):
+                kills.append("Training")
+                self.restart_operator("Training")
+            if phase == "Deploying" and "Deploying" not in kills:
+                kills.append("Deploying")
+                self.restart_operator("Deploying")
+            serving = st.get("serving") or {}
+            if phase == "Ready" and serving.get("readyReplicas", 0) >= 1:
+                break
+            if time.monotonic() - t0 > 420:
+                raise AssertionError(f"not Ready after 420 s (phases {seen})\n{self.diagnose()}")
+            if self.b.errors:
+                raise AssertionError(self.b.errors[0])
+            time.sleep(0.2)
+        order = list(seen)
+        for a, b in itertools.pairwise(order):
+            self.report["phases"][a] = round(seen[b] - seen[a], 1)
+        self.report["phases"]["total to Ready"] = round(seen["Ready"], 1)
+        self.report["operator_kills"] = kills
+        self.report["phase_order"] = order
+        return st
+
+    def restart_operator(self, during: str) -> None:
+        assert self.operator is not None
+        self.log(f"   SIGKILL the operator during {during}")
+        self.operator.kill()
+        self.operator.start()
+
+    # ------------------------------------------------------------------ 2. predictions
+    def test_split(self) -> tuple[np.ndarray, np.ndarray]:
+        from trtforge_runtime.spec.load import load_manifest
+        from trtforge_runtime.train.datasets import load_dataset
+
+        md = load_manifest(EXAMPLE)
+        train = md.spec.model.train
+        assert train is not None
+        splits = load_dataset(train.dataset, train.seed)
+        return splits.x_test.astype(np.float32), splits.y_test
+
+    def predict_http(self, x: np.ndarray) -> np.ndarray:
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(f"{self.b.service_address(NS, NAME)}:8080")
+        inp = httpclient.InferInput("pixels", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=True)
+        out = client.infer(NAME, [inp], outputs=[httpclient.InferRequestedOutput("probabilities")])
+        client.close()
+        return np.asarray(out.as_numpy("probabilities"))
+
+    def predict_grpc(self, x: np.ndarray) -> np.ndarray:
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(f"{self.b.service_address(NS, NAME)}:8081")
+        inp = grpcclient.InferInput("pixels", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        out = client.infer(NAME, [inp], outputs=[grpcclient.InferRequestedOutput("probabilities")])
+        client.close()
+        return np.asarray(out.as_numpy("probabilities"))
+
+    def accuracy(self) -> dict[str, float]:
+        x, y = self.test_split()
+        result = {}
+        for proto, fn in (("http", self.predict_http), ("grpc", self.predict_grpc)):
+            probs = fn(x)
+            result[proto] = float(np.mean(np.argmax(probs, axis=1) == y))
+        result["samples"] = len(y)
+        self.report["accuracy"] = result
+        return result
+
+    # ------------------------------------------------------------------ 3. load, autoscaling
+    def start_load(self, clients: int) -> ClosedLoopLoad:
+        x, _ = self.test_split()
+        if self.load is None:
+            self.load = ClosedLoopLoad(self.b.service_address(NS, NAME), 8080, NAME, "pixels", x)
+        self.load.set_clients(clients)
+        return self.load
+
+    def sample_timeline(self, name: str, until: Callable[[], bool], timeout: float) -> list[dict[str, Any]]:
+        """Replicas (wanted / ready) and request counts every 0.5 s until `until()` or the timeout."""
+        rows: list[dict[str, Any]] = []
+        t0 = time.monotonic()
+        while True:
+            dep = self.predictor()
+            pods = self.k.pods(NS, {"app.kubernetes.io/component": "predictor"})
+            ok, failed = self.load.counts() if self.load else (0, 0)
+            rows.append(
+                {
+                    "t": round(time.monotonic() - t0, 1),
+                    "replicas": (dep.get("spec") or {}).get("replicas"),
+                    "ready": (dep.get("status") or {}).get("readyReplicas", 0),
+                    "pods": len([p for p in pods if not p["metadata"].get("deletionTimestamp")]),
+                    "terminating": len([p for p in pods if p["metadata"].get("deletionTimestamp")]),
+                    "clients": self.load.clients if self.load else 0,
+                    "ok": ok,
+                    "failed": failed,
+                }
+            )
+            if until():
+                break
+            if time.monotonic() - t0 > timeout:
+                self.report["timeline"][name] = rows
+                raise AssertionError(f"{name}: condition not reached in {timeout} s; timeline {rows[-10:]}")
+            time.sleep(0.5)
+        self.report["timeline"][name] = rows
+        return rows
+
+    def set_autoscaling(self) -> None:
+        patch = {"spec": {"serving": {"autoscaling": AUTOSCALING}}}
+        self.k.kubectl("patch", "md", NAME, "-n", NS, "--type=merge", "-p", json.dumps(patch))
+
+    def ready_replicas(self) -> int:
+        return int((self.predictor().get("status") or {}).get("readyReplicas") or 0)
+
+    def wanted_replicas(self) -> int:
+        return int((self.predictor().get("spec") or {}).get("replicas") or 0)
+
+    def counts_during(self, name: str, fn: Callable[[], Any]) -> Any:
+        assert self.load is not None
+        ok0, failed0 = self.load.counts()
+        reasons0 = dict(self.load.stats.reasons)
+        value = fn()
+        ok1, failed1 = self.load.counts()
+        reasons = {
+            k: v - reasons0.get(k, 0) for k, v in self.load.stats.reasons.items() if v != reasons0.get(k, 0)
+        }
+        self.report["requests"][name] = {"ok": ok1 - ok0, "failed": failed1 - failed0, "reasons": reasons}
+        self.log(f"   requests during {name}: ok {ok1 - ok0}, failed {failed1 - failed0} {reasons or ''}")
+        return value
+
+    # ------------------------------------------------------------------ 4. rollout, gate failure, deletion
+    def patch_spec(self, patch: dict[str, Any]) -> None:
+        self.k.kubectl("patch", "md", NAME, "-n", NS, "--type=merge", "-p", json.dumps({"spec": patch}))
+
+    def serving_revision(self) -> str | None:
+        return (self.status().get("serving") or {}).get("revision")
+
+    def children(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for api, kind in (
+            ("batch/v1", "Job"),
+            ("apps/v1", "Deployment"),
+            ("apps/v1", "ReplicaSet"),
+            ("v1", "Pod"),
+            ("v1", "Service"),
+            ("v1", "ConfigMap"),
+        ):
+            names = [
+                o["metadata"]["name"]
+                for o in self.k.list(api, kind, NS)
+                if kind in ("Pod", "ReplicaSet") or (o["metadata"].get("labels") or {}).get(MD_LABEL) == NAME
+            ]
+            if names:
+                out[kind] = names
+        return out
+
+
+def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    return t
+
+
+def manifest() -> dict[str, Any]:
+    return dict(yaml.safe_load(EXAMPLE.read_text()))
+
+
+def _one(items: list[dict[str, Any]], what: str) -> dict[str, Any]:
+    names = [i["metadata"]["name"] for i in items]
+    assert len(items) == 1, f"expected exactly one {what}, found {names}"
+    return items[0]
+
+
+def run_loop(loop: DigitsLoop) -> dict[str, Any]:
+    """Every step of the scenario, with its checks; returns the report."""
+    report = loop.report
+
+    # 1. apply -> Training -> Converting -> Deploying -> Ready, the operator SIGKILLed twice on the way
+    st = loop.timed("apply to Ready", loop.apply_until_ready)
+    assert report["phase_order"][-4:] == ["Training", "Converting", "Deploying", "Ready"], report[
+        "phase_order"
+    ]
+    assert report["operator_kills"] == ["Training", "Deploying"], report["operator_kills"]
+    train_job = _one(loop.jobs("train"), "training Job")
+    _one(loop.jobs("convert"), "conversion Job")
+    train_pods = [
+        p for p in loop.k.pods(NS) if p["metadata"]["labels"].get("job-name") == train_job["metadata"]["name"]
+    ]
+    _one(train_pods, "training pod")
+    assert st["model"]["accuracy"] >= 0.95 and st["model"]["digest"].startswith("sha256:"), st["model"]
+    assert st["engine"]["precision"] == "fp16" and st["engine"]["sizeBytes"] > 0, st["engine"]
+    assert st["serving"]["url"] and st["serving"]["readyReplicas"] >= 1, st["serving"]
+    first_revision = st["serving"]["revision"]
+
+    # 2. correct predictions through the Service, over HTTP and gRPC
+    acc = loop.timed("predictions", loop.accuracy)
+    assert acc["http"] >= 0.9 and acc["grpc"] >= 0.9, acc
+
+    # 3. closed-loop load raises the replicas (built-in autoscaler, short windows from the spec)
+    loop.set_autoscaling()
+    loop.start_load(8)
+    maximum = int(AUTOSCALING["maxReplicas"])
+    loop.timed(
+        "scale up under load",
+        lambda: loop.counts_during(
+            "scale-up",
+            lambda: loop.sample_timeline(
+                "scale-up",
+                lambda: loop.wanted_replicas() == maximum and loop.ready_replicas() == maximum,
+                180,
+            ),
+        ),
+    )
+
+    # 4. the load drops below one replica's target: back to minReplicas, no request lost on the way
+    assert loop.load is not None
+    loop.load.set_clients(1)
+    loop.timed(
+        "scale down under load",
+        lambda: loop.counts_during(
+            "scale-down",
+            lambda: loop.sample_timeline(
+                "scale-down",
+                lambda: (
+                    loop.wanted_replicas() == 1
+                    and loop.ready_replicas() == 1
+                    and len(loop.k.pods(NS, {"app.kubernetes.io/component": "predictor"})) == 1
+                ),
+                180,
+            ),
+        ),
+    )
+    assert report["requests"]["scale-down"]["failed"] == 0, report["requests"]["scale-down"]
+
+    # 5. a spec change (engine precision) rolls out a new revision while load runs: nothing lost
+    loop.load.set_clients(2)
+
+    def rolled_out() -> bool:
+        st = loop.status()
+        pods = loop.k.pods(NS, {"app.kubernetes.io/component": "predictor"})
+        return (
+            st.get("phase") == "Ready"
+            and (st.get("serving") or {}).get("revision") not in (None, first_revision)
+            and (st.get("engine") or {}).get("precision") == "fp32"
+            and all(p["metadata"]["labels"].get("trtforge.dev/revision") != first_revision for p in pods)
+        )
+
+    loop.patch_spec({"engine": {"precision": "fp32"}})
+    loop.timed(
+        "rollout under load",
+        lambda: loop.counts_during("rollout", lambda: loop.sample_timeline("rollout", rolled_out, 300)),
+    )
+    assert report["requests"]["rollout"]["failed"] == 0, report["requests"]["rollout"]
+    assert report["requests"]["rollout"]["ok"] > 0
+    second_revision = loop.serving_revision()
+
+    # 6. load stops: replicas at minReplicas after the delay
+    loop.load.set_clients(0)
+    loop.timed(
+        "idle to minReplicas",
+        lambda: loop.sample_timeline(
+            "idle", lambda: loop.wanted_replicas() == 1 and loop.ready_replicas() == 1, 120
+        ),
+    )
+
+    # 7. a training spec whose quality gate fails: Failed with the gate's message, old revision serving
+    loop.patch_spec({"model": {"train": {"minAccuracy": 0.999, "epochs": 3}}})
+
+    def failed() -> dict[str, Any] | None:
+        st = loop.status()
+        return st if st.get("phase") == "Failed" else None
+
+    st = loop.timed("quality gate failure", lambda: loop.wait("phase Failed", failed, 300))
+    message = json.dumps(st)
+    assert "minAccuracy" in message or "quality gate" in message, message[:2000]
+    report["gate_message"] = next(
+        (c.get("message") for c in st.get("conditions") or [] if c.get("type") == "Trained"),
+        st.get("message"),
+    )
+    assert loop.serving_revision() == second_revision
+    acc = loop.accuracy()
+    assert acc["http"] >= 0.9 and acc["grpc"] >= 0.9, acc
+    loop.start_load(2)
+    loop.counts_during("after gate failure", lambda: time.sleep(3))
+    assert report["requests"]["after gate failure"]["failed"] == 0
+    assert report["requests"]["after gate failure"]["ok"] > 0
+    loop.load.set_clients(0)
+
+    # 8. deleting the ModelDeployment removes its children and stops their processes
+    def gone() -> bool:
+        procs = [k for k in loop.b.processes() if k.startswith(f"{NS}/")]
+        return not loop.children() and not procs and loop.k.get(*MD, NAME, NS) is None
+
+    loop.k.kubectl("delete", "md", NAME, "-n", NS, "--wait=false")
+    loop.timed("deletion", lambda: loop.b.wait_for(gone, 120, "children and processes gone"))
+    assert not loop.b.errors, loop.b.errors
+    return report

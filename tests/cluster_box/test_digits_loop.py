@@ -1,0 +1,32 @@
+"""The whole loop for real on the cluster in a box (tests/cluster_box): train, convert, serve, scale,
+roll out, survive operator crashes, fail a quality gate, delete. docs/e2e.md describes it.
+
+`run_loop` checks every step as it goes (the same checks run in benchmarks/loop_bench.py); the asserts
+here restate the headline claims on the report, which is printed for the run's log.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cluster_box.scenario import DigitsLoop, run_loop
+
+
+@pytest.mark.slow
+def test_digits_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with DigitsLoop(tmp_path) as loop:
+        report = run_loop(loop)
+    with capsys.disabled():
+        print("\n" + json.dumps({k: v for k, v in report.items() if k != "timeline"}, indent=1))
+        for name, rows in report["timeline"].items():
+            cells = [f"{r['t']}s:{r['replicas']}/{r['ready']}/{r['pods']}+{r['terminating']}" for r in rows]
+            print(f"timeline {name} (wanted/ready/pods+terminating): " + " ".join(cells))
+    assert report["phase_order"][-4:] == ["Training", "Converting", "Deploying", "Ready"]
+    assert report["accuracy"]["http"] >= 0.9 and report["accuracy"]["grpc"] >= 0.9
+    assert max(r["ready"] for r in report["timeline"]["scale-up"]) == 3
+    for step in ("scale-down", "rollout", "after gate failure"):
+        assert report["requests"][step]["failed"] == 0 and report["requests"][step]["ok"] > 0, step
+    assert "minAccuracy" in report["gate_message"]

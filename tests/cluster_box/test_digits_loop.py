@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from cluster_box.scenario import DigitsLoop, run_loop
 
 

@@ -64,7 +64,7 @@ class PathMap:
         if not self.mounts:
             return text
         alternatives = "|".join(re.escape(m) for m in sorted(self.mounts, key=len, reverse=True))
-        pattern = re.compile(rf"(?<![\w./:-])({alternatives})(?=$|[/\s:;,='\"])")
+        pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=$|[/\s:;,='\"])")
         return pattern.sub(lambda m: self.mounts[m.group(1)], text)
 
 

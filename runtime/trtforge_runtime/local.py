@@ -107,8 +107,7 @@ def train_stage(
     progress.stage(
         1,
         "train",
-        f"test accuracy {outcome.accuracy:.4f} (minAccuracy {outcome.min_accuracy}) in "
-        f"{time.perf_counter() - started:.1f} s; {outcome.digest[:19]}...",
+        f"{outcome.quality} in {time.perf_counter() - started:.1f} s; {outcome.digest[:19]}...",
     )
     return model_dir
 

@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from trtforge_runtime import tasks
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.model import Architecture, Layer, Loss
 
@@ -164,33 +165,65 @@ def build_model(
     return keras.Model(inputs=inputs, outputs=x, name=name)
 
 
-def check_output(model: keras.Model, loss: str, num_classes: int) -> int:
-    """The model's class count; refuses outputs that cannot score `num_classes` classes under `loss`."""
+def check_output(model: keras.Model, loss: str, y: np.ndarray, task: str = tasks.CLASSIFICATION) -> int:
+    """The model's output width; refuses outputs that cannot fit the labels `y` of `task` under `loss`."""
     shape = tuple(model.output.shape)
     where = f"{LAYERS_PATH}[-1]"
     if len(shape) != 2:
         raise ManifestError(
-            f"{where}: the model's output has shape {shape}; a classifier needs (batch, classes) "
+            f"{where}: the model's output has shape {shape}; a {task} model needs (batch, units) "
             "(add Flatten and a Dense layer)"
         )
     width = int(shape[1])
+    need = tasks.output_width(task, y)
+    if task == tasks.REGRESSION:
+        if width != need:
+            raise ManifestError(
+                f"{where}: regression on {need} target value(s) per row needs {need} output unit(s) "
+                f"with a linear activation; the model has {width}"
+            )
+        return width
+    if task == tasks.MULTILABEL:
+        if width != need:
+            raise ManifestError(
+                f"{where}: the dataset has {need} labels; the last Dense layer needs units: {need} "
+                f"and activation: sigmoid (the model has {width} outputs)"
+            )
+        return width
     if loss == Loss.BINARY_CROSSENTROPY:
-        if width != 1 or num_classes > 2:
+        if width != 1 or need > 2:
             raise ManifestError(
                 f"{where}: binary_crossentropy needs one output unit and labels 0/1; the model has {width} "
-                f"outputs and the dataset {num_classes} classes"
+                f"outputs and the dataset {need} classes"
             )
         return 2
-    if width < num_classes:
+    if width < need:
         raise ManifestError(
-            f"{where}: the model has {width} outputs but the dataset has {num_classes} classes "
-            f"(labels 0..{num_classes - 1}); set the last Dense layer's units to at least {num_classes}"
+            f"{where}: the model has {width} outputs but the dataset has {need} classes "
+            f"(labels 0..{need - 1}); set the last Dense layer's units to at least {need}"
         )
     return width
 
 
-def targets(y: np.ndarray, loss: str, width: int) -> np.ndarray:
-    """Labels in the form `loss` expects: class indices, one-hot rows, or a 0/1 column."""
+def check_last_activation(arch: Architecture, task: str) -> None:
+    """Multilabel decides each label at 0.5 on a probability: the last layer must be a sigmoid."""
+    last = arch.layers[-1]
+    if task == tasks.MULTILABEL and str(last.activation or "linear") != "sigmoid":
+        raise ManifestError(
+            f"{LAYERS_PATH}[-1]: a multilabel model needs activation: sigmoid on its last layer "
+            f"(one probability per label), got {last.activation or 'linear'}"
+        )
+    if task == tasks.REGRESSION and str(last.activation or "linear") in ("softmax", "sigmoid"):
+        raise ManifestError(
+            f"{LAYERS_PATH}[-1]: a regression model predicts values; {last.activation} squashes them "
+            "(use activation: linear)"
+        )
+
+
+def targets(y: np.ndarray, loss: str, width: int, task: str = tasks.CLASSIFICATION) -> np.ndarray:
+    """Labels in the form `loss` expects: class indices, one-hot rows, a 0/1 column, or float values."""
+    if task != tasks.CLASSIFICATION:
+        return y.astype(np.float32).reshape(len(y), -1)
     if loss == Loss.SPARSE_CATEGORICAL_CROSSENTROPY:
         return y
     if loss == Loss.BINARY_CROSSENTROPY:
@@ -198,11 +231,14 @@ def targets(y: np.ndarray, loss: str, width: int) -> np.ndarray:
     return np.eye(width, dtype=np.float32)[y]
 
 
+def keras_metric(task: str) -> str:
+    """The metric Keras reports per epoch (progress lines): accuracy, MAE, or per-label accuracy."""
+    return {tasks.REGRESSION: "mae", tasks.MULTILABEL: "binary_accuracy"}.get(task, "accuracy")
+
+
 def predicted_classes(outputs: np.ndarray) -> np.ndarray:
     """Class per row: argmax, or a 0.5 threshold for a single-unit output."""
-    if outputs.ndim == 2 and outputs.shape[1] == 1:
-        return (outputs[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(outputs, axis=-1).astype(np.int64)
+    return tasks.predicted_classes(outputs)
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

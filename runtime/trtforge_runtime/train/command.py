@@ -20,7 +20,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from trtforge_runtime import __version__
+from trtforge_runtime import __version__, tasks
 from trtforge_runtime.artifacts import (
     atomic_output_dir,
     read_json,
@@ -42,6 +42,7 @@ from trtforge_runtime.errors import ManifestError, QualityGateError, TrainingErr
 from trtforge_runtime.remote import is_remote
 from trtforge_runtime.spec.load import load_manifest
 from trtforge_runtime.spec.model import ModelDeployment, Train
+from trtforge_runtime.train.datasets import DatasetSettings, Splits
 from trtforge_runtime.train.strategy import StrategyPlan, plan_strategy
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,22 @@ class TrainOutcome:
     published: bool
     metrics: dict[str, Any]
 
+    @property
+    def quality(self) -> str:
+        """The quality gate's verdict in words, e.g. `test R² 0.51 >= minR2 0.4: passed`."""
+        gate = self.metrics.get("gate") or {}
+        return str(gate.get("why") or f"test accuracy {self.accuracy:.4f}")
+
     def summary(self) -> dict[str, Any]:
+        gate = self.metrics.get("gate") or {}
         return {
             "ok": True,
             "stage": "train",
             "name": self.name,
+            "task": self.metrics.get("task", "classification"),
             "accuracy": self.accuracy,
             "minAccuracy": self.min_accuracy,
+            "gate": gate.get("why"),
             "digest": self.digest,
             "epochs": self.epochs,
             "seconds": round(self.seconds, 3),
@@ -144,15 +154,11 @@ def run(args: argparse.Namespace) -> int:
     write_termination_message(outcome.summary())
     if outcome.published:
         print(
-            f"trained {outcome.name}: test accuracy {outcome.accuracy:.4f} "
-            f"(minAccuracy {outcome.min_accuracy}), "
+            f"trained {outcome.name}: {outcome.quality}; "
             f"{outcome.epochs} epochs in {outcome.seconds:.1f}s; {outcome.digest} -> {outcome.output}"
         )
     else:
-        print(
-            f"trained {outcome.name} as a non-chief worker: test accuracy {outcome.accuracy:.4f}; "
-            "nothing written"
-        )
+        print(f"trained {outcome.name} as a non-chief worker: {outcome.quality}; nothing written")
     return 0
 
 
@@ -273,14 +279,115 @@ def train_to_uri(options: TrainOptions, uri: str) -> TrainOutcome:
 
 
 def _gate_error(metrics: dict[str, Any], where: Path | str, *, kept: bool) -> QualityGateError:
-    measured, required = metrics["test"]["accuracy"], metrics["minAccuracy"]
     note = "the existing model in the output folder was kept" if kept else "no model was published"
-    err = QualityGateError(
-        f"test accuracy {measured:.4f} is below the required spec.model.train.minAccuracy {required}; "
-        f"{note} (metrics: {where})"
-    )
-    err.summary = {"accuracy": measured, "minAccuracy": required}  # type: ignore[attr-defined]
+    checks = metrics["gate"]["checks"]
+    failed = [c for c in checks if not c["passed"]] or checks
+    parts = []
+    for c in failed:
+        how = "below the required" if c["value"] < (c["limit"] or 0) else "above the allowed"
+        parts.append(f"{c['metric']} {c['value']:.4f} is {how} {c['setting']} {c['limit']}")
+    err = QualityGateError(f"{'; '.join(parts)}; {note} (metrics: {where})")
+    first = failed[0]
+    err.summary = {  # type: ignore[attr-defined]
+        "accuracy": first["value"],
+        "minAccuracy": metrics.get("minAccuracy"),
+        "metric": first["metric"],
+        "limit": first["limit"],
+    }
     return err
+
+
+@dataclass
+class _Trained:
+    """A trained model, declarative or custom, as the rest of the stage needs it."""
+
+    predict: Any  # what loop.predict calls: a Keras model or a function of a batch
+    splits: Splits
+    epochs: int
+    seconds: float
+    input_name: str
+    output_name: str
+    write_saved_model: Callable[[Path], None]
+    write_onnx: Callable[[Path], None]
+    scores: dict[str, dict[str, float]]
+    extra_files: dict[str, Path]  # name in the model folder -> file to copy there (e.g. model.keras)
+
+
+def _dataset_settings(options: TrainOptions) -> DatasetSettings:
+    """Where pvc:// datasets are mounted (from the environment)."""
+    return DatasetSettings.from_env()
+
+
+def _declarative(md: ModelDeployment, spec: Train, options: TrainOptions, plan: StrategyPlan) -> _Trained:
+    from trtforge_runtime.train import export, trainer
+
+    result = trainer.train(
+        spec,
+        progress=options.progress,
+        plan=plan,
+        task=str(md.spec.model.task),
+        dataset_settings=_dataset_settings(options),
+    )
+    arch = spec.architecture
+    assert arch is not None
+    return _Trained(
+        predict=result.model,
+        splits=result.splits,
+        epochs=result.epochs,
+        seconds=result.seconds,
+        input_name=arch.input_name,
+        output_name=arch.output_name,
+        write_saved_model=lambda path: export.export_saved_model(result.model, path),
+        write_onnx=lambda path: export.export_onnx(
+            result.model, path, input_name=arch.input_name, output_name=arch.output_name
+        ),
+        scores=result.scores,
+        extra_files={},
+    )
+
+
+def _custom(
+    md: ModelDeployment, spec: Train, options: TrainOptions, plan: StrategyPlan, work: Path
+) -> _Trained | None:
+    """Run spec.custom; None on a non-chief worker (its code ran; it publishes nothing)."""
+    from trtforge_runtime.train import architecture, custom, export, loop
+    from trtforge_runtime.train.datasets import load_dataset
+
+    task = str(md.spec.model.task)
+    splits = load_dataset(spec.dataset, spec.seed, _dataset_settings(options), task)
+    code_source = custom.code_location(spec.custom.code, options.file.parent, work) if spec.custom else None
+    model, seconds = custom.train(
+        md, options.file.parent, work / "run", splits, is_chief=plan.is_chief, code_source=code_source
+    )
+    if model is None:
+        return None
+    loss = md.spec.model.loss
+    width = tasks.output_width(task, splits.y_train)
+    scores: dict[str, dict[str, float]] = {}
+    for name, x, y in (
+        ("train", splits.x_train, splits.y_train),
+        ("validation", splits.x_val, splits.y_val),
+        ("test", splits.x_test, splits.y_test),
+    ):
+        outputs = loop.predict(model.predict, x)
+        if task == tasks.CLASSIFICATION:
+            width = max(width, outputs.reshape(len(outputs), -1).shape[1])
+        result = loop.score_outputs(outputs, y, architecture.targets(y, loss, width, task), loss, task)
+        scores[name] = {k: round(v, 6) for k, v in result.items()}
+    return _Trained(
+        predict=model.predict,
+        splits=splits,
+        epochs=spec.epochs,
+        seconds=seconds,
+        input_name=model.input_name,
+        output_name=model.output_name,
+        write_saved_model=model.write_saved_model,
+        write_onnx=lambda path: export.export_function_onnx(
+            model.serve, model.spec, path, input_name=model.input_name, output_name=model.output_name
+        ),
+        scores=scores,
+        extra_files={custom.KERAS_FILE: model.keras_file} if model.keras_file is not None else {},
+    )
 
 
 def _train_into(
@@ -292,54 +399,102 @@ def _train_into(
     *,
     keep_existing: bool,
 ) -> TrainOutcome:
-    from trtforge_runtime.train import export, trainer
+    from trtforge_runtime.train import export
 
-    result = trainer.train(spec, progress=options.progress, plan=plan)
+    task = str(md.spec.model.task)
+    if spec.custom is not None:
+        with tempfile.TemporaryDirectory(prefix="trtforge-custom-") as work:
+            trained = _custom(md, spec, options, plan, Path(work))
+            if trained is None:  # a non-chief worker of custom code
+                return _worker_outcome(md, spec)
+            return _publish(tmp, md, spec, trained, task, keep_existing=keep_existing, export=export)
+    return _publish(
+        tmp, md, spec, _declarative(md, spec, options, plan), task, keep_existing=keep_existing, export=export
+    )
+
+
+def _worker_outcome(md: ModelDeployment, spec: Train) -> TrainOutcome:
+    return TrainOutcome(
+        name=md.metadata.name,
+        output="",
+        accuracy=float("nan"),
+        min_accuracy=spec.min_accuracy,
+        digest="",
+        epochs=spec.epochs,
+        seconds=0.0,
+        parity={},
+        passed=True,
+        published=False,
+        metrics={},
+    )
+
+
+def _publish(
+    tmp: Path,
+    md: ModelDeployment,
+    spec: Train,
+    trained: _Trained,
+    task: str,
+    *,
+    keep_existing: bool,
+    export: Any,
+) -> TrainOutcome:
+    """Gate, export, check parity and write the model folder's files into `tmp`."""
+    verdicts = tasks.training_verdicts(task, trained.scores["test"], spec)
+    gate = tasks.combined(verdicts)
     metrics: dict[str, Any] = {
-        **result.scores,
-        "epochs": result.epochs,
-        "seconds": round(result.seconds, 3),
+        "task": task,
+        **trained.scores,
+        "epochs": trained.epochs,
+        "seconds": round(trained.seconds, 3),
         "onnxParity": None,
         "minAccuracy": spec.min_accuracy,
-        "passed": result.test_accuracy >= spec.min_accuracy,
+        "gate": gate,
+        "passed": gate["passed"],
     }
+    headline = trained.scores["test"][tasks.headline(task)]
     outcome = TrainOutcome(
         name=md.metadata.name,
         output=tmp,
-        accuracy=result.test_accuracy,
+        accuracy=headline,
         min_accuracy=spec.min_accuracy,
         digest="",
-        epochs=result.epochs,
-        seconds=result.seconds,
+        epochs=trained.epochs,
+        seconds=trained.seconds,
         parity={},
-        passed=bool(metrics["passed"]),
+        passed=bool(gate["passed"]),
         published=False,
         metrics=metrics,
     )
-    if not metrics["passed"]:
-        log.error("test accuracy %.4f is below minAccuracy %s", result.test_accuracy, spec.min_accuracy)
+    if not gate["passed"]:
+        log.error("quality gate failed: %s", gate["why"])
         if keep_existing:
             raise _Rejected(metrics)
         write_json(tmp / "metrics.json", metrics)
         _make_readable(tmp)
         return outcome
+    log.info("quality gate: %s", gate["why"])
 
-    inputs_name, output_name = spec.architecture.input_name, spec.architecture.output_name
-    export.export_saved_model(result.model, tmp / "saved_model")
+    trained.write_saved_model(tmp / "saved_model")
+    for name, source in trained.extra_files.items():
+        shutil.copy2(source, tmp / name)
     onnx_path = tmp / "model.onnx"
-    export.export_onnx(result.model, onnx_path, input_name=inputs_name, output_name=output_name)
-    parity = export.onnx_parity(result.model, onnx_path, result.splits.x_test, input_name=inputs_name)
+    trained.write_onnx(onnx_path)
+    splits = trained.splits
+    parity = export.onnx_parity(
+        trained.predict, onnx_path, splits.x_test, input_name=trained.input_name, task=task
+    )
     metrics["onnxParity"] = parity.as_json()
-    if parity.max_abs_diff > PARITY_MAX_ABS_DIFF or parity.argmax_agreement < PARITY_MIN_AGREEMENT:
+    if not parity.acceptable(PARITY_MAX_ABS_DIFF, PARITY_MIN_AGREEMENT):
         raise TrainingError(
             f"the ONNX export does not reproduce the TensorFlow model on {parity.rows} test rows "
-            f"(max abs diff {parity.max_abs_diff:.3g}, argmax agreement {parity.argmax_agreement:.4f})"
+            f"(max abs diff {parity.max_abs_diff:.3g}, agreement {parity.argmax_agreement:.4f})"
         )
-    splits = result.splits
+    label_dtype = np.float32 if task == tasks.REGRESSION else np.int64
     np.savez(
         tmp / "samples.npz",
         x_test=splits.x_test.astype(np.float32),
-        y_test=splits.y_test.astype(np.int64),
+        y_test=splits.y_test.astype(label_dtype),
         x_calib=splits.x_train[:CALIBRATION_ROWS].astype(np.float32),
     )
     digest = sha256_file(onnx_path)
@@ -350,6 +505,7 @@ def _train_into(
         {
             "format": MODEL_FORMAT,
             "digest": digest,
+            "task": task,
             "inputs": inputs,
             "outputs": outputs,
             "versions": library_versions(),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trtforge_runtime.train.architecture import predicted_classes
+from trtforge_runtime import tasks
 
 EVAL_BATCH = 1024
 
@@ -33,19 +33,25 @@ def loss_function(loss: str) -> Callable[[Any, Any], Any]:
 
 
 def predict(model: Any, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Inference outputs, computed eagerly in batches (no distribution, no collectives)."""
+    """Inference outputs of a Keras model (or any function of a batch with a `training` keyword),
+    computed eagerly in batches (no distribution, no collectives)."""
     outputs = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
 
-def evaluate(model: Any, x: np.ndarray, y: np.ndarray, targets: np.ndarray, loss: str) -> dict[str, float]:
-    """Mean loss and accuracy (argmax, or 0.5 threshold for one unit) of `model` on (x, y)."""
-    outputs = predict(model, x)
+def evaluate(
+    model: Any, x: np.ndarray, y: np.ndarray, targets: np.ndarray, loss: str, task: str = tasks.CLASSIFICATION
+) -> dict[str, float]:
+    """Mean loss and the task's metrics (trtforge_runtime.tasks.scores) of `model` on (x, y)."""
+    return score_outputs(predict(model, x), y, targets, loss, task)
+
+
+def score_outputs(
+    outputs: np.ndarray, y: np.ndarray, targets: np.ndarray, loss: str, task: str
+) -> dict[str, float]:
+    """Mean loss and the task's metrics of model outputs against labels `y` (and their loss targets)."""
     per_sample = np.asarray(loss_function(loss)(targets, outputs), dtype=np.float64)
-    return {
-        "accuracy": float(np.mean(predicted_classes(outputs) == y)),
-        "loss": float(np.mean(per_sample)),
-    }
+    return {**tasks.scores(task, outputs, y), "loss": float(np.mean(per_sample))}
 
 
 def fit_distributed(
@@ -59,6 +65,7 @@ def fit_distributed(
     targets_val: np.ndarray,
     y_val: np.ndarray,
     epochs: int,
+    task: str = tasks.CLASSIFICATION,
     batch_size: int,
     seed: int,
     callbacks: Sequence[Any] = (),
@@ -107,7 +114,7 @@ def fit_distributed(
             losses.append(float(train_step(xb, yb)))
             for cb in callbacks:
                 cb.on_train_batch_end(step, {"loss": losses[-1]})
-        val_scores = evaluate(model, x_val, y_val, targets_val, loss)
+        val_scores = evaluate(model, x_val, y_val, targets_val, loss, task)
         logs = {"loss": float(np.mean(losses)) if losses else 0.0}
         logs.update({f"val_{k}": v for k, v in val_scores.items()})
         for cb in callbacks:

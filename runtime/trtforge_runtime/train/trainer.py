@@ -19,8 +19,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from trtforge_runtime.errors import DatasetError
-from trtforge_runtime.spec.model import Train
+from trtforge_runtime import tasks
+from trtforge_runtime.errors import DatasetError, ManifestError
+from trtforge_runtime.spec.model import TASK_LOSSES, Train
 from trtforge_runtime.train.datasets import DatasetSettings, Splits, load_dataset
 from trtforge_runtime.train.strategy import StrategyPlan, make_strategy, plan_strategy, visible_gpus
 
@@ -33,14 +34,16 @@ class TrainResult:
 
     model: Any  # keras.Model
     splits: Splits  # shaped as the model consumes them
-    scores: dict[str, dict[str, float]]  # train/validation/test -> {accuracy, loss}
+    scores: dict[str, dict[str, float]]  # train/validation/test -> {loss, and the task's metrics}
     epochs: int
     seconds: float
     plan: StrategyPlan
+    task: str = tasks.CLASSIFICATION
 
     @property
     def test_accuracy(self) -> float:
-        return self.scores["test"]["accuracy"]
+        """The test split's headline metric: accuracy, or R² for regression."""
+        return self.scores["test"][tasks.headline(self.task)]
 
 
 def quiet_tensorflow() -> None:
@@ -82,14 +85,20 @@ def train(
     env: Mapping[str, str] | None = None,
     dataset_settings: DatasetSettings | None = None,
     plan: StrategyPlan | None = None,
+    task: str = tasks.CLASSIFICATION,
 ) -> TrainResult:
-    """Train and evaluate `spec`; the model is returned, not saved."""
+    """Train and evaluate `spec` (declarative: spec.architecture) for `task`; the model is returned."""
+    if spec.architecture is None:
+        raise ManifestError("spec.model.train.architecture is not set (custom training runs train.custom)")
+    arch = spec.architecture
     quiet_tensorflow()
     import keras
     import tensorflow as tf
 
     from trtforge_runtime.train import architecture, loop
     from trtforge_runtime.train import progress as progress_mod
+
+    architecture.check_last_activation(arch, task)
 
     env = os.environ if env is None else env
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before the runtime starts.
@@ -104,36 +113,36 @@ def train(
     keras.utils.set_random_seed(spec.seed)
     tf.config.experimental.enable_op_determinism()
 
-    splits = load_dataset(spec.dataset, spec.seed, dataset_settings)
-    splits = shape_for_model(splits, spec.architecture.input_shape, spec.dataset.uri)
-    loss = str(spec.loss)
+    splits = load_dataset(spec.dataset, spec.seed, dataset_settings, task)
+    splits = shape_for_model(splits, arch.input_shape, spec.dataset.uri)
+    loss = str(spec.loss) if spec.loss is not None else TASK_LOSSES[task][0]
     log.info(
-        "dataset %s: %d train, %d validation, %d test rows of shape %s, %d classes",
+        "dataset %s: %d train, %d validation, %d test rows of shape %s, %s",
         spec.dataset.uri,
         len(splits.x_train),
         len(splits.x_val),
         len(splits.x_test),
         splits.feature_shape,
-        splits.num_classes,
+        tasks.describe_labels(task, splits.y_train),
     )
 
     with strategy.scope():
         normalizer = architecture.normalization_layer(spec.dataset.normalize, splits.x_train)
         model = architecture.build_model(
-            spec.architecture,
+            arch,
             input_shape=splits.feature_shape,
             normalizer=normalizer,
             seed=spec.seed,
         )
-        width = architecture.check_output(model, loss, splits.num_classes)
+        width = architecture.check_output(model, loss, splits.y_train, task)
         model.compile(
             optimizer=architecture.make_optimizer(str(spec.optimizer), spec.learning_rate),
             loss=loss,
-            metrics=["accuracy"],
+            metrics=[architecture.keras_metric(task)],
         )
 
     def t(y: np.ndarray) -> np.ndarray:
-        return architecture.targets(y, loss, width)
+        return architecture.targets(y, loss, width, task)
 
     callbacks = progress_mod.callbacks(progress, spec.epochs, stream or sys.stderr)
     start = time.perf_counter()
@@ -150,6 +159,7 @@ def train(
             targets_val=t(splits.y_val),
             y_val=splits.y_val,
             epochs=spec.epochs,
+            task=task,
             batch_size=spec.batch_size,
             seed=spec.seed,
             callbacks=callbacks,
@@ -173,8 +183,8 @@ def train(
         ("validation", splits.x_val, splits.y_val),
         ("test", splits.x_test, splits.y_test),
     ):
-        result = loop.evaluate(model, x, y, t(y), loss)
+        result = loop.evaluate(model, x, y, t(y), loss, task)
         scores[split_name] = {k: round(v, 6) for k, v in result.items()}
     return TrainResult(
-        model=model, splits=splits, scores=scores, epochs=spec.epochs, seconds=seconds, plan=plan
+        model=model, splits=splits, scores=scores, epochs=spec.epochs, seconds=seconds, plan=plan, task=task
     )

@@ -107,16 +107,36 @@ def test_output_checks() -> None:
     m4 = architecture.build_model(
         arch([{"type": "Dense", "units": 4}]), input_shape=(3,), normalizer=None, seed=0
     )
-    assert architecture.check_output(m4, "sparse_categorical_crossentropy", 3) == 4
+    assert architecture.check_output(m4, "sparse_categorical_crossentropy", np.arange(3)) == 4
     with pytest.raises(ManifestError, match=r"4 outputs but the dataset has 10 classes \(labels 0..9\)"):
-        architecture.check_output(m4, "sparse_categorical_crossentropy", 10)
+        architecture.check_output(m4, "sparse_categorical_crossentropy", np.arange(10))
     with pytest.raises(ManifestError, match="binary_crossentropy needs one output unit"):
-        architecture.check_output(m4, "binary_crossentropy", 2)
+        architecture.check_output(m4, "binary_crossentropy", np.arange(2))
     m3d = architecture.build_model(
         arch([{"type": "Reshape", "targetShape": [2, 2]}]), input_shape=(4,), normalizer=None, seed=0
     )
     with pytest.raises(ManifestError, match=r"output has shape \(None, 2, 2\).*add Flatten"):
-        architecture.check_output(m3d, "sparse_categorical_crossentropy", 2)
+        architecture.check_output(m3d, "sparse_categorical_crossentropy", np.arange(2))
+    # regression: one unit per target value; multilabel: one unit per label
+    assert (
+        architecture.check_output(m4, "mean_squared_error", np.zeros((5, 4), np.float32), "regression") == 4
+    )
+    with pytest.raises(ManifestError, match=r"regression on 1 target value\(s\) per row needs 1 output unit"):
+        architecture.check_output(m4, "mean_squared_error", np.zeros(5, np.float32), "regression")
+    assert architecture.check_output(m4, "binary_crossentropy", np.zeros((5, 4), np.int64), "multilabel") == 4
+    with pytest.raises(ManifestError, match="the dataset has 3 labels; the last Dense layer needs units: 3"):
+        architecture.check_output(m4, "binary_crossentropy", np.zeros((5, 3), np.int64), "multilabel")
+
+
+def test_last_activation_fits_the_task() -> None:
+    sig = arch([{"type": "Dense", "units": 3, "activation": "sigmoid"}])
+    lin = arch([{"type": "Dense", "units": 3}])
+    architecture.check_last_activation(sig, "multilabel")
+    architecture.check_last_activation(lin, "regression")
+    with pytest.raises(ManifestError, match=r"multilabel model needs activation: sigmoid.*got linear"):
+        architecture.check_last_activation(lin, "multilabel")
+    with pytest.raises(ManifestError, match="regression model predicts values; sigmoid squashes them"):
+        architecture.check_last_activation(sig, "regression")
 
 
 def test_targets_and_predicted_classes() -> None:
@@ -124,6 +144,10 @@ def test_targets_and_predicted_classes() -> None:
     assert architecture.targets(y, "sparse_categorical_crossentropy", 3) is y
     np.testing.assert_array_equal(architecture.targets(y, "categorical_crossentropy", 3), np.eye(3)[y])
     assert architecture.targets(np.array([0, 1]), "binary_crossentropy", 1).shape == (2, 1)
+    values = architecture.targets(np.array([1.5, -2.0]), "huber", 1, "regression")
+    assert values.dtype == np.float32 and values.shape == (2, 1)
+    labels = architecture.targets(np.array([[0, 1], [1, 1]]), "binary_crossentropy", 2, "multilabel")
+    np.testing.assert_array_equal(labels, [[0.0, 1.0], [1.0, 1.0]])
     np.testing.assert_array_equal(architecture.predicted_classes(np.array([[0.1, 0.9], [0.8, 0.2]])), [1, 0])
     np.testing.assert_array_equal(architecture.predicted_classes(np.array([[0.7], [0.2]])), [1, 0])
 

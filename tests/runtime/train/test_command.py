@@ -47,6 +47,8 @@ def test_trains_and_writes_every_artifact(
 
     metrics = read(out / "metrics.json")
     assert set(metrics) == {
+        "task",
+        "gate",
         "train",
         "validation",
         "test",
@@ -60,6 +62,13 @@ def test_trains_and_writes_every_artifact(
         assert set(metrics[split]) == {"accuracy", "loss"}
         assert 0.2 < metrics[split]["accuracy"] <= 1.0 and metrics[split]["loss"] > 0
     assert metrics["epochs"] == 2 and metrics["seconds"] > 0 and metrics["passed"] is True
+    assert metrics["task"] == "classification"
+    assert metrics["gate"]["passed"] is True and metrics["gate"]["checks"][0]["setting"] == (
+        "spec.model.train.minAccuracy"
+    )
+    assert metrics["gate"]["why"].startswith(
+        f"test accuracy {metrics['test']['accuracy']:.4g} >= minAccuracy 0"
+    )
     parity = metrics["onnxParity"]
     assert parity["rows"] == 360 and parity["maxAbsDiff"] <= 1e-5 and parity["argmaxAgreement"] == 1.0
 

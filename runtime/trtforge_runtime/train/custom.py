@@ -1,0 +1,529 @@
+"""Custom training code (`spec.model.train.custom`): run the user's code, then take over its model.
+
+The contract (docs/training.md, "Custom training code"): the code runs as a child process of
+`trtforge train`, in its own process group, in a fresh working folder (a copy of `custom.code`, or the
+current folder when unset), with the environment of the stage (TF_CONFIG, CUDA_VISIBLE_DEVICES...) plus
+
+    TRTFORGE_OUTPUT_DIR   an empty folder: write a SavedModel (saved_model.pb) or one .keras file there
+    TRTFORGE_DATA         .npz with x_train, y_train, x_val, y_val (the test split is held back for the gate)
+    TRTFORGE_SPEC         JSON of spec.model (task, train: epochs, batchSize, seed, loss, ...)
+    TRTFORGE_TASK, TRTFORGE_EPOCHS, TRTFORGE_BATCH_SIZE, TRTFORGE_SEED, TRTFORGE_WORKDIR
+
+`custom.command` is run as given; `custom.entryPoint: module:function` runs
+`python -m trtforge_runtime.train.custom module:function`, which calls `function(Context.from_env())`
+and saves a returned Keras model as model.keras. `Context.from_env()` works in a command's script too.
+
+A run that cannot start, exits non-zero, outlives `timeoutSeconds`, writes nothing, or writes something
+that is not a model raises `TrainingError` naming which (`.summary["customCode"]`: notStarted, exited,
+timedOut, noModel, notAModel), with the last lines of the code's stderr.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtforge_runtime.errors import TrainingError
+from trtforge_runtime.spec.model import CustomTraining, ModelDeployment
+
+log = logging.getLogger(__name__)
+
+OUTPUT_ENV = "TRTFORGE_OUTPUT_DIR"
+DATA_ENV = "TRTFORGE_DATA"
+SPEC_ENV = "TRTFORGE_SPEC"
+KERAS_FILE = "model.keras"
+STDERR_TAIL = 15
+KILL_GRACE_SECONDS = 10.0
+NAME_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def custom_error(kind: str, message: str, tail: list[str] | None = None) -> TrainingError:
+    text = message
+    if tail:
+        text += "\nlast lines of its stderr:\n  " + "\n  ".join(tail)
+    err = TrainingError(text)
+    err.summary = {"customCode": kind}  # type: ignore[attr-defined]
+    return err
+
+
+# ------------------------------------------------------------------------------------------ contract
+
+
+@dataclass
+class Context:
+    """What the user's code gets: where to write, the data, the spec (also readable from the env)."""
+
+    output_dir: Path
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    spec: dict[str, Any]
+    workdir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return dict(self.spec.get("train") or {})
+
+    @property
+    def task(self) -> str:
+        return str(self.spec.get("task", "classification"))
+
+    @property
+    def epochs(self) -> int:
+        return int(self.train.get("epochs", 10))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.train.get("batchSize", 32))
+
+    @property
+    def seed(self) -> int:
+        return int(self.train.get("seed", 42))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Context:
+        env = dict(os.environ if env is None else env)
+        missing = [k for k in (OUTPUT_ENV, DATA_ENV, SPEC_ENV) if not env.get(k)]
+        if missing:
+            raise RuntimeError(f"not run by `trtforge train`: {', '.join(missing)} not set")
+        with np.load(env[DATA_ENV]) as data:
+            arrays = {k: data[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+        spec = json.loads(Path(env[SPEC_ENV]).read_text())
+        return cls(
+            output_dir=Path(env[OUTPUT_ENV]),
+            spec=spec,
+            workdir=Path(env.get("TRTFORGE_WORKDIR") or Path.cwd()),
+            **arrays,
+        )
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The folders of one run: code (the working folder), output, and the data/spec files."""
+
+    root: Path
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data.npz"
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.json"
+
+
+def prepare(
+    ws: Workspace, custom: CustomTraining, code_source: Path | None, splits: Any, model_spec: dict[str, Any]
+) -> Path:
+    """Fill the workspace; returns the folder the code runs in."""
+    ws.output.mkdir(parents=True)
+    np.savez(ws.data, x_train=splits.x_train, y_train=splits.y_train, x_val=splits.x_val, y_val=splits.y_val)
+    ws.spec.write_text(json.dumps(model_spec, indent=1) + "\n")
+    if code_source is None:
+        return Path.cwd()
+    if code_source.is_dir():
+        shutil.copytree(code_source, ws.code)
+    elif code_source.is_file():
+        ws.code.mkdir()
+        shutil.copy2(code_source, ws.code / code_source.name)
+    else:
+        raise custom_error(
+            "notStarted", f"spec.model.train.custom.code {custom.code}: not found ({code_source})"
+        )
+    return ws.code
+
+
+def environment(
+    ws: Workspace, custom: CustomTraining, cwd: Path, model_spec: dict[str, Any]
+) -> dict[str, str]:
+    train = model_spec.get("train") or {}
+    env = dict(os.environ)
+    env.update(custom.env)
+    env.update(
+        {
+            OUTPUT_ENV: str(ws.output),
+            DATA_ENV: str(ws.data),
+            SPEC_ENV: str(ws.spec),
+            "TRTFORGE_WORKDIR": str(cwd),
+            "TRTFORGE_TASK": str(model_spec.get("task", "classification")),
+            "TRTFORGE_EPOCHS": str(train.get("epochs", 10)),
+            "TRTFORGE_BATCH_SIZE": str(train.get("batchSize", 32)),
+            "TRTFORGE_SEED": str(train.get("seed", 42)),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(cwd), env.get("PYTHONPATH", "")) if p),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def command_of(custom: CustomTraining) -> list[str]:
+    if custom.command is not None:
+        return list(custom.command)
+    return [sys.executable, "-m", "trtforge_runtime.train.custom", str(custom.entry_point)]
+
+
+def code_location(uri: str | None, manifest_dir: Path, work: Path) -> Path | None:
+    """The local file or folder of `custom.code`: relative to the manifest, file://, pvc:// (under
+    $TRTFORGE_PVC_ROOT), or s3:// and other fsspec URIs (downloaded into `work`)."""
+    if uri is None:
+        return None
+    from trtforge_runtime import remote
+    from trtforge_runtime.train.datasets import DatasetSettings, local_path
+
+    if remote.is_remote(uri) and not uri.startswith("pvc://"):
+        dest = work / "fetched-code"
+        dest.mkdir(parents=True)
+        folder = remote.RemoteFolder.open(uri)
+        files = folder.files()
+        if files:
+            folder.download(files, dest)
+            return dest
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            folder.fs.get(folder.root, str(dest / name))
+        except (OSError, ValueError) as exc:
+            raise custom_error(
+                "notStarted", f"spec.model.train.custom.code {uri}: cannot fetch: {exc}"
+            ) from None
+        return dest / name
+    try:
+        path = local_path(uri, DatasetSettings.from_env())
+    except Exception as exc:
+        raise custom_error("notStarted", f"spec.model.train.custom.code {uri}: {exc}") from None
+    assert path is not None
+    return path if path.is_absolute() else (manifest_dir / path).resolve()
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def run_code(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> None:
+    """Run the user's code in its own process group; stderr is passed through and its tail kept."""
+    where = f"custom training code {' '.join(cmd)!r}"
+    try:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+    except OSError as exc:
+        raise custom_error("notStarted", f"{where} cannot be started: {exc.strerror or exc}") from None
+    tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+    pump = threading.Thread(target=_pump, args=(proc, tail), daemon=True)
+    pump.start()
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        pump.join(timeout=5)
+        raise custom_error(
+            "timedOut",
+            f"{where} did not finish within spec.model.train.custom.timeoutSeconds ({timeout:g} s) and was "
+            "stopped",
+            list(tail),
+        ) from None
+    except BaseException:  # interrupted (SIGTERM of the Job, Ctrl-C): never leave the code running
+        _stop(proc)
+        raise
+    pump.join(timeout=5)
+    if code != 0:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        raise custom_error("exited", f"{where} {how}; no model was taken", list(tail))
+
+
+def _pump(proc: subprocess.Popen[bytes], tail: collections.deque[str]) -> None:
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        sys.stderr.write(line + "\n")
+        if line.strip():
+            tail.append(line)
+    sys.stderr.flush()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the code's process group, SIGKILL it after a grace period."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# ----------------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class LoadedModel:
+    """The user's model as trtforge exports it: a callable of a batch, names, and how to save it."""
+
+    predict: Callable[..., Any]  # (x, training=False) -> outputs; what loop.predict calls
+    serve: Any  # tf.function(x) -> {output_name: y}, traced for one input spec
+    spec: Any  # tf.TensorSpec of the input (batch dimension None)
+    input_name: str
+    output_name: str
+    write_saved_model: Callable[[Path], None]
+    kind: str  # "keras" or "savedmodel"
+    keras_file: Path | None = None
+
+
+def find_model(output: Path) -> tuple[str, Path]:
+    """("savedmodel", folder) or ("keras", file) written by the code; a clear error otherwise."""
+    files = sorted(p for p in output.rglob("*") if p.is_file())
+    if not files:
+        raise custom_error(
+            "noModel",
+            f"custom training code wrote nothing to ${OUTPUT_ENV}; it must write a SavedModel "
+            "(saved_model.pb) or a .keras file there",
+        )
+    saved = sorted({p.parent for p in files if p.name == "saved_model.pb"})
+    keras_files = [p for p in files if p.suffix == ".keras"]
+    found = [("savedmodel", p) for p in saved] + [("keras", p) for p in keras_files]
+    names = [str(p.relative_to(output)) or "." for _, p in found]
+    if len(found) > 1:
+        raise custom_error(
+            "notAModel",
+            f"custom training code wrote several models to ${OUTPUT_ENV} ({', '.join(names)}); keep one",
+        )
+    if not found:
+        listing = ", ".join(str(p.relative_to(output)) for p in files[:10])
+        raise custom_error(
+            "noModel",
+            f"custom training code wrote no model to ${OUTPUT_ENV}: found {listing} but no SavedModel "
+            "(saved_model.pb) or .keras file",
+        )
+    return found[0]
+
+
+def _name(wanted: str | None, own: str | None, default: str) -> str:
+    if wanted:
+        return wanted
+    if own and NAME_OK.match(own):
+        return own
+    return default
+
+
+def load(
+    kind: str, path: Path, custom: CustomTraining, feature_shape: tuple[int, ...], code_dir: Path
+) -> LoadedModel:
+    """Load what the code wrote; `notAModel` when it does not load or does not fit the data."""
+    import tensorflow as tf
+
+    rel = path.name
+    if kind == "keras":
+        model = _load_keras(path, custom, code_dir)
+        input_name = _name(custom.input_name, _keras_input_name(model), "input")
+        output_name = _name(custom.output_name, _keras_output_name(model), "output")
+        spec = tf.TensorSpec([None, *feature_shape], tf.float32, name=input_name)
+
+        @tf.function(input_signature=[spec])
+        def serve_keras(x: Any) -> dict[str, Any]:
+            return {output_name: model(x, training=False)}
+
+        def write_keras(target: Path) -> None:
+            model.export(str(target), format="tf_saved_model", verbose=False)
+
+        loaded = LoadedModel(model, serve_keras, spec, input_name, output_name, write_keras, "keras", path)
+    else:
+        loaded = _load_saved_model(path, custom, feature_shape)
+    _check_runs(loaded, feature_shape, rel)
+    return loaded
+
+
+def _load_keras(path: Path, custom: CustomTraining, code_dir: Path) -> Any:
+    import keras
+
+    if (
+        custom.entry_point
+    ):  # its module registers the custom layers (keras.saving.register_keras_serializable)
+        sys.path.insert(0, str(code_dir))
+        try:
+            importlib.import_module(custom.entry_point.split(":")[0])
+        except Exception as exc:
+            raise custom_error(
+                "notAModel", f"cannot import {custom.entry_point} to load {path.name}: {exc}"
+            ) from None
+        finally:
+            sys.path.remove(str(code_dir))
+    try:
+        return keras.models.load_model(str(path), compile=False)
+    except Exception as exc:  # zip errors, unknown classes, bad configs: Keras raises many kinds
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = (
+            " (a custom class must be registered with @keras.saving.register_keras_serializable in the "
+            "entryPoint's module, or write a SavedModel with model.export(DIR))"
+            if "custom" in first.lower() or "could not" in first.lower() or "unknown" in first.lower()
+            else ""
+        )
+        raise custom_error(
+            "notAModel",
+            f"{path.name} written by the custom training code is not a Keras model: {first}{hint}",
+        ) from None
+
+
+def _keras_input_name(model: Any) -> str | None:
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if inputs is not None and len(inputs) > 1:
+        raise custom_error(
+            "notAModel", f"the model has {len(inputs)} inputs; trtforge trains and serves single-input models"
+        )
+    return str(getattr(inputs[0], "name", "") or "") or None if inputs else None
+
+
+def _keras_output_name(model: Any) -> str | None:
+    names = getattr(model, "output_names", None)
+    return str(names[0]) if names and len(names) == 1 else None
+
+
+def _load_saved_model(path: Path, custom: CustomTraining, feature_shape: tuple[int, ...]) -> LoadedModel:
+    import tensorflow as tf
+
+    try:
+        obj = tf.saved_model.load(str(path))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise custom_error("notAModel", f"SavedModel {path.name} cannot be loaded: {first}") from None
+    signatures = dict(getattr(obj, "signatures", {}) or {})
+    if "serving_default" not in signatures:
+        raise custom_error(
+            "notAModel",
+            f"SavedModel {path.name} has no serving_default signature (signatures: {sorted(signatures)})",
+        )
+    sig = signatures["serving_default"]
+    in_specs = dict(sig.structured_input_signature[1])
+    outs = dict(sig.structured_outputs)
+    if len(in_specs) != 1 or len(outs) != 1:
+        raise custom_error(
+            "notAModel",
+            f"SavedModel {path.name} has inputs {sorted(in_specs)} and outputs {sorted(outs)}; "
+            "trtforge trains and serves one input and one output",
+        )
+    (sig_in,), (sig_out,) = in_specs, outs
+    input_name = _name(custom.input_name, sig_in, "input")
+    output_name = _name(custom.output_name, sig_out, "output")
+    spec = tf.TensorSpec([None, *feature_shape], tf.float32, name=input_name)
+
+    @tf.function(input_signature=[spec])
+    def serve(x: Any) -> dict[str, Any]:
+        return {output_name: sig(**{sig_in: x})[sig_out]}
+
+    def predict(x: Any, training: bool = False) -> Any:
+        return sig(**{sig_in: tf.constant(x, tf.float32)})[sig_out]
+
+    def write(target: Path) -> None:
+        shutil.copytree(path, target)
+
+    return LoadedModel(predict, serve, spec, input_name, output_name, write, "savedmodel")
+
+
+def _check_runs(model: LoadedModel, feature_shape: tuple[int, ...], what: str) -> None:
+    """One zero row through the model: it must accept the dataset's rows and answer (batch, ...)."""
+    try:
+        out = np.asarray(model.predict(np.zeros((2, *feature_shape), np.float32), training=False))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise custom_error(
+            "notAModel",
+            f"the model in {what} does not accept the dataset's rows of shape {list(feature_shape)}: {first}",
+        ) from None
+    if out.ndim < 1 or out.shape[0] != 2:
+        raise custom_error("notAModel", f"the model in {what} answers shape {list(out.shape)} for 2 rows")
+
+
+# -------------------------------------------------------------------------------------------- driver
+
+
+def train(
+    md: ModelDeployment,
+    manifest_dir: Path,
+    workdir: Path,
+    splits: Any,
+    *,
+    is_chief: bool = True,
+    code_source: Path | None = None,
+) -> tuple[LoadedModel | None, float]:
+    """Run the custom code on `splits`; (its model, None on a non-chief worker; seconds it ran)."""
+    train_spec = md.spec.model.train
+    assert train_spec is not None and train_spec.custom is not None
+    custom = train_spec.custom
+    model_spec = md.spec.model.model_dump(by_alias=True, mode="json", exclude_none=True)
+    ws = Workspace(workdir)
+    cwd = prepare(ws, custom, code_source, splits, model_spec)
+    cmd = command_of(custom)
+    log.info("running custom training code %s in %s (timeout %d s)", cmd, cwd, custom.timeout_seconds)
+    start = time.perf_counter()
+    run_code(cmd, cwd, environment(ws, custom, cwd, model_spec), float(custom.timeout_seconds))
+    seconds = time.perf_counter() - start
+    if not is_chief:
+        return None, seconds
+    kind, path = find_model(ws.output)
+    log.info("custom training code wrote a %s: %s", kind, path.relative_to(ws.output))
+    return load(kind, path, custom, tuple(int(d) for d in splits.x_train.shape[1:]), cwd), seconds
+
+
+# ------------------------------------------------------------------------- python -m ... module:function
+
+
+def main(argv: list[str]) -> int:
+    """Run an entry point `module:function` with the Context of the environment."""
+    if len(argv) != 1 or ":" not in argv[0]:
+        print("usage: python -m trtforge_runtime.train.custom module:function", file=sys.stderr)
+        return 2
+    module_name, func_name = argv[0].split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"entryPoint {argv[0]}: cannot import {module_name!r}: {exc}", file=sys.stderr)
+        return 2
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        print(f"entryPoint {argv[0]}: {module_name} has no function {func_name!r}", file=sys.stderr)
+        return 2
+    ctx = Context.from_env()
+    result = func(ctx)
+    if result is not None:
+        save = getattr(result, "save", None)
+        if not callable(save):
+            print(
+                f"entryPoint {argv[0]} returned a {type(result).__name__}, not a Keras model; return "
+                f"the model, or None after writing it to ${OUTPUT_ENV}",
+                file=sys.stderr,
+            )
+            return 2
+        save(str(ctx.output_dir / KERAS_FILE))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses in the tests
+    sys.exit(main(sys.argv[1:]))

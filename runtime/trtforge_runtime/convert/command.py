@@ -146,15 +146,14 @@ def print_summary(outcome: Outcome) -> None:
         print(
             f"added {', '.join(outcome.added) or 'nothing'} to {outcome.output} (same model and engine spec)"
         )
+    checks = "; ".join(gate.sentence(c) for c in chosen.get("checks", [])) or "no bounds set"
     print(
         f"converted {doc['name']}: backend {doc['backend']}, precision {doc['precision']} "
-        f"(gate: top-1 drop {chosen['top1Drop']:.4f} <= {g['maxTop1Drop']} "
-        f"on {g['samples']} {g['data']} rows)"
+        f"(gate on {g['samples']} {g['data']} rows: {checks})"
     )
     for c in g["candidates"]:
         if not c["passed"]:
-            why = c.get("reason") or f"top-1 drop {c['top1Drop']:.4f} > {g['maxTop1Drop']}"
-            print(f"  rejected {c['precision']}: {why}")
+            print(f"  rejected {c['precision']} ({c.get('rejectedBy', 'gate')}): {c.get('reason')}")
     for e in doc["engines"]:
         hit = e["cacheHit"] or outcome.reused_output
         how = "cache hit" if hit else f"built in {e['buildSeconds']:.2f} s"
@@ -239,7 +238,7 @@ def convert(settings: ConvertSettings) -> Outcome:
 
     with tempfile.TemporaryDirectory(prefix="trtforge-convert-") as tmp:
         work = Path(tmp)
-        src = source.resolve(spec, settings.model, work)
+        src = source.resolve(spec, settings.model, work, base_dir=settings.file.resolve().parent)
         if len(src.inputs) != 1:
             raise ConversionError(
                 f"the model has {len(src.inputs)} inputs ({[t.name for t in src.inputs]}); "
@@ -255,23 +254,23 @@ def convert(settings: ConvertSettings) -> Outcome:
             # Another Job of this fingerprint made the folder: match its precision, build what it lacks.
             explicit = str(existing["precision"])
         spec_targets = select_targets(engine.compute_capabilities, None) if builder is not None else []
-        chosen, chosen_path, the_gate, results, data = _gate(
-            src, engine, builder, targets, spec_targets, explicit, work
-        )
-        cache = EngineCache(settings.cache)
-        network_digest = sha256_file(chosen_path)
-        engines = _build_engines(
-            builder,
-            cache,
+        choice = _choose(
             src,
-            chosen,
-            chosen_path,
-            network_digest,
             engine,
+            builder,
+            _Targets(spec_targets, [t for t in targets if t not in have]),
+            explicit,
+            EngineCache(settings.cache),
             batch,
-            [t for t in targets if t not in have],
-            the_gate,
+            work,
         )
+        chosen, chosen_path, the_gate, network_digest = (
+            choice.precision,
+            choice.path,
+            choice.the_gate,
+            choice.digest,
+        )
+        cache, engines, results, data = choice.cache, choice.engines, choice.results, choice.data
         ort_entry = _build_onnxruntime(cache, src, chosen, chosen_path, network_digest)
 
         outputs = _all_outputs(chosen_path, src.input.name, the_gate.x)
@@ -301,7 +300,8 @@ def convert(settings: ConvertSettings) -> Outcome:
                 "cacheHit": ort_entry.hit,
                 "fallback": True,
             },
-            gate=the_gate.report(results, chosen, data),
+            gate=the_gate.report(results, chosen, data)
+            | ({"calibration": choice.calibration} if choice.calibration else {}),
             reference=reference,
             versions=lib_versions,
             fingerprint=fp,
@@ -320,47 +320,131 @@ def convert(settings: ConvertSettings) -> Outcome:
     return Outcome(settings.output.resolve(), final, False, targets, added)
 
 
-def _gate(
+@dataclass(frozen=True)
+class _Targets:
+    """Compute capabilities: the spec's (which `best` must build for) and those this run publishes."""
+
+    spec: list[str]
+    publish: list[str]
+
+
+@dataclass
+class _Choice:
+    """The kept precision, its network, the gate and every candidate's result, and the built engines."""
+
+    precision: str
+    path: Path
+    the_gate: gate.Gate
+    digest: str
+    cache: EngineCache
+    engines: list[tuple[dict[str, Any], CacheEntry]]
+    results: list[gate.GateResult]
+    data: str
+    calibration: dict[str, Any] | None
+
+
+def _choose(
     src: source.ModelSource,
     engine: Engine,
     builder: EngineBuilder | None,
-    targets: list[str],
-    spec_targets: list[str],
+    targets: _Targets,
     explicit: str | None,
+    cache: EngineCache,
+    batch: tuple[int, int, int],
     work: Path,
-) -> tuple[str, Path, gate.Gate, list[gate.GateResult], str]:
-    """Transform and gate the candidate precisions; (chosen, its network, the gate, results, data kind).
+) -> _Choice:
+    """Try the candidate precisions in order; keep the first that passes the gate and builds everywhere.
 
-    `best` skips a precision that any of the spec's targets cannot build (not just this run's), so the
-    per-architecture Jobs of one folder all choose the same precision.
+    `best` rejects a precision (recording the stage and the reason) that a spec target refuses, that has
+    no calibration rows, that fails the gate, or whose engine fails to build for any of the spec's
+    compute capabilities this machine builds (TensorRT-RTX: all of them, so the per-architecture Jobs of
+    one folder all choose the same precision). An explicit precision raises instead.
     """
     x, y, data = gate_rows(src, engine.accuracy.samples)
-    the_gate = gate.Gate(src.onnx_path, src.input.name, src.output.name, x, engine.accuracy.max_top1_drop, y)
-    candidates = (explicit,) if explicit else precision.BEST_ORDER
+    the_gate = gate.Gate(
+        src.onnx_path, src.input.name, src.output.name, x, gate.Limits.from_spec(engine.accuracy), y
+    )
+    options = precision.Int8Options.from_spec(engine.calibration)
     results: list[gate.GateResult] = []
-    for p in candidates:
+    for p in (explicit,) if explicit else precision.BEST_ORDER:
+        result = _candidate(
+            src, p, builder, targets.spec if explicit is None else [], options, the_gate, work
+        )
+        results.append(result)
+        if not result.passed:
+            if explicit:
+                raise _explicit_failure(result, the_gate)
+            _log.warning("precision %s rejected (%s): %s", p, result.stage, result.reason)
+            continue
+        path = work / f"{p}.onnx"
+        digest = sha256_file(path)
+        build_for = list(targets.publish)
+        if builder is not None and explicit is None:
+            build_for += [t for t in builder.select_targets(targets.spec) if t not in build_for]
         try:
-            if builder is not None and explicit is None:
-                for cc in spec_targets:
-                    builder.check_target(cc, p)
-            path = precision.transform(
-                src.onnx_path, p, work / f"{p}.onnx", input_name=src.input.name, calib=src.samples.x_calib
-            )
-        except (precision.CalibrationDataMissing, UnsupportedTargetError) as exc:
+            built = _build_engines(builder, cache, src, p, path, digest, engine, batch, build_for, the_gate)
+        except ConversionError as exc:
             if explicit:
                 raise
-            results.append(gate.GateResult(p, 1.0, float("inf"), False, reason=str(exc).split(";")[0]))
+            result.reject("build", f"{first_line(exc)}")
+            _log.warning("precision %s rejected (build): %s", p, exc)
             continue
-        result, _ = the_gate.evaluate(p, path)
-        results.append(result)
-        if result.passed:
-            return p, path, the_gate, results, data
-        if explicit:
-            raise the_gate.refuse(result)
+        engines = [(d, entry) for d, entry in built if d["computeCapability"] in targets.publish]
+        calibration = None
+        if p == precision.INT8:
+            calibration = options.report(src.samples.x_calib) | {"origin": src.samples.origin}
+        return _Choice(p, path, the_gate, digest, cache, engines, results, data, calibration)
     raise ConversionError(
-        "no precision passed: "
-        + "; ".join(f"{r.precision}: {r.reason or f'top-1 drop {r.top1_drop:.4f}'}" for r in results)
+        "no precision passed and built: " + "; ".join(f"{r.precision}: {r.reason}" for r in results)
     )
+
+
+def first_line(exc: BaseException) -> str:
+    """The message of `exc` on one line (builder errors put the library's log lines after a colon)."""
+    return " ".join(str(exc).split())[:600]
+
+
+def _candidate(
+    src: source.ModelSource,
+    p: str,
+    builder: EngineBuilder | None,
+    spec_targets: list[str],
+    options: precision.Int8Options,
+    the_gate: gate.Gate,
+    work: Path,
+) -> gate.GateResult:
+    """Transform the network to precision `p` and gate it; a skipped result says why it was not gated."""
+    try:
+        if builder is not None:
+            for cc in spec_targets:
+                builder.check_target(cc, p)
+    except UnsupportedTargetError as exc:
+        return gate.GateResult.skipped(p, "target", str(exc).split(";")[0])
+    try:
+        path = precision.transform(
+            src.onnx_path,
+            p,
+            work / f"{p}.onnx",
+            input_name=src.input.name,
+            calib=src.samples.x_calib,
+            options=options,
+        )
+    except precision.CalibrationDataMissing as exc:
+        return gate.GateResult.skipped(p, "calibration", str(exc).split(";")[0])
+    result, _ = the_gate.evaluate(p, path)
+    return result
+
+
+def _explicit_failure(result: gate.GateResult, the_gate: gate.Gate) -> TrtforgeError:
+    """The error an explicitly requested precision fails with (the gate's, or the skip's own)."""
+    if result.stage == "gate":
+        return the_gate.refuse(result)
+    if result.stage == "calibration":
+        return precision.CalibrationDataMissing(
+            f"{result.reason}; the model folder has no samples.npz x_calib and the spec names no dataset "
+            "(spec.model.source.dataset); add one, or choose fp16/fp32"
+        )
+    return UnsupportedTargetError(result.reason or "unsupported target")
 
 
 def _build_engines(
@@ -378,9 +462,7 @@ def _build_engines(
     if builder is None:
         return []
     version = builder.library_version()
-    verify = VerifySamples(
-        src.input.name, src.output.name, the_gate.x, the_gate.reference, engine.accuracy.max_top1_drop
-    )
+    verify = VerifySamples(src.input.name, src.output.name, the_gate.x, the_gate.reference, the_gate.limits)
     out = []
     for cc in targets:
         key = CacheKey(

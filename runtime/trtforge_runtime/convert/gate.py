@@ -1,16 +1,25 @@
 """The accuracy gate: each transformed network against the fp32 reference, in onnxruntime on CPU.
 
-On `engine.accuracy.samples` held-out rows it measures the top-1 agreement with the fp32 model's
-predictions (the drop is 1 - agreement) and the largest absolute output difference; above
-`maxTop1Drop` a precision is rejected. `best` walks int8, fp16, fp32 and keeps the first that passes;
-an explicit precision that fails stops the conversion with the measured drop and the limit.
+On `engine.accuracy.samples` held-out rows it measures, against the fp32 model's outputs:
+
+- `top1Drop`: the share of rows whose top-1 class differs (mismatching rows / rows);
+- `maxAbsDiff`: the largest absolute difference of any output value (what a user of the probabilities,
+  a threshold or a ranking sees);
+- `meanKl`: the mean KL divergence KL(fp32 || candidate) in nats, when the outputs are probability
+  distributions (non-negative rows summing to 1), else null.
+
+Every bound the spec sets (`maxTop1Drop`, `maxAbsDiff`, `maxMeanKl`; null turns one off) must hold:
+`value <= limit`, exactly, on the values engine.json reports. Each candidate's report lists every check
+(metric, value, limit, passed) and, when rejected, a reason naming the metric that failed. `best` walks
+int8, fp16, fp32 and keeps the first that passes (and builds, see command.py); an explicit precision that
+fails stops the conversion with the measured values and the limits.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +29,155 @@ from trtforge_runtime.errors import AccuracyGateError, ConversionError
 
 _log = logging.getLogger(__name__)
 EVAL_BATCH = 256
+KL_EPS = 1e-12
+DISTRIBUTION_TOLERANCE = 1e-3  # |row sum - 1| allowed for outputs to count as probability distributions
+
+# spec name of each bound -> the metric it bounds
+METRICS = {"maxTop1Drop": "top1Drop", "maxAbsDiff": "maxAbsDiff", "maxMeanKl": "meanKl"}
+BOUNDS = {metric: bound for bound, metric in METRICS.items()}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of spec.engine.accuracy (None: not enforced)."""
+
+    max_top1_drop: float
+    max_abs_diff: float | None = None
+    max_mean_kl: float | None = None
+
+    @classmethod
+    def from_spec(cls, accuracy: Any) -> Limits:
+        return cls(accuracy.max_top1_drop, accuracy.max_abs_diff, accuracy.max_mean_kl)
+
+    def to_json(self) -> dict[str, float | None]:
+        return {
+            "maxTop1Drop": self.max_top1_drop,
+            "maxAbsDiff": self.max_abs_diff,
+            "maxMeanKl": self.max_mean_kl,
+        }
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """How far one candidate's outputs are from the reference's."""
+
+    top1_drop: float
+    max_abs_diff: float
+    mean_kl: float | None
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"top1Drop": self.top1_drop, "maxAbsDiff": self.max_abs_diff, "meanKl": self.mean_kl}
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    value: float | None
+    limit: float
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "limit": self.limit, "passed": self.passed}
+
+    def sentence(self) -> str:
+        if self.value is None:
+            return f"{self.metric} cannot be measured (the outputs are not probability distributions)"
+        op = "<=" if self.passed else ">"
+        return f"{self.metric} {self.value:.6g} {op} {self.limit:.6g} ({BOUNDS[self.metric]})"
+
+
+def sentence(check_json: dict[str, Any]) -> str:
+    """A check as engine.json holds it, in words (what `Check.sentence` says)."""
+    c = Check(
+        str(check_json["metric"]), check_json["value"], float(check_json["limit"]), bool(check_json["passed"])
+    )
+    return c.sentence()
+
+
+def is_distribution(out: np.ndarray) -> bool:
+    flat = out.reshape(len(out), -1)
+    if flat.shape[1] < 2 or not len(flat):
+        return False
+    return bool(np.all(flat >= -1e-6) and np.all(np.abs(flat.sum(axis=1) - 1.0) <= DISTRIBUTION_TOLERANCE))
+
+
+def mean_kl(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """Mean over rows of KL(reference || candidate) in nats; None unless both are distributions per row."""
+    if not (is_distribution(reference) and is_distribution(candidate)):
+        return None
+    p = np.clip(reference.reshape(len(reference), -1).astype(np.float64), KL_EPS, None)
+    q = np.clip(candidate.reshape(len(candidate), -1).astype(np.float64), KL_EPS, None)
+    kl = np.sum(p * (np.log(p) - np.log(q)), axis=1)
+    return float(max(0.0, np.mean(kl)))
+
+
+def measure(reference: np.ndarray, candidate: np.ndarray) -> Metrics:
+    ref = reference.reshape(len(reference), -1)
+    cand = candidate.reshape(len(candidate), -1)
+    if not len(ref):
+        return Metrics(0.0, 0.0, None)
+    mismatches = int(np.count_nonzero(np.argmax(ref, axis=1) != np.argmax(cand, axis=1)))
+    max_abs = float(np.max(np.abs(ref.astype(np.float64) - cand.astype(np.float64))))
+    return Metrics(mismatches / len(ref), max_abs, mean_kl(ref, cand))
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(top-1 drop, max abs diff) of candidate outputs against reference outputs."""
+    m = measure(reference, candidate)
+    return m.top1_drop, m.max_abs_diff
+
+
+def check(metrics: Metrics, limits: Limits) -> list[Check]:
+    """One check per bound that is set; a bound passes when the value is at most the limit."""
+    values = metrics.to_json()
+    out = []
+    for bound, limit in limits.to_json().items():
+        if limit is None:
+            continue
+        value = values[METRICS[bound]]
+        out.append(Check(METRICS[bound], value, limit, value is not None and value <= limit))
+    return out
 
 
 @dataclass
 class GateResult:
-    """One candidate precision's measurement."""
+    """One candidate precision's measurement, or why it was not measured or not kept (`stage`)."""
 
     precision: str
-    top1_drop: float
-    max_abs_diff: float
+    metrics: Metrics | None
     passed: bool
+    checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
     accuracy: float | None = None
     reason: str | None = None
+    stage: str = "gate"  # gate | target | calibration | build
+
+    @property
+    def top1_drop(self) -> float:
+        return 1.0 if self.metrics is None else self.metrics.top1_drop
+
+    @property
+    def max_abs_diff(self) -> float:
+        return float("inf") if self.metrics is None else self.metrics.max_abs_diff
+
+    @classmethod
+    def skipped(cls, precision: str, stage: str, reason: str) -> GateResult:
+        return cls(precision, None, False, reason=reason, stage=stage)
+
+    def reject(self, stage: str, reason: str) -> None:
+        self.passed, self.stage, self.reason = False, stage, reason
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "precision": self.precision,
-            "top1Drop": round(self.top1_drop, 6),
-            "maxAbsDiff": float(f"{self.max_abs_diff:.6g}"),
-            "passed": self.passed,
-            "seconds": round(self.seconds, 4),
-        }
+        out: dict[str, Any] = {"precision": self.precision}
+        if self.metrics is not None:
+            out |= self.metrics.to_json()
+        out |= {"passed": self.passed, "seconds": round(self.seconds, 4)}
+        if self.checks:
+            out["checks"] = [c.to_json() for c in self.checks]
         if self.accuracy is not None:
             out["accuracy"] = round(self.accuracy, 6)
+        if not self.passed:
+            out["rejectedBy"] = self.stage
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -73,15 +207,6 @@ def run(path: Path, input_name: str, x: np.ndarray, output_name: str | None = No
     return np.concatenate(chunks).astype(np.float32)
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(top-1 drop, max abs diff) of candidate outputs against reference outputs."""
-    ref = reference.reshape(len(reference), -1)
-    cand = candidate.reshape(len(candidate), -1)
-    agreement = float(np.mean(np.argmax(ref, axis=1) == np.argmax(cand, axis=1))) if len(ref) else 1.0
-    max_abs = float(np.max(np.abs(ref - cand))) if ref.size else 0.0
-    return 1.0 - agreement, max_abs
-
-
 class Gate:
     """Evaluates candidate networks on fixed rows against the fp32 reference outputs (computed once)."""
 
@@ -91,47 +216,63 @@ class Gate:
         input_name: str,
         output_name: str,
         x: np.ndarray,
-        max_top1_drop: float,
+        limits: Limits | float,
         y: np.ndarray | None = None,
     ) -> None:
         self.input_name = input_name
         self.output_name = output_name
         self.x = x
         self.y = y
-        self.max_top1_drop = max_top1_drop
+        self.limits = limits if isinstance(limits, Limits) else Limits(float(limits))
         start = time.perf_counter()
         self.reference = run(reference, input_name, x, output_name)
         self.reference_seconds = time.perf_counter() - start
+
+    @property
+    def max_top1_drop(self) -> float:
+        return self.limits.max_top1_drop
 
     def _accuracy(self, out: np.ndarray) -> float | None:
         if self.y is None or len(self.y) != len(out):
             return None
         return float(np.mean(np.argmax(out.reshape(len(out), -1), axis=1) == self.y.reshape(-1)))
 
+    def judge(self, precision: str, out: np.ndarray, seconds: float = 0.0) -> GateResult:
+        """The result of outputs `out` (same rows as the reference) against every bound."""
+        metrics = measure(self.reference, out)
+        checks = check(metrics, self.limits)
+        passed = all(c.passed for c in checks)
+        failed = [c.sentence() for c in checks if not c.passed]
+        reason = None if passed else "accuracy gate: " + "; ".join(failed)
+        return GateResult(precision, metrics, passed, checks, seconds, self._accuracy(out), reason)
+
     def evaluate(self, precision: str, path: Path) -> tuple[GateResult, np.ndarray]:
         start = time.perf_counter()
         out = run(path, self.input_name, self.x, self.output_name)
-        drop, max_abs = compare(self.reference, out)
-        seconds = time.perf_counter() - start
-        passed = drop <= self.max_top1_drop + 1e-12
-        result = GateResult(precision, drop, max_abs, passed, seconds, self._accuracy(out))
+        result = self.judge(precision, out, time.perf_counter() - start)
         _log.info(
-            "gate %s: top-1 drop %.4f (limit %.4f), max abs diff %.3g on %d rows: %s",
-            precision, drop, self.max_top1_drop, max_abs, len(self.x), "passed" if passed else "rejected",
-        )  # fmt: skip
+            "gate %s on %d rows: %s: %s",
+            precision,
+            len(self.x),
+            "; ".join(c.sentence() for c in result.checks),
+            "passed" if result.passed else "rejected",
+        )
         return result, out
 
     def refuse(self, result: GateResult) -> AccuracyGateError:
+        failed = [c for c in result.checks if not c.passed]
+        names = " / ".join(f"engine.accuracy.{BOUNDS[c.metric]}" for c in failed)
         return AccuracyGateError(
-            f"precision {result.precision} rejected by the accuracy gate: top-1 drop {result.top1_drop:.4f} "
-            f"> maxTop1Drop {self.max_top1_drop:.4f} (max abs diff {result.max_abs_diff:.3g}, "
-            f"{len(self.x)} samples); raise engine.accuracy.maxTop1Drop or choose a higher precision"
+            f"precision {result.precision} rejected by the accuracy gate: "
+            + "; ".join(c.sentence() for c in failed)
+            + f" ({len(self.x)} samples; measured top-1 drop {result.top1_drop:.4f}, max abs diff "
+            f"{result.max_abs_diff:.3g}); loosen {names} or choose a higher precision"
         )
 
     def report(self, candidates: list[GateResult], chosen: str, data: str) -> dict[str, Any]:
         return {
             "samples": len(self.x),
-            "maxTop1Drop": self.max_top1_drop,
+            **self.limits.to_json(),
             "candidates": [c.to_json() for c in candidates],
             "chosen": chosen,
             "data": data,

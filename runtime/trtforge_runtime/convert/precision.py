@@ -5,16 +5,27 @@ typed network runs in the types its graph says. So `fp16` converts the graph's f
 (onnxconverter-common) while keeping FP32 inputs and outputs, and `int8` inserts explicit, symmetric
 QuantizeLinear/DequantizeLinear pairs calibrated on representative rows (onnxruntime's quantize_static).
 The same transformed file runs in onnxruntime on any CPU, which is what makes the accuracy gate portable.
+
+The int8 placement follows TensorRT's explicit-quantization guidance (and onnxruntime's options for it):
+Q/DQ only on the inputs of the compute operators (MatMul, Conv, Gemm, ConvTranspose); weights int8,
+symmetric, one scale per output channel; activations int8, symmetric (zero point 0), one scale per tensor;
+the operators' outputs, biases (Add after MatMul, Conv's bias input), normalization constants (the 0-d
+scale/offset of the `normalize` layer, which TensorRT refuses as quantized constants) and the final
+softmax/probabilities stay float, so the builder fuses bias and activation in float/int32 and served
+probabilities are not rounded to steps of 1/127.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import shutil
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +35,45 @@ FP32, FP16, INT8 = "fp32", "fp16", "int8"
 PRECISIONS = (FP32, FP16, INT8)
 BEST_ORDER = (INT8, FP16, FP32)
 CALIBRATION_BATCH = 64
+# TensorRT's explicit quantization: Q/DQ on the inputs of these operators only.
+QUANTIZED_OPS = ("MatMul", "Conv", "Gemm", "ConvTranspose")
+MINMAX, ENTROPY, PERCENTILE = "minmax", "entropy", "percentile"
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """spec.engine.calibration: the calibrator, how many calibration rows, the percentile kept."""
+
+    method: str = MINMAX
+    rows: int = 1024
+    percentile: float = 99.99
+
+    @classmethod
+    def from_spec(cls, calibration: Any) -> Int8Options:
+        return cls(str(calibration.method), int(calibration.rows), float(calibration.percentile))
+
+    def report(self, calib: np.ndarray | None) -> dict[str, Any]:
+        """What engine.json says about the calibration (rows actually used, see calibration_rows)."""
+        used = 0 if calib is None else len(calibration_rows(calib, self.rows))
+        out: dict[str, Any] = {"method": self.method, "rows": used, "batch": calibration_batch(used)}
+        if self.method == PERCENTILE:
+            out["percentile"] = self.percentile
+        return out
 
 
 class CalibrationDataMissing(ConversionError):
     """int8 was asked for but there are no rows to calibrate the quantization scales on."""
 
 
-def transform(source: Path, precision: str, out: Path, *, input_name: str, calib: np.ndarray | None) -> Path:
+def transform(
+    source: Path,
+    precision: str,
+    out: Path,
+    *,
+    input_name: str,
+    calib: np.ndarray | None,
+    options: Int8Options | None = None,
+) -> Path:
     """Write the `precision` version of the fp32 ONNX model `source` to `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if precision == FP32:
@@ -38,7 +81,7 @@ def transform(source: Path, precision: str, out: Path, *, input_name: str, calib
     elif precision == FP16:
         to_fp16(source, out)
     elif precision == INT8:
-        to_int8(source, out, input_name=input_name, calib=calib)
+        to_int8(source, out, input_name=input_name, calib=calib, options=options or Int8Options())
     else:
         raise ConversionError(f"unknown precision {precision!r} (expected one of {', '.join(PRECISIONS)})")
     return out
@@ -58,12 +101,28 @@ def to_fp16(source: Path, out: Path) -> None:
     onnx.save(half, str(out))
 
 
+def calibration_batch(rows: int) -> int:
+    return max(1, min(CALIBRATION_BATCH, rows))
+
+
+def calibration_rows(calib: np.ndarray, limit: int) -> np.ndarray:
+    """At most `limit` rows, cut to a whole number of calibration batches.
+
+    onnxruntime's histogram calibrators (entropy, percentile) stack the outputs of every batch and fail
+    on a shorter last batch, so every method gets equal batches (the same rows for each method).
+    """
+    rows = calib[: max(1, limit)]
+    batch = calibration_batch(len(rows))
+    return rows[: len(rows) - len(rows) % batch]
+
+
 class _Rows:
-    """onnxruntime CalibrationDataReader over the calibration rows, in fixed-size batches."""
+    """onnxruntime CalibrationDataReader over the calibration rows, in equal batches."""
 
     def __init__(self, input_name: str, x: np.ndarray) -> None:
+        batch = calibration_batch(len(x))
         self._batches: Iterator[dict[str, np.ndarray]] = iter(
-            {input_name: x[i : i + CALIBRATION_BATCH]} for i in range(0, len(x), CALIBRATION_BATCH)
+            {input_name: x[i : i + batch]} for i in range(0, len(x), batch)
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -81,28 +140,56 @@ def _quiet_root_warnings() -> Iterator[None]:
         logging.disable(previous)
 
 
-def to_int8(source: Path, out: Path, *, input_name: str, calib: np.ndarray | None) -> None:
+def quantize_arguments(options: Int8Options) -> dict[str, Any]:
+    """quantize_static's keyword arguments for TensorRT-style int8 (see the module docstring)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    methods = {
+        MINMAX: CalibrationMethod.MinMax,
+        ENTROPY: CalibrationMethod.Entropy,
+        PERCENTILE: CalibrationMethod.Percentile,
+    }
+    if options.method not in methods:
+        raise ConversionError(
+            f"spec.engine.calibration.method {options.method!r} is not one of {', '.join(methods)}"
+        )
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": True,  # zero point 0: TensorRT supports symmetric int8 only
+        "WeightSymmetric": True,
+        "QuantizeBias": False,  # biases stay float: the builder folds them (int32 DQ is not TensorRT's)
+        "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # no requantize before bias/softmax
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # MatMul B is [K, N]: N output channels
+    }
+    if options.method == PERCENTILE:
+        extra["CalibPercentile"] = options.percentile
+    return {
+        "quant_format": QuantFormat.QDQ,
+        "activation_type": QuantType.QInt8,
+        "weight_type": QuantType.QInt8,
+        "per_channel": True,
+        "op_types_to_quantize": list(QUANTIZED_OPS),
+        "calibrate_method": methods[options.method],
+        "extra_options": extra,
+    }
+
+
+def to_int8(
+    source: Path, out: Path, *, input_name: str, calib: np.ndarray | None, options: Int8Options
+) -> None:
     if calib is None or len(calib) == 0:
         raise CalibrationDataMissing(
             "precision int8 needs calibration data: the model folder has no samples.npz x_calib and the spec "
             "names no dataset (spec.model.source.dataset); add one, or choose fp16/fp32"
         )
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
     class Reader(_Rows, CalibrationDataReader):
         pass
 
+    rows = calibration_rows(np.ascontiguousarray(calib, dtype=np.float32), options.rows)
+    arguments = quantize_arguments(options)
     try:
-        with _quiet_root_warnings():
-            quantize_static(
-                str(source),
-                str(out),
-                Reader(input_name, np.ascontiguousarray(calib, dtype=np.float32)),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=False,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-            )
+        with _quiet_root_warnings(), contextlib.redirect_stdout(io.StringIO()):  # histogram progress
+            quantize_static(str(source), str(out), Reader(input_name, rows), **arguments)
     except Exception as exc:  # onnxruntime raises assorted types for graphs it cannot quantize
         raise ConversionError(f"cannot quantize {source} to int8 (QDQ): {exc}") from exc

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,15 +147,20 @@ def _f32(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None or len(a) == 0 else np.ascontiguousarray(a, dtype=np.float32)
 
 
-def dataset_samples(dataset: Dataset, seed: int) -> Samples:
-    """Gate and calibration rows from a dataset spec (the training engineer's `load_dataset`)."""
+def dataset_samples(dataset: Dataset, seed: int, *, base_dir: Path | None = None, field: str = "") -> Samples:
+    """Gate and calibration rows from a dataset spec (the training engineer's `load_dataset`).
+
+    A relative dataset path is relative to `base_dir` (the manifest's folder); `field` names the spec
+    section in error messages.
+    """
     try:
-        from trtforge_runtime.train.datasets import load_dataset
+        from trtforge_runtime.train.datasets import DatasetSettings, load_dataset
     except ImportError as exc:
         raise DatasetError(
             f"cannot load dataset {dataset.uri}: the dataset module is unavailable ({exc})"
         ) from None
-    splits = load_dataset(dataset, seed)
+    settings = DatasetSettings.from_env(base_dir=base_dir, field=field or "spec.model.train.dataset")
+    splits = load_dataset(dataset, seed, settings)
     return Samples(
         x_test=_f32(splits.x_test),
         y_test=splits.y_test,
@@ -209,7 +214,7 @@ def _name_batch_dims(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def from_spec_source(spec: ModelDeploymentSpec, workdir: Path) -> ModelSource:
+def from_spec_source(spec: ModelDeploymentSpec, workdir: Path, base_dir: Path | None = None) -> ModelSource:
     """The model named by spec.model.source (ONNX file or SavedModel), with its dataset's samples."""
     src = spec.model.source
     if src is None:
@@ -235,17 +240,60 @@ def from_spec_source(spec: ModelDeploymentSpec, workdir: Path) -> ModelSource:
                 f"(inputs: {[t.name for t in inputs]})"
             )
         inputs = chosen + [t for t in inputs if t.name != src.input_name]
+    if src.output_name is not None:
+        outputs = select_output(onnx_path, outputs, src.output_name)
     check_io(inputs, outputs, onnx_path)
-    samples = dataset_samples(src.dataset, 42) if src.dataset is not None else Samples()
+    samples = Samples()
+    if src.dataset is not None:
+        samples = dataset_samples(src.dataset, 42, base_dir=base_dir, field="spec.model.source.dataset")
     return ModelSource(onnx_path, sha256_file(onnx_path), inputs, outputs, samples, src.uri)
 
 
-def resolve(spec: ModelDeploymentSpec, model_dir: Path | None, workdir: Path) -> ModelSource:
-    """The model to convert: --model DIR when given, else spec.model.source."""
+def select_output(onnx_path: Path, outputs: list[TensorInfo], name: str) -> list[TensorInfo]:
+    """spec.model.source.outputName: that output first, or the only output renamed to it (in the file)."""
+    chosen = [t for t in outputs if t.name == name]
+    if chosen:
+        return chosen + [t for t in outputs if t.name != name]
+    if len(outputs) != 1:
+        raise ArtifactError(
+            f"spec.model.source.outputName {name!r} is not an output of the model, and the model has "
+            f"{len(outputs)} outputs, so it cannot be a new name for its only one "
+            f"(outputs: {[t.name for t in outputs]})"
+        )
+    rename_output(onnx_path, outputs[0].name, name)
+    _log.info("model output %r is served as %r (spec.model.source.outputName)", outputs[0].name, name)
+    return [replace(outputs[0], name=name)]
+
+
+def rename_output(path: Path, old: str, new: str) -> None:
+    """Rename graph output `old` to `new` everywhere it appears (producer, consumers, value infos)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    taken = {v for n in graph.node for v in [*n.input, *n.output]} | {i.name for i in graph.initializer}
+    if new in taken:
+        raise ArtifactError(f"spec.model.source.outputName {new!r} already names another tensor of the model")
+    for node in graph.node:
+        node.input[:] = [new if v == old else v for v in node.input]
+        node.output[:] = [new if v == old else v for v in node.output]
+    for value in [*graph.output, *graph.value_info]:
+        if value.name == old:
+            value.name = new
+    onnx.save(model, str(path))
+
+
+def resolve(
+    spec: ModelDeploymentSpec, model_dir: Path | None, workdir: Path, *, base_dir: Path | None = None
+) -> ModelSource:
+    """The model to convert: --model DIR when given, else spec.model.source.
+
+    `base_dir` (the manifest's folder) is what relative dataset paths are relative to.
+    """
     if model_dir is not None:
         source = from_model_dir(model_dir)
         if source.samples.x_test is None and spec.model.train is not None:
             seed = spec.model.train.seed
-            source.samples = dataset_samples(spec.model.train.dataset, seed)
+            source.samples = dataset_samples(spec.model.train.dataset, seed, base_dir=base_dir)
         return source
-    return from_spec_source(spec, workdir)
+    return from_spec_source(spec, workdir, base_dir)

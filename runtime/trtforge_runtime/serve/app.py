@@ -103,7 +103,11 @@ async def load_model(
     """Load, verify and warm up; registers readiness on `dataplane`. None when the model cannot serve."""
     engine_dir = settings.engine_dir
     selection = select_backend(
-        engine_dir, doc, forced=settings.backend, compute_capability=settings.compute_capability
+        engine_dir,
+        doc,
+        forced=settings.backend,
+        compute_capability=settings.compute_capability,
+        device=settings.device,
     )
     log.info("model %s: backend %s (%s): %s", name, selection.kind, selection.path, selection.reason)
     backend = make_backend(selection, settings, doc)

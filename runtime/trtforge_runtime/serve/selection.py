@@ -1,24 +1,23 @@
 """Which backend serves an engine folder on this node, and why (logged at start-up).
 
-Preference: the TensorRT / TensorRT-RTX engine that `engine.json` lists for this GPU's compute capability
-(queried through pycuda, else `nvidia-smi`), when its library and pycuda import here; otherwise the
-always-present onnxruntime artifact. Every fallback carries a reason sentence ("no NVIDIA GPU detected",
-"no engine built for compute capability 9.0 (engines: 8.6, 8.9)", ...). A backend forced with
-`--backend` that cannot run is an error instead of a silent fallback.
+Preference: the TensorRT / TensorRT-RTX engine that `engine.json` lists for the compute capability of the
+configured CUDA device (`--device`; pycuda, else `nvidia-smi`), when its library and pycuda import here;
+otherwise the always-present onnxruntime artifact. Every fallback carries a reason sentence ("no NVIDIA
+GPU detected", "no engine built for compute capability 9.0 (engines: 8.6, 8.9)", ...). A backend forced
+with `--backend` that cannot run is an error instead of a silent fallback.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trtforge_runtime.errors import ArtifactError
+from trtforge_runtime.trt import library
 
 log = logging.getLogger(__name__)
 
@@ -35,41 +34,9 @@ class Selection:
     engine: dict[str, Any] | None = None  # the engines[] entry of engine.json
 
 
-def detect_compute_capability() -> tuple[str | None, str]:
-    """This node's GPU 0 compute capability ("8.9") and how it was found, or None and why not."""
-    why: list[str] = []
-    if importlib.util.find_spec("pycuda") is not None:
-        try:
-            import pycuda.driver as cuda
-
-            cuda.init()
-            if cuda.Device.count() > 0:
-                major, minor = cuda.Device(0).compute_capability()
-                return f"{major}.{minor}", f"pycuda: {cuda.Device(0).name()}"
-            why.append("pycuda sees no CUDA device")
-        except Exception as exc:  # pycuda raises its own error types (no driver, no device)
-            why.append(f"pycuda: {exc}")
-    else:
-        why.append("pycuda is not installed")
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=compute_cap,name", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout.strip()
-            if out:
-                cc, _, name = out.splitlines()[0].partition(",")
-                return cc.strip(), f"nvidia-smi: {name.strip()}"
-            why.append("nvidia-smi lists no GPU")
-        except (OSError, subprocess.SubprocessError) as exc:
-            why.append(f"nvidia-smi failed: {exc}")
-    else:
-        why.append("nvidia-smi not found")
-    return None, "; ".join(why)
+def detect_compute_capability(device: int = 0) -> tuple[str | None, str]:
+    """Compute capability ("8.9") of CUDA device `device` and how it was found, or None and why not."""
+    return library.detect_compute_capability(device)
 
 
 def _module_importable(kind: str) -> bool:
@@ -101,9 +68,13 @@ def select_backend(
     compute_capability: str | None = None,
     detect: Callable[[], tuple[str | None, str]] | None = None,
     importable: Callable[[str], bool] | None = None,
+    device: int = 0,
 ) -> Selection:
-    """Pick the backend for this node (see the module docstring); `compute_capability` skips detection."""
-    detect = detect or detect_compute_capability
+    """Pick the backend for this node (see the module docstring); `compute_capability` skips detection.
+
+    Detection looks at CUDA device `device`, the one the runtime will run the engine on.
+    """
+    detect = detect or (lambda: detect_compute_capability(device))
     importable = importable or _module_importable
     if forced == ONNXRUNTIME:
         return Selection(ONNXRUNTIME, onnxruntime_path(engine_dir, doc), "onnxruntime forced by --backend")

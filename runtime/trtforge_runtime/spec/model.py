@@ -193,8 +193,10 @@ class Dataset(Model):
     features: str = Field(
         default="x", min_length=1, description="npz: array key of the features; csv: unused."
     )
-    label: str = Field(
-        default="y", min_length=1, description="npz: array key of the labels; csv: label column."
+    label: str | None = Field(
+        default=None,
+        min_length=1,
+        description="npz: array key of the labels (default y); csv: the label column (default label).",
     )
     validation_split: float = Field(
         default=0.2, gt=0.0, lt=0.9, description="Fraction of the training rows held out for validation."
@@ -220,32 +222,6 @@ class Loss(StrEnum):
     CATEGORICAL_CROSSENTROPY = "categorical_crossentropy"
     BINARY_CROSSENTROPY = "binary_crossentropy"
     MSE = "mean_squared_error"
-    MAE = "mean_absolute_error"
-    HUBER = "huber"
-
-
-class Task(StrEnum):
-    """What the model predicts; it decides the losses that apply and the metric of both quality gates."""
-
-    CLASSIFICATION = "classification"
-    REGRESSION = "regression"
-    MULTILABEL = "multilabel"
-
-
-# The losses each task trains with; the first is the default when spec.model.train.loss is not set.
-TASK_LOSSES: dict[str, tuple[str, ...]] = {
-    Task.CLASSIFICATION: (
-        Loss.SPARSE_CATEGORICAL_CROSSENTROPY,
-        Loss.CATEGORICAL_CROSSENTROPY,
-        Loss.BINARY_CROSSENTROPY,
-    ),
-    Task.REGRESSION: (Loss.MSE, Loss.MAE, Loss.HUBER),
-    Task.MULTILABEL: (Loss.BINARY_CROSSENTROPY,),
-}
-
-
-def _cel_list(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
 class Resources(Model):
@@ -256,88 +232,14 @@ class Resources(Model):
     memory: str | int = quantity("Memory request and limit, a Kubernetes quantity such as 4Gi.", "2Gi")
 
 
-ENTRY_POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
-TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-class CustomTraining(Model):
-    """The user's own training code (docs/training.md, "Custom training code", has the contract).
-
-    It runs as a child process of `trtforge train` with $TRTFORGE_OUTPUT_DIR (an empty folder to write a
-    SavedModel or a .keras file into), $TRTFORGE_DATA (the train/validation rows as .npz) and
-    $TRTFORGE_SPEC; trtforge then exports, checks and gates the model like a declarative one.
-    """
-
-    image: str | None = Field(
-        default=None,
-        min_length=1,
-        description="Image of the training Job (in a cluster); it must contain trtforge, e.g. built FROM "
-        "the trainer image. Default: the operator's trainer image.",
-    )
-    command: list[str] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        description="Command run in the code folder, e.g. [python, train.py] (exclusive with entryPoint).",
-    )
-    entry_point: str | None = Field(
-        default=None,
-        pattern=ENTRY_POINT_PATTERN,
-        description="module:function called with a trtforge_runtime.train.custom.Context; it writes the "
-        "model or returns a Keras model (exclusive with command).",
-    )
-    code: str | None = Field(
-        default=None,
-        min_length=1,
-        description="File or folder holding the code, copied into a fresh working folder: a path relative "
-        "to the manifest's folder, file://, pvc://CLAIM/PATH or s3://. Default: the image's own files.",
-    )
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of the code.")
-    timeout_seconds: int = Field(
-        default=3600, ge=1, le=2_592_000, description="The code is stopped and the stage fails after this."
-    )
-    input_name: str | None = Field(
-        default=None,
-        pattern=TENSOR_NAME_PATTERN,
-        description="Name of the served input (default: the model's own input name).",
-    )
-    output_name: str | None = Field(
-        default=None,
-        pattern=TENSOR_NAME_PATTERN,
-        description="Name of the served output (default: the model's own output name).",
-    )
-
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {
-            "rule": "has(self.command) != has(self.entryPoint)",
-            "message": "custom needs exactly one of command or entryPoint",
-        }
-    ]
-
-    @model_validator(mode="after")
-    def _one_way_to_run(self) -> CustomTraining:
-        if (self.command is None) == (self.entry_point is None):
-            raise ValueError("custom needs exactly one of command or entryPoint")
-        return self
-
-
 class Train(Model):
-    """Train a Keras model on a dataset: from a layer list (architecture) or with the user's code (custom)."""
+    """Train a Keras model from a layer list on a dataset."""
 
-    dataset: Dataset = Field(description="Training data; its test split is held out for the quality gate.")
-    architecture: Architecture | None = Field(
-        default=None, description="The network as a layer list (exclusive with custom)."
-    )
-    custom: CustomTraining | None = Field(
-        default=None, description="The user's own training code (exclusive with architecture)."
-    )
+    dataset: Dataset = Field(description="Training data.")
+    architecture: Architecture = Field(description="The network.")
     optimizer: Optimizer = Field(default=Optimizer.ADAM, description="Keras optimizer.")
     learning_rate: float = Field(default=0.001, gt=0.0, le=10.0, description="Optimizer learning rate.")
-    loss: Loss | None = Field(
-        default=None,
-        description="Keras loss; default per spec.model.task: sparse_categorical_crossentropy "
-        "(classification), mean_squared_error (regression), binary_crossentropy (multilabel).",
-    )
+    loss: Loss = Field(default=Loss.SPARSE_CATEGORICAL_CROSSENTROPY, description="Keras loss.")
     epochs: int = Field(default=10, ge=1, le=100_000, description="Training epochs.")
     batch_size: int = Field(default=32, ge=1, le=1_048_576, description="Global mini-batch size.")
     seed: int = Field(
@@ -347,17 +249,7 @@ class Train(Model):
         description="Seed for splits, initialisation and shuffling (determinism).",
     )
     min_accuracy: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description="Quality gate (classification: top-1, multilabel: per-label accuracy): minimum test "
-        "accuracy, else training fails.",
-    )
-    max_mae: float | None = Field(
-        default=None, ge=0.0, description="Quality gate (regression): largest test mean absolute error."
-    )
-    min_r2: float | None = Field(
-        default=None, ge=-1e9, le=1.0, description="Quality gate (regression): smallest test R²."
+        default=0.0, ge=0.0, le=1.0, description="Quality gate: minimum test accuracy, else training fails."
     )
     workers: int = Field(
         default=1, ge=1, le=64, description="Training pods; more than 1 runs MultiWorkerMirroredStrategy."
@@ -367,19 +259,6 @@ class Train(Model):
         default=86_400, ge=60, le=2_592_000, description="The training Job's activeDeadlineSeconds."
     )
     backoff_limit: int = Field(default=2, ge=0, le=100, description="Retries of a failed training pod.")
-
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {
-            "rule": "has(self.architecture) != has(self.custom)",
-            "message": "train needs exactly one of architecture or custom",
-        }
-    ]
-
-    @model_validator(mode="after")
-    def _one_model(self) -> Train:
-        if (self.architecture is None) == (self.custom is None):
-            raise ValueError("train needs exactly one of architecture or custom")
-        return self
 
 
 class SourceFormat(StrEnum):
@@ -397,6 +276,12 @@ class Source(Model):
     input_name: str | None = Field(
         default=None, description="Input tensor to serve (default: the model's first input)."
     )
+    output_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_:./-]*$",
+        description="Output tensor to serve: an output of the model, or the new name of its only output "
+        "(default: the model's first output, under the name the model gives it).",
+    )
     dataset: Dataset | None = Field(
         default=None,
         description="Representative data for int8 calibration and the accuracy gate (needed for int8).",
@@ -404,13 +289,8 @@ class Source(Model):
 
 
 class ModelSection(Model):
-    """Exactly one of train or source, and the task the model performs."""
+    """Exactly one of train or source."""
 
-    task: Task = Field(
-        default=Task.CLASSIFICATION,
-        description="classification (top-1), regression (an error metric) or multilabel (sigmoid outputs, "
-        "one decision per label at 0.5); it picks the metric of the training and the conversion gate.",
-    )
     train: Train | None = Field(default=None, description="Train the model (mutually exclusive with source).")
     source: Source | None = Field(
         default=None, description="Use a trained model (mutually exclusive with train)."
@@ -420,55 +300,14 @@ class ModelSection(Model):
         {
             "rule": "has(self.train) != has(self.source)",
             "message": "exactly one of train or source must be set",
-        },
-        *(
-            {
-                "rule": f"self.task != '{task}' || !has(self.train) || !has(self.train.loss) "
-                f"|| self.train.loss in {_cel_list(losses)}",
-                "message": f"task {task} trains with loss {' or '.join(losses)}",
-            }
-            for task, losses in TASK_LOSSES.items()
-        ),
-        {
-            "rule": "self.task == 'regression' || !has(self.train) "
-            "|| (!has(self.train.maxMae) && !has(self.train.minR2))",
-            "message": "train.maxMae and train.minR2 gate regression models; use minAccuracy",
-        },
-        {
-            "rule": "self.task != 'regression' || !has(self.train) || !has(self.train.minAccuracy) "
-            "|| self.train.minAccuracy == 0.0",
-            "message": "train.minAccuracy does not apply to regression; use maxMae or minR2",
-        },
+        }
     ]
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSection:
         if (self.train is None) == (self.source is None):
             raise ValueError("exactly one of train or source must be set")
-        if self.train is not None:
-            self._task_fits_training(self.train)
         return self
-
-    def _task_fits_training(self, train: Train) -> None:
-        task = str(self.task)
-        losses = TASK_LOSSES[task]
-        if train.loss is not None and str(train.loss) not in losses:
-            raise ValueError(
-                f"task {task} trains with loss {' or '.join(losses)}; train.loss is {train.loss}"
-            )
-        if task == Task.REGRESSION:
-            if train.min_accuracy:
-                raise ValueError("train.minAccuracy does not apply to regression; use maxMae or minR2")
-        elif train.max_mae is not None or train.min_r2 is not None:
-            raise ValueError(
-                f"train.maxMae and train.minR2 gate regression models; a {task} model uses minAccuracy"
-            )
-
-    @property
-    def loss(self) -> str:
-        """The training loss: spec.model.train.loss, or the task's default."""
-        chosen = self.train.loss if self.train is not None else None
-        return str(chosen) if chosen is not None else TASK_LOSSES[str(self.task)][0]
 
 
 # ----------------------------------------------------------------------------------------------- engine
@@ -506,10 +345,22 @@ class BatchProfile(Model):
 
 
 class AccuracyGate(Model):
-    """How much a reduced-precision engine may disagree with the fp32 model."""
+    """How much a reduced-precision engine may disagree with the fp32 model (every set bound must hold)."""
 
     max_top1_drop: float = Field(
         default=0.01, ge=0.0, le=1.0, description="Largest allowed drop in top-1 agreement with fp32."
+    )
+    max_abs_diff: float | None = Field(
+        default=0.1,
+        ge=0.0,
+        description="Largest allowed absolute difference of any output value (e.g. a class probability) "
+        "from fp32 on the gate rows; null turns the bound off.",
+    )
+    max_mean_kl: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Largest allowed mean KL divergence KL(fp32 || candidate) in nats over the gate rows; "
+        "needs outputs that are probability distributions (softmax); null (default) turns it off.",
     )
     samples: int = Field(default=512, ge=1, le=1_000_000, description="Held-out rows the gate evaluates.")
     min_r2: float | None = Field(
@@ -534,6 +385,28 @@ class AccuracyGate(Model):
     )
 
 
+class CalibrationMethod(StrEnum):
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class Calibration(Model):
+    """How int8 quantization scales are calibrated (onnxruntime's calibrators)."""
+
+    method: CalibrationMethod = Field(
+        default=CalibrationMethod.MINMAX,
+        description="minmax (largest absolute value seen), entropy (KL-optimal threshold) or percentile "
+        "(the `percentile`-th percentile of absolute values).",
+    )
+    rows: int = Field(
+        default=1024, ge=16, le=1_000_000, description="Most calibration rows (training rows) used."
+    )
+    percentile: float = Field(
+        default=99.99, gt=50.0, le=100.0, description="percentile method: the percentile kept."
+    )
+
+
 class Engine(Model):
     """How the model becomes an engine."""
 
@@ -547,6 +420,9 @@ class Engine(Model):
     )
     batch: BatchProfile = Field(default_factory=BatchProfile, description="Dynamic batch profile.")
     accuracy: AccuracyGate = Field(default_factory=AccuracyGate, description="Accuracy gate.")
+    calibration: Calibration = Field(
+        default_factory=Calibration, description="int8 calibration (used by int8 and best)."
+    )
     compute_capabilities: list[str] = Field(
         default_factory=lambda: ["8.9"],
         min_length=1,
@@ -737,32 +613,6 @@ class ModelDeploymentSpec(Model):
     revision_history_limit: int = Field(
         default=5, ge=1, le=100, description="Serving revisions remembered in status for rollback."
     )
-
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {
-            "rule": "!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'regression' "
-            "|| (!has(self.engine.accuracy.minR2) && !has(self.engine.accuracy.maxMae))",
-            "message": "engine.accuracy.minR2 and maxMae gate regression models (spec.model.task)",
-        },
-        {
-            "rule": "!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'multilabel' "
-            "|| !has(self.engine.accuracy.maxLabelDisagreement)",
-            "message": "engine.accuracy.maxLabelDisagreement gates multilabel models (spec.model.task)",
-        },
-    ]
-
-    @model_validator(mode="after")
-    def _gate_fits_task(self) -> ModelDeploymentSpec:
-        task, gate = str(self.model.task), self.engine.accuracy
-        if task != Task.REGRESSION and (gate.min_r2 is not None or gate.max_mae is not None):
-            raise ValueError(
-                f"engine.accuracy.minR2 and maxMae gate regression models; spec.model.task is {task}"
-            )
-        if task != Task.MULTILABEL and gate.max_label_disagreement is not None:
-            raise ValueError(
-                f"engine.accuracy.maxLabelDisagreement gates multilabel models; spec.model.task is {task}"
-            )
-        return self
 
 
 # ----------------------------------------------------------------------------------------------- status

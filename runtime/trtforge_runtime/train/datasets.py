@@ -4,13 +4,14 @@ Training and conversion (int8 calibration, the accuracy gate of `spec.model.sour
 datasets through `load_dataset`, so one URI means the same rows everywhere. Supported sources:
 
 - `builtin://digits` (and iris, wine, breast_cancer): scikit-learn's bundled data, no download;
-- a local path, `file://PATH`, or `pvc://CLAIM/PATH` (read from `$TRTFORGE_PVC_ROOT/CLAIM/PATH`, where
-  the operator mounts the claim);
+- a local path (a relative one is taken relative to the manifest's folder, `DatasetSettings.base_dir`),
+  `file://PATH`, or `pvc://CLAIM/PATH` (read from `$TRTFORGE_PVC_ROOT/CLAIM/PATH`, where the operator
+  mounts the claim);
 - `s3://BUCKET/KEY` through fsspec, when the `s3` extra (s3fs) is installed.
 
-Files are `.npz` (arrays under the `features`/`label` keys) or `.csv` (a header row; the `label` column
-is the class, every other column a feature). Every failure raises `DatasetError` naming the URI and,
-where it applies, the key, column or shapes at fault.
+Files are `.npz` (arrays under the `features`/`label` keys, default `x`/`y`) or `.csv` (a header row;
+the `label` column, default `label`, is the class, every other column a feature). Every failure raises
+`DatasetError` naming the URI and, where it applies, the key, column, line or shapes at fault.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 PVC_ROOT_ENV = "TRTFORGE_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 SUPPORTED = "builtin://NAME, a local path, file://PATH, pvc://CLAIM/PATH or s3://BUCKET/KEY"
+DEFAULT_LABEL = {"npz": "y", "csv": "label"}
+TRAIN_FIELD = "spec.model.train.dataset"
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,27 @@ class Splits:
 
 @dataclass(frozen=True)
 class DatasetSettings:
-    """Where pvc:// URIs are mounted; read from the environment when a dataset is loaded."""
+    """Where pvc:// URIs are mounted (from the environment) and what relative paths are relative to.
+
+    `base_dir` is the folder of the manifest that names the dataset (`-f FILE`), so `uri: iris.csv` means
+    the same file from any working directory; None leaves relative paths to the working directory.
+    `field` is the manifest path of the dataset section, used in error messages.
+    """
 
     pvc_root: Path = Path(DEFAULT_PVC_ROOT)
+    base_dir: Path | None = None
+    field: str = TRAIN_FIELD
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DatasetSettings:
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        base_dir: Path | None = None,
+        field: str = TRAIN_FIELD,
+    ) -> DatasetSettings:
         env = os.environ if env is None else env
-        return cls(pvc_root=Path(env.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT))
+        return cls(pvc_root=Path(env.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT), base_dir=base_dir, field=field)
 
 
 def _builtin_loaders() -> dict[str, Callable[[], Any]]:
@@ -77,25 +93,20 @@ def _builtin_loaders() -> dict[str, Callable[[], Any]]:
         "iris": skd.load_iris,
         "wine": skd.load_wine,
         "breast_cancer": skd.load_breast_cancer,
-        "diabetes": skd.load_diabetes,  # regression: 10 features, a disease-progression score
     }
 
 
-BUILTIN_NAMES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+BUILTIN_NAMES = ("digits", "iris", "wine", "breast_cancer")
 
 
-def load_dataset(
-    spec: Dataset, seed: int, settings: DatasetSettings | None = None, task: str = "classification"
-) -> Splits:
+def load_dataset(spec: Dataset, seed: int, settings: DatasetSettings | None = None) -> Splits:
     """Read the dataset `spec` names and split it: test first, then validation from the rest."""
-    x, y = load_arrays(spec, settings, task)
-    return split(x, y, spec, seed, stratify=task == "classification")
+    x, y = load_arrays(spec, settings)
+    return split(x, y, spec, seed)
 
 
-def load_arrays(
-    spec: Dataset, settings: DatasetSettings | None = None, task: str = "classification"
-) -> tuple[np.ndarray, np.ndarray]:
-    """All rows as float32 features and labels as `task` needs them (trtforge_runtime.tasks), validated."""
+def load_arrays(spec: Dataset, settings: DatasetSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All rows of the dataset as (float32 features, int64 labels), validated."""
     settings = settings or DatasetSettings.from_env()
     uri = spec.uri
     if uri.startswith("builtin://"):
@@ -107,24 +118,20 @@ def load_arrays(
             )
         bunch = loaders[name]()
         x, y = np.asarray(bunch.data), np.asarray(bunch.target)
+        label = spec.label or DEFAULT_LABEL["npz"]
     else:
-        fmt = _format_of(spec)
+        fmt = _format_of(spec, settings.field)
+        label = spec.label or DEFAULT_LABEL[fmt]
         data = _read_bytes(uri, settings)
         if fmt == "npz":
-            x, y = _parse_npz(data, uri, spec.features, spec.label)
+            x, y = _parse_npz(data, uri, spec.features, label, settings.field)
         else:
-            x, y = _parse_csv(data, uri, spec.label)
-    if task != "classification":
-        from trtforge_runtime.tasks import validate_labels
-
-        x, _ = _validate(x, np.zeros(len(x), dtype=np.int64), uri, spec.features, spec.label)
-        return x, validate_labels(task, y, len(x), f"dataset {uri}: label {spec.label!r}")
-    return _validate(x, y, uri, spec.features, spec.label)
+            x, y = _parse_csv(data, uri, label, settings.field)
+    return _validate(x, y, uri, spec.features, label)
 
 
-def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int, *, stratify: bool = True) -> Splits:
-    """Seeded test and validation splits, stratified by class (unless a class is too rare or `stratify`
-    is False, as for regression and multi-label targets)."""
+def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int) -> Splits:
+    """Stratified, seeded test and validation splits (unstratified when a class is too rare)."""
     from sklearn.model_selection import train_test_split
 
     n = len(x)
@@ -137,9 +144,6 @@ def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int, *, stratify: b
         )
 
     def _split(a: np.ndarray, b: np.ndarray, size: int) -> list[np.ndarray]:
-        if not stratify:
-            plain: list[np.ndarray] = train_test_split(a, b, test_size=size, random_state=seed)
-            return plain
         try:
             out: list[np.ndarray] = train_test_split(a, b, test_size=size, random_state=seed, stratify=b)
         except ValueError as exc:
@@ -162,7 +166,7 @@ def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int, *, stratify: b
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _format_of(spec: Dataset) -> str:
+def _format_of(spec: Dataset, field: str = TRAIN_FIELD) -> str:
     fmt = str(spec.format)
     if fmt != "auto":
         return fmt
@@ -172,7 +176,7 @@ def _format_of(spec: Dataset) -> str:
             return ext
     raise DatasetError(
         f"dataset {spec.uri}: cannot tell the format from the file name (expected .npz or .csv); "
-        "set spec.model.train.dataset.format to npz or csv"
+        f"set {field}.format to npz or csv"
     )
 
 
@@ -191,7 +195,10 @@ def local_path(uri: str, settings: DatasetSettings) -> Path | None:
         if scheme == "s3":
             return None
         raise DatasetError(f"dataset {uri}: unsupported scheme {scheme!r}; use {SUPPORTED}")
-    return Path(uri)
+    path = Path(uri).expanduser()
+    if not path.is_absolute() and settings.base_dir is not None:
+        return settings.base_dir / path
+    return path
 
 
 def _read_bytes(uri: str, settings: DatasetSettings) -> bytes:
@@ -232,7 +239,9 @@ def _read_remote(uri: str) -> bytes:
     return data
 
 
-def _parse_npz(data: bytes, uri: str, features: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+def _parse_npz(
+    data: bytes, uri: str, features: str, label: str, field: str = TRAIN_FIELD
+) -> tuple[np.ndarray, np.ndarray]:
     try:
         npz = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -244,8 +253,8 @@ def _parse_npz(data: bytes, uri: str, features: str, label: str) -> tuple[np.nda
         for role, key in (("features", features), ("label", label)):
             if key not in keys:
                 raise DatasetError(
-                    f"dataset {uri}: {role} key {key!r} not in the archive; available keys: "
-                    f"{', '.join(keys) or '(none)'}"
+                    f"dataset {uri}: {role} key {key!r} not in the archive (set {field}.{role}); "
+                    f"available keys: {', '.join(keys) or '(none)'}"
                 )
         try:
             return np.asarray(npz[features]), np.asarray(npz[label])
@@ -253,18 +262,21 @@ def _parse_npz(data: bytes, uri: str, features: str, label: str) -> tuple[np.nda
             raise DatasetError(f"dataset {uri}: cannot read arrays: {exc}") from None
 
 
-def _parse_csv(data: bytes, uri: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+def _parse_csv(data: bytes, uri: str, label: str, field: str = TRAIN_FIELD) -> tuple[np.ndarray, np.ndarray]:
+    """Header + numeric rows; the `label` column is the class. NaN/inf cells are refused by position."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"dataset {uri}: not UTF-8 text: {exc}") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    reader = csv.reader(io.StringIO(text))
+    rows = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"dataset {uri}: empty CSV file")
-    header = [c.strip() for c in rows[0]]
+    header = [c.strip() for c in rows[0][1]]
     if label not in header:
         raise DatasetError(
-            f"dataset {uri}: label column {label!r} not in the CSV header; columns: {', '.join(header)}"
+            f"dataset {uri}: label column {label!r} ({field}.label) is not in the CSV header; "
+            f"columns: {', '.join(header)}"
         )
     if len(rows) < 2:
         raise DatasetError(f"dataset {uri}: the CSV file has a header but no rows")
@@ -273,8 +285,7 @@ def _parse_csv(data: bytes, uri: str, label: str) -> tuple[np.ndarray, np.ndarra
     if not feature_cols:
         raise DatasetError(f"dataset {uri}: the CSV file has no feature columns besides {label!r}")
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
-    for r, row in enumerate(rows[1:]):
-        line = r + 2
+    for r, (line, row) in enumerate(rows[1:]):
         if len(row) != len(header):
             raise DatasetError(
                 f"dataset {uri}: line {line} has {len(row)} columns, the header has {len(header)}"
@@ -286,6 +297,11 @@ def _parse_csv(data: bytes, uri: str, label: str) -> tuple[np.ndarray, np.ndarra
                 raise DatasetError(
                     f"dataset {uri}: line {line}, column {header[c]!r}: {cell!r} is not a number"
                 ) from None
+            if not np.isfinite(values[r, c]):
+                raise DatasetError(
+                    f"dataset {uri}: line {line}, column {header[c]!r}: {cell.strip()!r} is not a finite "
+                    "number (NaN and infinite values are refused)"
+                )
     return values[:, feature_cols], values[:, li]
 
 
@@ -321,7 +337,11 @@ def _validate(
     x32 = x.astype(np.float32)
     bad = int(np.count_nonzero(~np.isfinite(x32)))
     if bad:
-        raise DatasetError(f"dataset {uri}: features {features!r} hold {bad} NaN or infinite values")
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(x32))[0])
+        raise DatasetError(
+            f"dataset {uri}: features {features!r} hold {bad} NaN or infinite values "
+            f"(the first at row {first[0]}, index {list(first[1:])})"
+        )
     if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
         raise DatasetError(f"dataset {uri}: label {label!r} must hold integer class indices, got fractions")
     y64 = y.astype(np.int64)

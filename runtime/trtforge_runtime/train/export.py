@@ -28,42 +28,45 @@ class Parity:
     max_abs_diff: float
     argmax_agreement: float
     rows: int
-    scale: float = 1.0  # the largest |output| of TensorFlow: regression outputs are compared relative to it
 
     def as_json(self) -> dict[str, Any]:
         return {"maxAbsDiff": self.max_abs_diff, "argmaxAgreement": self.argmax_agreement, "rows": self.rows}
 
-    def acceptable(self, max_abs_diff: float, min_agreement: float) -> bool:
-        """Within `max_abs_diff` of TensorFlow (relative to outputs larger than 1) and agreeing enough."""
-        return (
-            self.max_abs_diff <= max_abs_diff * max(1.0, self.scale)
-            and self.argmax_agreement >= min_agreement
-        )
-
 
 def export_saved_model(model: Any, path: Path) -> None:
-    """Keras's own SavedModel export (an inference `serve` signature)."""
-    model.export(str(path), format="tf_saved_model", verbose=False)
+    """Keras's SavedModel export with a `serve` signature that keeps the trained tensor names.
+
+    `model.export` names the signature's output `output_0`; here the input and output keys are the
+    model's own input and output names (`pixels` -> `probabilities`), so a SavedModel converted later
+    (tf2onnx, `spec.model.source`) serves under the trained names.
+    """
+    import keras
+    import tensorflow as tf
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        model.export(str(path), format="tf_saved_model", verbose=False)
+        return
+    input_name = str(model.inputs[0].name)
+    output_name = str(model.output_names[0]) if getattr(model, "output_names", None) else "output_0"
+    spec = tf.TensorSpec([None, *(int(d) for d in model.inputs[0].shape[1:])], tf.float32, name=input_name)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: {output_name: model(x, training=False)}, input_signature=[spec])
+    archive.write_out(str(path), verbose=False)
 
 
 def export_onnx(model: Any, path: Path, *, input_name: str, output_name: str) -> None:
-    """Convert a Keras `model` to ONNX (opset 17, dynamic batch) and write it to `path` deterministically."""
+    """Convert `model` to ONNX (opset 17, dynamic batch) and write it to `path` deterministically."""
+    import onnx
     import tensorflow as tf
+    import tf2onnx
 
-    input_shape = tuple(int(d) for d in model.input.shape[1:])
-    spec = tf.TensorSpec([None, *input_shape], tf.float32, name=input_name)
+    input_shape = [None, *(int(d) for d in model.input.shape[1:])]
+    spec = tf.TensorSpec(input_shape, tf.float32, name=input_name)
 
     @tf.function(input_signature=[spec])
     def serve(x: Any) -> dict[str, Any]:
         return {output_name: model(x, training=False)}
-
-    export_function_onnx(serve, spec, path, input_name=input_name, output_name=output_name)
-
-
-def export_function_onnx(serve: Any, spec: Any, path: Path, *, input_name: str, output_name: str) -> None:
-    """Convert a tf.function of one input (`spec`) returning {output_name: tensor} to ONNX at `path`."""
-    import onnx
-    import tf2onnx
 
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
@@ -118,14 +121,11 @@ def tensor_descriptions(path: Path) -> tuple[list[dict[str, Any]], list[dict[str
     return [t.to_json() for t in inputs], [t.to_json() for t in outputs]
 
 
-def onnx_parity(
-    model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str, task: str = "classification"
-) -> Parity:
-    """Run `x` through TensorFlow (`model`: a Keras model or a function of a batch) and onnxruntime;
-    max |difference| and the fraction of equal decisions (classes or labels; 1.0 for regression)."""
+def onnx_parity(model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str) -> Parity:
+    """Run `x` through TensorFlow and onnxruntime; max |difference| and the fraction of equal classes."""
     import onnxruntime as ort
 
-    from trtforge_runtime import tasks
+    from trtforge_runtime.train.architecture import predicted_classes
     from trtforge_runtime.train.loop import predict
 
     options = ort.SessionOptions()
@@ -137,6 +137,5 @@ def onnx_parity(
     if got.shape != want.shape:
         raise TrainingError(f"ONNX output shape {got.shape} differs from TensorFlow's {want.shape}")
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if len(x) else 0.0
-    scale = float(np.max(np.abs(want))) if len(x) else 0.0
-    agree = tasks.agreement(task, want, got)
-    return Parity(max_abs_diff=diff, argmax_agreement=agree, rows=len(x), scale=scale)
+    agree = float(np.mean(predicted_classes(got) == predicted_classes(want))) if len(x) else 1.0
+    return Parity(max_abs_diff=diff, argmax_agreement=agree, rows=len(x))

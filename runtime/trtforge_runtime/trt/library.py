@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import collections
 import importlib
+import importlib.util
 import logging
+import os
 import re
+import shutil
+import subprocess
 import threading
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -168,3 +173,73 @@ def rtx_compute_capability(cc: str) -> Any:
             f"TensorRT-RTX {trt.__version__} has no compute capability {major}.{minor} (SM{major}{minor})"
         )
     return member
+
+
+def smi_device_id(device: int, env: Mapping[str, str] | None = None) -> str:
+    """The `nvidia-smi --id` of CUDA device `device`: CUDA numbers only the visible GPUs, nvidia-smi all.
+
+    CUDA_VISIBLE_DEVICES (indices or GPU UUIDs, comma-separated) maps CUDA's index to the physical GPU;
+    nvidia-smi ignores that variable, so device 1 with CUDA_VISIBLE_DEVICES=2,3 is nvidia-smi's GPU 3.
+    """
+    env = os.environ if env is None else env
+    visible = [v.strip() for v in str(env.get("CUDA_VISIBLE_DEVICES") or "").split(",") if v.strip()]
+    if "CUDA_VISIBLE_DEVICES" in env and device < len(visible):
+        return visible[device]
+    return str(device)
+
+
+def detect_compute_capability(
+    device: int = 0,
+    *,
+    env: Mapping[str, str] | None = None,
+    run: Any = subprocess.run,
+) -> tuple[str | None, str]:
+    """Compute capability ("8.9") of CUDA device `device` (the one the runtime uses) and how it was found.
+
+    pycuda when installed (it numbers devices as CUDA does), else `nvidia-smi --id` of that device
+    (`smi_device_id`); (None, why not) when neither finds it.
+    """
+    why: list[str] = []
+    if importlib.util.find_spec("pycuda") is not None:
+        try:
+            import pycuda.driver as cuda
+
+            cuda.init()
+            count = cuda.Device.count()
+            if count > device:
+                dev = cuda.Device(device)
+                major, minor = dev.compute_capability()
+                return format_compute_capability(
+                    int(major), int(minor)
+                ), f"pycuda: device {device}, {dev.name()}"
+            why.append(f"pycuda sees {count} CUDA device(s), not device {device}")
+        except Exception as exc:  # pycuda raises its own error types (no driver, no device)
+            why.append(f"pycuda: {exc}")
+    else:
+        why.append("pycuda is not installed")
+    smi = shutil.which("nvidia-smi", path=(env or os.environ).get("PATH"))
+    if not smi:
+        why.append("nvidia-smi not found")
+        return None, "; ".join(why)
+    target = smi_device_id(device, env)
+    try:
+        out = run(
+            [smi, f"--id={target}", "--query-gpu=compute_cap,name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        why.append(f"nvidia-smi --id={target} failed: {exc}")
+        return None, "; ".join(why)
+    if not out:
+        why.append(f"nvidia-smi lists no GPU {target}")
+        return None, "; ".join(why)
+    cc, _, name = out.splitlines()[0].partition(",")
+    try:
+        major, minor = parse_compute_capability(cc)
+    except UnsupportedTargetError:
+        why.append(f"nvidia-smi reported compute capability {cc.strip()!r}")
+        return None, "; ".join(why)
+    return format_compute_capability(major, minor), f"nvidia-smi: GPU {target}, {name.strip()}"

@@ -2,7 +2,9 @@
 
 An MLP (x/16 -> Dense 32 relu -> Dense 10 softmax) fitted with scikit-learn on the bundled digits data and
 written as an opset-17 ONNX graph with a dynamic batch dimension, plus manifest.json and samples.npz as
-docs/artifacts.md describes. Used by the conversion tests' conftest and by benchmarks/convert_bench.py.
+docs/artifacts.md describes. Like `trtforge train`'s export, the scaling is a `normalize` Mul and Add by
+0-d (scalar) constants: the graph TensorRT-RTX refused once those constants were quantized.
+Used by the conversion tests' conftest and by benchmarks/convert_bench.py.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ def build_onnx(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray, s
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [
-        numpy_helper.from_array(np.array([scale], np.float32), "scale"),
+        numpy_helper.from_array(np.array(scale, np.float32), "normalize/scale"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "normalize/offset"),
         numpy_helper.from_array(w1.astype(np.float32), "dense/kernel"),
         numpy_helper.from_array(b1.astype(np.float32), "dense/bias"),
         numpy_helper.from_array(w2.astype(np.float32), "dense_1/kernel"),
         numpy_helper.from_array(b2.astype(np.float32), "dense_1/bias"),
     ]
     nodes = [
-        helper.make_node("Mul", [INPUT, "scale"], ["scaled"], name="normalize/Mul"),
+        helper.make_node("Mul", [INPUT, "normalize/scale"], ["multiplied"], name="normalize/Mul"),
+        helper.make_node("Add", ["multiplied", "normalize/offset"], ["scaled"], name="normalize/Add"),
         helper.make_node("MatMul", ["scaled", "dense/kernel"], ["h0"], name="dense/MatMul"),
         helper.make_node("Add", ["h0", "dense/bias"], ["h1"], name="dense/BiasAdd"),
         helper.make_node("Relu", ["h1"], ["h2"], name="dense/Relu"),

@@ -133,7 +133,7 @@ def test_gate_rejects_explicit_precision(
     assert tools.run(spec, miscalibrated_model_dir, out, cache) == 7
     err = capsys.readouterr().err
     assert (
-        "precision int8 rejected by the accuracy gate: top-1 drop 0." in err and "> maxTop1Drop 0.0100" in err
+        "precision int8 rejected by the accuracy gate: top1Drop 0." in err and "> 0.01 (maxTop1Drop)" in err
     )
     assert not out.exists() and not list(cache.glob("tensorrt-rtx-*"))
 
@@ -157,7 +157,8 @@ def test_best_falls_back_when_int8_fails(
         ("fp16", True),
     ]
     assert doc["rejected"][0]["precision"] == "int8" and doc["rejected"][0]["top1Drop"] > 0.5
-    assert "rejected int8: top-1 drop" in capsys.readouterr().out
+    assert doc["rejected"][0]["rejectedBy"] == "gate"
+    assert "rejected int8 (gate): accuracy gate: top1Drop 0." in capsys.readouterr().out
 
 
 def test_best_skips_int8_without_calibration_rows(

@@ -96,7 +96,7 @@ def test_nan_features_are_refused(tmp_path: Path) -> None:
     x = np.zeros((4, 2))
     x[1, 1] = np.nan
     np.savez(tmp_path / "d.npz", x=x, y=np.zeros(4))
-    with pytest.raises(DatasetError, match="1 NaN or infinite values"):
+    with pytest.raises(DatasetError, match=r"1 NaN or infinite values \(the first at row 1, index \[1\]\)"):
         load_arrays(ds(str(tmp_path / "d.npz")))
 
 
@@ -113,17 +113,59 @@ def test_csv_label_column_and_features(tmp_path: Path) -> None:
     np.testing.assert_array_equal(y, [0, 1, 2])
 
 
-def test_csv_missing_label_column_names_columns(tmp_path: Path) -> None:
+def test_csv_label_column_defaults_to_label(tmp_path: Path) -> None:
+    """docs/training.md: the column named `label` holds the class (npz keeps its `y` key default)."""
+    (tmp_path / "d.csv").write_text("a,label,b\n1,0,2\n3,1,4\n")
+    x, y = load_arrays(ds(str(tmp_path / "d.csv")))
+    np.testing.assert_array_equal(x, np.array([[1, 2], [3, 4]], dtype=np.float32))
+    np.testing.assert_array_equal(y, [0, 1])
+
+
+def test_csv_missing_label_column_names_the_field_and_columns(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a,b,c\n1,2,0\n")
-    with pytest.raises(DatasetError, match=r"label column 'y' not in the CSV header; columns: a, b, c"):
+    with pytest.raises(DatasetError) as err:
         load_arrays(ds(str(tmp_path / "d.csv")))
+    assert (
+        "label column 'label' (spec.model.train.dataset.label) is not in the CSV header; columns: a, b, c"
+        in str(err.value)
+    )
+    settings = DatasetSettings.from_env({}, field="spec.model.source.dataset")
+    with pytest.raises(DatasetError, match=r"'species' \(spec\.model\.source\.dataset\.label\)"):
+        load_arrays(ds(str(tmp_path / "d.csv"), label="species"), settings)
+
+
+def test_csv_nan_names_the_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n\n3,nan,1\n5,6,0\n")
+    with pytest.raises(DatasetError, match=r"line 4, column 'b': 'nan' is not a finite number"):
+        load_arrays(ds(str(tmp_path / "d.csv")))
+    (tmp_path / "e.csv").write_text("a,label\n1,0\n-inf,1\n")
+    with pytest.raises(DatasetError, match=r"line 3, column 'a': '-inf' is not a finite number"):
+        load_arrays(ds(str(tmp_path / "e.csv")))
+
+
+def test_relative_paths_resolve_against_the_manifest_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.csv").write_text("a,label\n1,0\n2,1\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = DatasetSettings.from_env({}, base_dir=tmp_path)
+    x, _ = load_arrays(ds("data/d.csv"), settings)
+    np.testing.assert_array_equal(x, [[1], [2]])
+    x, _ = load_arrays(ds("./data/d.csv"), settings)
+    assert len(x) == 2
+    assert local_path(str(tmp_path / "abs.csv"), settings) == tmp_path / "abs.csv"  # absolute: as is
+    with pytest.raises(DatasetError, match=r"dataset data/d\.csv: not found \(data/d\.csv\)"):
+        load_arrays(ds("data/d.csv"), DatasetSettings.from_env({}))  # no manifest folder: the cwd
 
 
 def test_csv_bad_cells_name_the_line_and_column(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("a,y\n1,0\nabc,1\n")
+    (tmp_path / "d.csv").write_text("a,label\n1,0\nabc,1\n")
     with pytest.raises(DatasetError, match=r"line 3, column 'a': 'abc' is not a number"):
         load_arrays(ds(str(tmp_path / "d.csv")))
-    (tmp_path / "e.csv").write_text("a,y\n1,0,7\n")
+    (tmp_path / "e.csv").write_text("a,label\n1,0,7\n")
     with pytest.raises(DatasetError, match="line 2 has 3 columns, the header has 2"):
         load_arrays(ds(str(tmp_path / "e.csv")))
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from trtforge_runtime.convert.gate import Limits
 from trtforge_runtime.errors import ConversionError
 from trtforge_runtime.spec.model import BatchProfile
 from trtforge_runtime.tensors import TensorInfo
@@ -47,7 +48,7 @@ class VerifySamples:
     output_name: str
     x: np.ndarray
     reference: np.ndarray
-    max_top1_drop: float
+    limits: Limits
 
 
 def check_batch_profile(batch: BatchProfile) -> tuple[int, int, int]:

@@ -11,8 +11,6 @@ TensorRT 10/11 Python API and its library-free logic is unit-tested.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,37 +18,20 @@ from typing import Any, ClassVar
 import numpy as np
 
 from trtforge_runtime.convert.builders.base import TensorRTFamilyBuilder, VerifySamples
-from trtforge_runtime.convert.gate import compare
+from trtforge_runtime.convert.gate import check, measure
 from trtforge_runtime.errors import AccuracyGateError, ConversionError, UnsupportedTargetError
 from trtforge_runtime.trt import library
 
 
-def current_compute_capability() -> str:
-    """Compute capability of GPU 0: via pycuda when importable, else nvidia-smi."""
-    try:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        major, minor = cuda.Device(0).compute_capability()
-        return library.format_compute_capability(int(major), int(minor))
-    except ImportError:
-        pass
-    except Exception as exc:  # pycuda.driver.Error and friends: no usable GPU
-        raise ConversionError(f"backend tensorrt needs a CUDA GPU; pycuda reports: {exc}") from None
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
+def current_compute_capability(device: int = 0) -> str:
+    """Compute capability of CUDA device `device` (pycuda, else nvidia-smi), the GPU the build runs on."""
+    cc, how = library.detect_compute_capability(device)
+    if cc is None:
         raise ConversionError(
-            "backend tensorrt builds on the GPU it targets, but no GPU was found here (no pycuda, no "
-            "nvidia-smi); run the conversion on a GPU node, or use backend tensorrt-rtx / onnxruntime"
+            f"backend tensorrt builds on the GPU it targets, but CUDA device {device} was not found here "
+            f"({how}); run the conversion on a GPU node, or use backend tensorrt-rtx / onnxruntime"
         )
-    proc = subprocess.run(
-        [smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True, check=False
-    )
-    first = proc.stdout.strip().splitlines()[0].strip() if proc.stdout.strip() else ""
-    if proc.returncode != 0 or not first:
-        raise ConversionError(f"nvidia-smi found no GPU: {proc.stderr.strip() or proc.stdout.strip()}")
-    major, minor = library.parse_compute_capability(first)
-    return library.format_compute_capability(major, minor)
+    return cc
 
 
 def select_device_target(requested: list[str], device: str) -> list[str]:
@@ -86,14 +67,16 @@ class TensorRTBuilder(TensorRTFamilyBuilder):
         return None
 
     def verify(self, engine: Path, samples: VerifySamples) -> dict[str, Any] | None:
-        """Run the built engine on the gate rows (pycuda, via the serving runtime) and compare with fp32."""
+        """Run the built engine on the gate rows (pycuda, via the serving runtime); the gate's bounds hold."""
         outputs = run_engine(engine, self.backend, samples.input_name, samples.output_name, samples.x)
-        drop, max_abs = compare(samples.reference, outputs)
-        report = {"rows": len(samples.x), "top1Drop": round(drop, 6), "maxAbsDiff": float(f"{max_abs:.6g}")}
-        if drop > samples.max_top1_drop + 1e-12:
+        metrics = measure(samples.reference, outputs)
+        checks = check(metrics, samples.limits)
+        report = {"rows": len(samples.x), **metrics.to_json(), "checks": [c.to_json() for c in checks]}
+        failed = [c.sentence() for c in checks if not c.passed]
+        if failed:
             raise AccuracyGateError(
-                f"the built {self.backend} engine {engine.name} disagrees with the fp32 model: top-1 drop "
-                f"{drop:.4f} > maxTop1Drop {samples.max_top1_drop:.4f} on {len(samples.x)} rows"
+                f"the built {self.backend} engine {engine.name} disagrees with the fp32 model on "
+                f"{len(samples.x)} rows: {'; '.join(failed)}"
             )
         return report
 

@@ -32,7 +32,8 @@ Markers in Markdown (README.md, docs/*.md):
 
     Inline: one scrape costs <!--r:autoscaler.scrape_cpu-->27.1 ms (25.0–29.3, n=5)<!--/r--> of CPU.
 
-Inline keys starting with `@` give the provenance: `@date`, `@machine`, `@runs`, `@command`.
+Inline keys starting with `@` give the provenance: `@date`, `@machine`, `@runs`, `@command`, and `@source`
+(how the figures were obtained: measured by the command, or where figures of an earlier run come from).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")  # a result's name: the JSON file's stem, no dots
 KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # a table or value key (dots allowed after the name)
 
-PROVENANCE_KEYS = ("@date", "@machine", "@runs", "@command")
+PROVENANCE_KEYS = ("@date", "@machine", "@runs", "@command", "@source")
 
 
 class ResultsError(ValueError):
@@ -251,11 +252,15 @@ def write(
     data: Any = None,
     packages: Sequence[str] = (),
     directory: Path | None = None,
+    recorded: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `<directory>/<name>.json` (default benchmarks/results/) and return its path.
 
     `tables`: {table: {"columns": [str, ...], "rows": [[str, ...], ...]}} — cells already formatted.
     `values`: {key: "formatted string"} for inline figures.  `data`: the raw measurements (any JSON).
+    `recorded`: only for figures of an earlier run on another machine that were kept as its printout,
+    not measured now: {"date", "machine", "versions", "source"} of that run replace this machine's, and
+    the file says so (`"recorded": {...}`); a rerun of the benchmark replaces it.
     """
     if not NAME_RE.match(name):
         raise ResultsError(f"result name {name!r} must match {NAME_RE.pattern}")
@@ -275,6 +280,17 @@ def write(
         "values": _check_values(values or {}),
         "data": data,
     }
+    if recorded is not None:
+        missing = {"date", "machine", "source"} - set(recorded)
+        if missing:
+            raise ResultsError(f"recorded needs date, machine and source; missing {sorted(missing)}")
+        doc.update(
+            date=recorded["date"],
+            commit=recorded.get("commit"),
+            machine=dict(recorded["machine"]),
+            versions=dict(recorded.get("versions") or {}),
+            recorded={"source": recorded["source"], "written": doc["date"]},
+        )
     folder = directory if directory is not None else RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
@@ -302,16 +318,19 @@ def load(name: str, directory: Path | None = None) -> dict[str, Any]:
 
 def machine_line(m: Mapping[str, Any]) -> str:
     """'Intel Xeon …, 2 cores, 7.8 GiB, NVIDIA H200' — the machine in one line for the docs."""
-    parts = [str(m.get("cpu", "unknown CPU")), f"{m.get('cores', '?')} cores"]
+    parts = []
+    if m.get("cpu") and m["cpu"] != "not recorded":
+        parts.append(str(m["cpu"]))
+    if m.get("cores"):
+        parts.append(f"{m['cores']} cores")
     if m.get("memory_gib") is not None:
         parts.append(f"{m['memory_gib']} GiB")
-    gpus = m.get("gpu") or []
-    parts.extend(g.split(",")[0] for g in gpus)
-    return ", ".join(parts)
+    parts.extend(str(g).split(",")[0] for g in m.get("gpu") or [])
+    return ", ".join(parts) or "machine not recorded"
 
 
 def provenance(doc: Mapping[str, Any], key: str) -> str:
-    """The text of an `@` key (`@date`, `@machine`, `@runs`, `@command`) of a stored result."""
+    """The text of an `@` key (`@date`, `@machine`, `@runs`, `@command`, `@source`) of a stored result."""
     if key == "@date":
         return str(doc.get("date", ""))[:10]
     if key == "@machine":
@@ -320,4 +339,9 @@ def provenance(doc: Mapping[str, Any], key: str) -> str:
         return str(doc.get("runs", ""))
     if key == "@command":
         return str(doc.get("command", ""))
+    if key == "@source":
+        recorded = doc.get("recorded")
+        if recorded:
+            return str(recorded.get("source", ""))
+        return f"measured by `{doc.get('command', '')}`"
     raise ResultsError(f"unknown provenance key {key!r}; known: {', '.join(PROVENANCE_KEYS)}")

@@ -124,5 +124,25 @@ def test_provenance_keys() -> None:
     assert provenance(doc, "@runs") == "5"
     assert provenance(doc, "@command") == "python benchmarks/x.py"
     assert provenance(doc, "@machine") == "Some CPU, 2 cores, 7.8 GiB, NVIDIA H200"
+    assert provenance(doc, "@source") == "measured by `python benchmarks/x.py`"
+    assert provenance({**doc, "recorded": {"source": "a printout"}}, "@source") == "a printout"
+    assert provenance({"machine": {"cpu": "not recorded", "gpu": ["H200, 1 MiB"]}}, "@machine") == "H200"
     with pytest.raises(ResultsError, match="unknown provenance key"):
         provenance(doc, "@colour")
+
+
+def test_recorded_figures_keep_the_date_and_machine_of_their_run_and_say_so(tmp_path: Path) -> None:
+    run = {
+        "date": "2026-11-01T10:00:00Z",
+        "machine": {"cpu": "unknown", "cores": 16, "memory_gib": None, "gpu": ["NVIDIA H200"]},
+        "source": "printout of one run, pasted in docs/x.md at commit abc",
+    }
+    doc = json.loads(
+        write("old", command="python x.py", runs=1, recorded=run, directory=tmp_path).read_text()
+    )
+    assert doc["date"] == "2026-11-01T10:00:00Z"
+    assert doc["machine"]["gpu"] == ["NVIDIA H200"]
+    assert doc["recorded"]["source"] == run["source"]
+    assert doc["recorded"]["written"].endswith("Z")
+    with pytest.raises(ResultsError, match="missing"):
+        write("old", command="python x.py", runs=1, recorded={"date": "x"}, directory=tmp_path)

@@ -222,6 +222,32 @@ class Loss(StrEnum):
     CATEGORICAL_CROSSENTROPY = "categorical_crossentropy"
     BINARY_CROSSENTROPY = "binary_crossentropy"
     MSE = "mean_squared_error"
+    MAE = "mean_absolute_error"
+    HUBER = "huber"
+
+
+class Task(StrEnum):
+    """What the model predicts; it decides the losses that apply and the metric of both quality gates."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+    MULTILABEL = "multilabel"
+
+
+# The losses each task trains with; the first is the default when spec.model.train.loss is not set.
+TASK_LOSSES: dict[str, tuple[str, ...]] = {
+    Task.CLASSIFICATION: (
+        Loss.SPARSE_CATEGORICAL_CROSSENTROPY,
+        Loss.CATEGORICAL_CROSSENTROPY,
+        Loss.BINARY_CROSSENTROPY,
+    ),
+    Task.REGRESSION: (Loss.MSE, Loss.MAE, Loss.HUBER),
+    Task.MULTILABEL: (Loss.BINARY_CROSSENTROPY,),
+}
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
 class Resources(Model):
@@ -232,14 +258,88 @@ class Resources(Model):
     memory: str | int = quantity("Memory request and limit, a Kubernetes quantity such as 4Gi.", "2Gi")
 
 
-class Train(Model):
-    """Train a Keras model from a layer list on a dataset."""
+ENTRY_POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+TENSOR_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-    dataset: Dataset = Field(description="Training data.")
-    architecture: Architecture = Field(description="The network.")
+
+class CustomTraining(Model):
+    """The user's own training code (docs/training.md, "Custom training code", has the contract).
+
+    It runs as a child process of `trtforge train` with $TRTFORGE_OUTPUT_DIR (an empty folder to write a
+    SavedModel or a .keras file into), $TRTFORGE_DATA (the train/validation rows as .npz) and
+    $TRTFORGE_SPEC; trtforge then exports, checks and gates the model like a declarative one.
+    """
+
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Image of the training Job (in a cluster); it must contain trtforge, e.g. built FROM "
+        "the trainer image. Default: the operator's trainer image.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Command run in the code folder, e.g. [python, train.py] (exclusive with entryPoint).",
+    )
+    entry_point: str | None = Field(
+        default=None,
+        pattern=ENTRY_POINT_PATTERN,
+        description="module:function called with a trtforge_runtime.train.custom.Context; it writes the "
+        "model or returns a Keras model (exclusive with command).",
+    )
+    code: str | None = Field(
+        default=None,
+        min_length=1,
+        description="File or folder holding the code, copied into a fresh working folder: a path relative "
+        "to the manifest's folder, file://, pvc://CLAIM/PATH or s3://. Default: the image's own files.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of the code.")
+    timeout_seconds: int = Field(
+        default=3600, ge=1, le=2_592_000, description="The code is stopped and the stage fails after this."
+    )
+    input_name: str | None = Field(
+        default=None,
+        pattern=TENSOR_NAME_PATTERN,
+        description="Name of the served input (default: the model's own input name).",
+    )
+    output_name: str | None = Field(
+        default=None,
+        pattern=TENSOR_NAME_PATTERN,
+        description="Name of the served output (default: the model's own output name).",
+    )
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {
+            "rule": "has(self.command) != has(self.entryPoint)",
+            "message": "custom needs exactly one of command or entryPoint",
+        }
+    ]
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> CustomTraining:
+        if (self.command is None) == (self.entry_point is None):
+            raise ValueError("custom needs exactly one of command or entryPoint")
+        return self
+
+
+class Train(Model):
+    """Train a Keras model on a dataset: from a layer list (architecture) or with the user's code (custom)."""
+
+    dataset: Dataset = Field(description="Training data; its test split is held out for the quality gate.")
+    architecture: Architecture | None = Field(
+        default=None, description="The network as a layer list (exclusive with custom)."
+    )
+    custom: CustomTraining | None = Field(
+        default=None, description="The user's own training code (exclusive with architecture)."
+    )
     optimizer: Optimizer = Field(default=Optimizer.ADAM, description="Keras optimizer.")
     learning_rate: float = Field(default=0.001, gt=0.0, le=10.0, description="Optimizer learning rate.")
-    loss: Loss = Field(default=Loss.SPARSE_CATEGORICAL_CROSSENTROPY, description="Keras loss.")
+    loss: Loss | None = Field(
+        default=None,
+        description="Keras loss; default per spec.model.task: sparse_categorical_crossentropy "
+        "(classification), mean_squared_error (regression), binary_crossentropy (multilabel).",
+    )
     epochs: int = Field(default=10, ge=1, le=100_000, description="Training epochs.")
     batch_size: int = Field(default=32, ge=1, le=1_048_576, description="Global mini-batch size.")
     seed: int = Field(
@@ -249,7 +349,17 @@ class Train(Model):
         description="Seed for splits, initialisation and shuffling (determinism).",
     )
     min_accuracy: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="Quality gate: minimum test accuracy, else training fails."
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Quality gate (classification: top-1, multilabel: per-label accuracy): minimum test "
+        "accuracy, else training fails.",
+    )
+    max_mae: float | None = Field(
+        default=None, ge=0.0, description="Quality gate (regression): largest test mean absolute error."
+    )
+    min_r2: float | None = Field(
+        default=None, ge=-1e9, le=1.0, description="Quality gate (regression): smallest test R²."
     )
     workers: int = Field(
         default=1, ge=1, le=64, description="Training pods; more than 1 runs MultiWorkerMirroredStrategy."
@@ -259,6 +369,19 @@ class Train(Model):
         default=86_400, ge=60, le=2_592_000, description="The training Job's activeDeadlineSeconds."
     )
     backoff_limit: int = Field(default=2, ge=0, le=100, description="Retries of a failed training pod.")
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {
+            "rule": "has(self.architecture) != has(self.custom)",
+            "message": "train needs exactly one of architecture or custom",
+        }
+    ]
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Train:
+        if (self.architecture is None) == (self.custom is None):
+            raise ValueError("train needs exactly one of architecture or custom")
+        return self
 
 
 class SourceFormat(StrEnum):
@@ -289,8 +412,13 @@ class Source(Model):
 
 
 class ModelSection(Model):
-    """Exactly one of train or source."""
+    """Exactly one of train or source, and the task the model performs."""
 
+    task: Task = Field(
+        default=Task.CLASSIFICATION,
+        description="classification (top-1), regression (an error metric) or multilabel (sigmoid outputs, "
+        "one decision per label at 0.5); it picks the metric of the training and the conversion gate.",
+    )
     train: Train | None = Field(default=None, description="Train the model (mutually exclusive with source).")
     source: Source | None = Field(
         default=None, description="Use a trained model (mutually exclusive with train)."
@@ -300,14 +428,55 @@ class ModelSection(Model):
         {
             "rule": "has(self.train) != has(self.source)",
             "message": "exactly one of train or source must be set",
-        }
+        },
+        *(
+            {
+                "rule": f"self.task != '{task}' || !has(self.train) || !has(self.train.loss) "
+                f"|| self.train.loss in {_cel_list(losses)}",
+                "message": f"task {task} trains with loss {' or '.join(losses)}",
+            }
+            for task, losses in TASK_LOSSES.items()
+        ),
+        {
+            "rule": "self.task == 'regression' || !has(self.train) "
+            "|| (!has(self.train.maxMae) && !has(self.train.minR2))",
+            "message": "train.maxMae and train.minR2 gate regression models; use minAccuracy",
+        },
+        {
+            "rule": "self.task != 'regression' || !has(self.train) || !has(self.train.minAccuracy) "
+            "|| self.train.minAccuracy == 0.0",
+            "message": "train.minAccuracy does not apply to regression; use maxMae or minR2",
+        },
     ]
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSection:
         if (self.train is None) == (self.source is None):
             raise ValueError("exactly one of train or source must be set")
+        if self.train is not None:
+            self._task_fits_training(self.train)
         return self
+
+    def _task_fits_training(self, train: Train) -> None:
+        task = str(self.task)
+        losses = TASK_LOSSES[task]
+        if train.loss is not None and str(train.loss) not in losses:
+            raise ValueError(
+                f"task {task} trains with loss {' or '.join(losses)}; train.loss is {train.loss}"
+            )
+        if task == Task.REGRESSION:
+            if train.min_accuracy:
+                raise ValueError("train.minAccuracy does not apply to regression; use maxMae or minR2")
+        elif train.max_mae is not None or train.min_r2 is not None:
+            raise ValueError(
+                f"train.maxMae and train.minR2 gate regression models; a {task} model uses minAccuracy"
+            )
+
+    @property
+    def loss(self) -> str:
+        """The training loss: spec.model.train.loss, or the task's default."""
+        chosen = self.train.loss if self.train is not None else None
+        return str(chosen) if chosen is not None else TASK_LOSSES[str(self.task)][0]
 
 
 # ----------------------------------------------------------------------------------------------- engine
@@ -613,6 +782,32 @@ class ModelDeploymentSpec(Model):
     revision_history_limit: int = Field(
         default=5, ge=1, le=100, description="Serving revisions remembered in status for rollback."
     )
+
+    cel_rules: ClassVar[list[dict[str, str]]] = [
+        {
+            "rule": "!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'regression' "
+            "|| (!has(self.engine.accuracy.minR2) && !has(self.engine.accuracy.maxMae))",
+            "message": "engine.accuracy.minR2 and maxMae gate regression models (spec.model.task)",
+        },
+        {
+            "rule": "!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'multilabel' "
+            "|| !has(self.engine.accuracy.maxLabelDisagreement)",
+            "message": "engine.accuracy.maxLabelDisagreement gates multilabel models (spec.model.task)",
+        },
+    ]
+
+    @model_validator(mode="after")
+    def _gate_fits_task(self) -> ModelDeploymentSpec:
+        task, gate = str(self.model.task), self.engine.accuracy
+        if task != Task.REGRESSION and (gate.min_r2 is not None or gate.max_mae is not None):
+            raise ValueError(
+                f"engine.accuracy.minR2 and maxMae gate regression models; spec.model.task is {task}"
+            )
+        if task != Task.MULTILABEL and gate.max_label_disagreement is not None:
+            raise ValueError(
+                f"engine.accuracy.maxLabelDisagreement gates multilabel models; spec.model.task is {task}"
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------------------------- status

@@ -93,20 +93,25 @@ def _builtin_loaders() -> dict[str, Callable[[], Any]]:
         "iris": skd.load_iris,
         "wine": skd.load_wine,
         "breast_cancer": skd.load_breast_cancer,
+        "diabetes": skd.load_diabetes,  # regression: 10 features, a disease-progression score
     }
 
 
-BUILTIN_NAMES = ("digits", "iris", "wine", "breast_cancer")
+BUILTIN_NAMES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 
 
-def load_dataset(spec: Dataset, seed: int, settings: DatasetSettings | None = None) -> Splits:
+def load_dataset(
+    spec: Dataset, seed: int, settings: DatasetSettings | None = None, task: str = "classification"
+) -> Splits:
     """Read the dataset `spec` names and split it: test first, then validation from the rest."""
-    x, y = load_arrays(spec, settings)
-    return split(x, y, spec, seed)
+    x, y = load_arrays(spec, settings, task)
+    return split(x, y, spec, seed, stratify=task == "classification")
 
 
-def load_arrays(spec: Dataset, settings: DatasetSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All rows of the dataset as (float32 features, int64 labels), validated."""
+def load_arrays(
+    spec: Dataset, settings: DatasetSettings | None = None, task: str = "classification"
+) -> tuple[np.ndarray, np.ndarray]:
+    """All rows as float32 features and labels as `task` needs them (trtforge_runtime.tasks), validated."""
     settings = settings or DatasetSettings.from_env()
     uri = spec.uri
     if uri.startswith("builtin://"):
@@ -127,11 +132,17 @@ def load_arrays(spec: Dataset, settings: DatasetSettings | None = None) -> tuple
             x, y = _parse_npz(data, uri, spec.features, label, settings.field)
         else:
             x, y = _parse_csv(data, uri, label, settings.field)
+    if task != "classification":
+        from trtforge_runtime.tasks import validate_labels
+
+        x, _ = _validate(x, np.zeros(len(x), dtype=np.int64), uri, spec.features, label)
+        return x, validate_labels(task, y, len(x), f"dataset {uri}: label {label!r}")
     return _validate(x, y, uri, spec.features, label)
 
 
-def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int) -> Splits:
-    """Stratified, seeded test and validation splits (unstratified when a class is too rare)."""
+def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int, *, stratify: bool = True) -> Splits:
+    """Seeded test and validation splits, stratified by class (unless a class is too rare or `stratify`
+    is False, as for regression and multi-label targets)."""
     from sklearn.model_selection import train_test_split
 
     n = len(x)
@@ -144,6 +155,9 @@ def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int) -> Splits:
         )
 
     def _split(a: np.ndarray, b: np.ndarray, size: int) -> list[np.ndarray]:
+        if not stratify:
+            plain: list[np.ndarray] = train_test_split(a, b, test_size=size, random_state=seed)
+            return plain
         try:
             out: list[np.ndarray] = train_test_split(a, b, test_size=size, random_state=seed, stratify=b)
         except ValueError as exc:

@@ -28,9 +28,17 @@ class Parity:
     max_abs_diff: float
     argmax_agreement: float
     rows: int
+    scale: float = 1.0  # the largest |output| of TensorFlow: regression outputs are compared relative to it
 
     def as_json(self) -> dict[str, Any]:
         return {"maxAbsDiff": self.max_abs_diff, "argmaxAgreement": self.argmax_agreement, "rows": self.rows}
+
+    def acceptable(self, max_abs_diff: float, min_agreement: float) -> bool:
+        """Within `max_abs_diff` of TensorFlow (relative to outputs larger than 1) and agreeing enough."""
+        return (
+            self.max_abs_diff <= max_abs_diff * max(1.0, self.scale)
+            and self.argmax_agreement >= min_agreement
+        )
 
 
 def export_saved_model(model: Any, path: Path) -> None:
@@ -56,17 +64,23 @@ def export_saved_model(model: Any, path: Path) -> None:
 
 
 def export_onnx(model: Any, path: Path, *, input_name: str, output_name: str) -> None:
-    """Convert `model` to ONNX (opset 17, dynamic batch) and write it to `path` deterministically."""
-    import onnx
+    """Convert a Keras `model` to ONNX (opset 17, dynamic batch) and write it to `path` deterministically."""
     import tensorflow as tf
-    import tf2onnx
 
-    input_shape = [None, *(int(d) for d in model.input.shape[1:])]
-    spec = tf.TensorSpec(input_shape, tf.float32, name=input_name)
+    input_shape = tuple(int(d) for d in model.input.shape[1:])
+    spec = tf.TensorSpec([None, *input_shape], tf.float32, name=input_name)
 
     @tf.function(input_signature=[spec])
     def serve(x: Any) -> dict[str, Any]:
         return {output_name: model(x, training=False)}
+
+    export_function_onnx(serve, spec, path, input_name=input_name, output_name=output_name)
+
+
+def export_function_onnx(serve: Any, spec: Any, path: Path, *, input_name: str, output_name: str) -> None:
+    """Convert a tf.function of one input (`spec`) returning {output_name: tensor} to ONNX at `path`."""
+    import onnx
+    import tf2onnx
 
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
@@ -121,11 +135,14 @@ def tensor_descriptions(path: Path) -> tuple[list[dict[str, Any]], list[dict[str
     return [t.to_json() for t in inputs], [t.to_json() for t in outputs]
 
 
-def onnx_parity(model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str) -> Parity:
-    """Run `x` through TensorFlow and onnxruntime; max |difference| and the fraction of equal classes."""
+def onnx_parity(
+    model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str, task: str = "classification"
+) -> Parity:
+    """Run `x` through TensorFlow (`model`: a Keras model or a function of a batch) and onnxruntime;
+    max |difference| and the fraction of equal decisions (classes or labels; 1.0 for regression)."""
     import onnxruntime as ort
 
-    from trtforge_runtime.train.architecture import predicted_classes
+    from trtforge_runtime import tasks
     from trtforge_runtime.train.loop import predict
 
     options = ort.SessionOptions()
@@ -137,5 +154,6 @@ def onnx_parity(model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str) 
     if got.shape != want.shape:
         raise TrainingError(f"ONNX output shape {got.shape} differs from TensorFlow's {want.shape}")
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if len(x) else 0.0
-    agree = float(np.mean(predicted_classes(got) == predicted_classes(want))) if len(x) else 1.0
-    return Parity(max_abs_diff=diff, argmax_agreement=agree, rows=len(x))
+    scale = float(np.max(np.abs(want))) if len(x) else 0.0
+    agree = tasks.agreement(task, want, got)
+    return Parity(max_abs_diff=diff, argmax_agreement=agree, rows=len(x), scale=scale)

@@ -124,18 +124,37 @@ class Rbac(Values):
     )
 
 
-class Peering(Values):
-    name: str = field(
+class LeaderElection(Values):
+    lease_name: str = field(
         "",
-        "Name of the kopf peering object used when replicas > 1; empty means the release's full name.",
+        "Name of the coordination.k8s.io/v1 Lease in the release namespace that the replicas campaign for "
+        "(TRTFORGE_LEASE_NAME); empty means the release's full name.",
         "trtforge",
         pattern=r"^$|" + DNS_SUBDOMAIN,
         max_length=253,
     )
-    create: bool = field(
-        True,
-        "Create the (Cluster)KopfPeering object(s) when replicas > 1 (kopf's peering CRDs ship in crds/).",
-        False,
+    lease_duration_seconds: int = field(
+        15,
+        "How long a Lease that is not renewed blocks the standbys (TRTFORGE_LEASE_DURATION_SECONDS); "
+        "a crashed leader is replaced after about this long.",
+        30,
+        ge=2,
+        le=3600,
+    )
+    renew_deadline_seconds: int = field(
+        10,
+        "A leader that could not renew for this long stops acting (TRTFORGE_RENEW_DEADLINE_SECONDS); "
+        "less than leaseDurationSeconds.",
+        20,
+        ge=1,
+        le=3600,
+    )
+    retry_period_seconds: int = field(
+        2,
+        "How often the leader renews and the standbys try to take over (TRTFORGE_RETRY_PERIOD_SECONDS).",
+        4,
+        ge=1,
+        le=600,
     )
 
 
@@ -260,12 +279,15 @@ class ChartValues(Values):
     workload_images: WorkloadImages = group(WorkloadImages, "Images of the pods the operator creates.")
     replicas: int = field(
         1,
-        "Operator replicas; more than 1 runs kopf peering (one active, the others on standby).",
+        "Operator replicas; with more than 1, one holds the Lease and acts, the others watch and stand by.",
         2,
         ge=0,
         le=10,
     )
-    peering: Peering = group(Peering, "kopf peering (high availability), used when replicas > 1.")
+    leader_election: LeaderElection = group(
+        LeaderElection,
+        "Leader election on a Lease (client-go semantics): only the leader reconciles and autoscales.",
+    )
     watch_namespaces: list[str] = field(
         [],
         "Namespaces to watch; empty means all (ClusterRole). When set, a Role/RoleBinding per namespace.",

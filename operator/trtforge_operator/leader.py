@@ -6,7 +6,8 @@ the autoscaler), the others watch (kopf keeps their caches warm) and stand by:
 - acquire: the Lease is free when it does not exist, names no holder, or its holder has not renewed it
   within `leaseDurationSeconds` *as observed by this replica's own clock* (the time at which this replica
   last saw the record change, as client-go does: no cross-node clock comparison); a standby tries every
-  `retry_period` (with client-go's jitter factor 1.2);
+  `retry_period` (with client-go's jitter factor 1.2), and wakes just after the observed expiry when
+  that comes sooner;
 - renew: the leader renews every `retry_period`; when no renewal has succeeded for `renew_deadline` it
   stops acting at once (`on_stopped_leading`) and goes back to trying to acquire;
 - optimistic concurrency: every write is a PUT carrying the resourceVersion just read, so two replicas
@@ -95,6 +96,7 @@ class LeaderElector:
         self.transitions = 0
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0  # our clock when that record last changed
+        self._expires_at: float | None = None  # when the observed record expires, on our clock
         self._last_renew = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -125,7 +127,16 @@ class LeaderElector:
             if await self.try_acquire_or_renew():
                 self._gain()
                 return
-            await asyncio.sleep(self.config.retry_period * (1 + random.random() * JITTER_FACTOR))
+            await asyncio.sleep(self._acquire_wait())
+
+    def _acquire_wait(self) -> float:
+        """client-go's jittered retry period, but no later than just after the observed expiry: a
+        standby takes a crashed leader's Lease within moments of it expiring, not up to 2.2 retry
+        periods later."""
+        jittered = self.config.retry_period * (1 + random.random() * JITTER_FACTOR)
+        if not self.holder or self._expires_at is None:
+            return jittered
+        return max(0.05, min(jittered, self._expires_at - self.clock() + 0.05))
 
     async def _renew(self) -> None:
         while True:
@@ -180,7 +191,8 @@ class LeaderElector:
                 self._observed = (holder, renew_time)
                 self._observed_at = self.clock()
             self.holder, self.transitions = holder, transitions
-            if holder and holder != cfg.identity and self._observed_at + duration > self.clock():
+            self._expires_at = self._observed_at + duration
+            if holder and holder != cfg.identity and self._expires_at > self.clock():
                 return False  # held by someone else, not expired
             if holder == cfg.identity:
                 acquire_time = str((lease.get("spec") or {}).get("acquireTime") or now)

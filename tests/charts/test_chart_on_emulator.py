@@ -192,8 +192,19 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
         convert = jobs[0]["spec"]["template"]["spec"]
         assert convert["containers"][0]["image"] == env["TRTFORGE_CONVERTER_IMAGE"]
         assert restricted_violations(convert, "convert Job") == []
-        md = kube.get("trtforge.dev/v1alpha1", "ModelDeployment", "digits", "default")
-        assert md["status"]["phase"] == "Converting", md.get("status")
+        # the status write follows the Job's creation in the same reconcile: wait for it
+        _wait(
+            lambda: (
+                (
+                    kube.get("trtforge.dev/v1alpha1", "ModelDeployment", "digits", "default").get("status")
+                    or {}
+                ).get("phase")
+                == "Converting"
+            ),
+            10,
+            "phase Converting",
+            proc,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

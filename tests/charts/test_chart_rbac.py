@@ -43,7 +43,7 @@ HPA = {("autoscaling", "horizontalpodautoscalers"): OWN}
 KEDA = {("keda.sh", "scaledobjects"): OWN}
 CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 NAMESPACES = {("", "namespaces"): {"list", "watch"}}
-PEERING = {"get", "list", "watch", "patch"}
+LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
 
 
 def triples(rules: dict[tuple[str, str], set[str]]) -> set[tuple[str, str, str]]:
@@ -69,7 +69,7 @@ def test_wildcard_check_works() -> None:
 def test_cluster_wide_exact_rules(helm: Helm) -> None:
     docs = helm.template()
     assert grants(docs, "ClusterRole") == triples({**CRDS, **NAMESPACED, **HPA})
-    assert not by_kind(docs, "Role")
+    assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == ["forge-trtforge-leader-election"]
     (binding,) = by_kind(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "forge-trtforge", "namespace": "trtforge-system"}
@@ -81,10 +81,7 @@ def test_cluster_wide_exact_rules(helm: Helm) -> None:
     [
         ("keda.yaml", {**CRDS, **NAMESPACED, **KEDA}),
         ("no-autoscaler.yaml", {**CRDS, **NAMESPACED}),
-        (
-            "ha.yaml",
-            {**CRDS, **NAMESPACED, **HPA, ("kopf.dev", "clusterkopfpeerings"): PEERING},
-        ),
+        ("ha.yaml", {**CRDS, **NAMESPACED, **HPA}),
     ],
 )
 def test_optional_rules(helm: Helm, values: str, expected: dict[tuple[str, str], set[str]]) -> None:
@@ -95,11 +92,13 @@ def test_namespaced_roles(helm: Helm) -> None:
     docs = helm.template(VALUES / "namespaced.yaml")
     # cluster scope keeps only what kopf reads there: CRDs and namespace names; no workloads
     assert grants(docs, "ClusterRole") == triples({**CRDS, **NAMESPACES})
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
     for ns in ("ml-prod", "ml-staging"):
         assert grants(docs, "Role", ns) == triples({**NAMESPACED, **HPA})
-    bindings = by_kind(docs, "RoleBinding")
+    bindings = [
+        b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-prod", "ml-staging"]
     for b in bindings:
         assert b["roleRef"] == {
@@ -110,10 +109,15 @@ def test_namespaced_roles(helm: Helm) -> None:
         assert b["subjects"][0]["namespace"] == "trtforge-system"
 
 
-def test_ha_namespaced_peering_rights(helm: Helm) -> None:
-    docs = helm.template(VALUES / "ha-namespaced.yaml")
-    assert ("kopf.dev", "kopfpeerings", "patch") in grants(docs, "Role", "team-a")
-    assert not {t for t in grants(docs, "ClusterRole") if t[0] == "kopf.dev"}
+@pytest.mark.parametrize("values", ["ha.yaml", "ha-namespaced.yaml", "namespaced.yaml"])
+def test_leader_election_rights_only_on_the_lease_in_the_release_namespace(helm: Helm, values: str) -> None:
+    docs = helm.template(VALUES / values)
+    assert grants(docs, "Role", "trtforge-system") >= LEASES
+    role = next(r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election"))
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    assert not {t for t in grants(docs, "ClusterRole") if t[0] in ("kopf.dev", "coordination.k8s.io")}
 
 
 def test_rbac_off(helm: Helm) -> None:

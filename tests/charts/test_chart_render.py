@@ -55,14 +55,12 @@ def test_validation_catches_errors(helm: Helm) -> None:
     crd = by_kind(docs, "CustomResourceDefinition")
     md = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
     md["spec"]["engine"]["precision"] = "fp13"
-    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "x"}, "status": 1}
     unknown = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}}
-    errors = validate_objects([typo, deployment, md, peering, unknown], extra_crds=crd)
+    errors = validate_objects([typo, deployment, md, unknown], extra_crds=crd)
     text = "\n".join(errors)
     assert "imagePullPolcy" in text
     assert "replicas" in text
     assert "precision" in text and "fp13" in text
-    assert "KopfPeering/x: status" in text
     assert "Gadget" in text and "no schema" in text
 
 
@@ -83,7 +81,11 @@ def test_default_operator_deployment(helm: Helm) -> None:
     assert container["image"] == "ghcr.io/trtforge/operator:0.1.0"
     assert container["args"] == ["--log-level", "INFO", "operator"]
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # leader election: a rolling update is safe with any replica count (the new pod stands by)
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     env = env_of(deployment)
     assert env == {
         "TRTFORGE_WATCH_NAMESPACES": "",
@@ -97,7 +99,11 @@ def test_default_operator_deployment(helm: Helm) -> None:
         "TRTFORGE_ARTIFACTS_MOUNT": "/artifacts",
         "TRTFORGE_WORKER_LIMIT": "20",
         "TRTFORGE_HEALTH_PORT": "8090",
-        "TRTFORGE_PEERING_NAME": "",
+        "TRTFORGE_LEADER_ELECTION": "true",
+        "TRTFORGE_LEASE_NAME": "forge-trtforge",
+        "TRTFORGE_LEASE_DURATION_SECONDS": "15",
+        "TRTFORGE_RENEW_DEADLINE_SECONDS": "10",
+        "TRTFORGE_RETRY_PERIOD_SECONDS": "2",
         "TRTFORGE_WORKLOAD_SERVICE_ACCOUNT": "default",
         "TRTFORGE_AUTOSCALER_ENABLED": "true",
         "TRTFORGE_AUTOSCALER_MODES": "hpa",
@@ -108,6 +114,8 @@ def test_default_operator_deployment(helm: Helm) -> None:
     }
     probe = container["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz"
+    # readiness says leader or standby, and a standby is ready (a rolling update waits for it)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     (port,) = [p for p in container["ports"] if p["name"] == probe["port"]]
     assert port["containerPort"] == 8090
     assert container["resources"]["limits"]["memory"] == "512Mi"
@@ -117,7 +125,9 @@ def test_default_operator_deployment(helm: Helm) -> None:
     assert pvc["metadata"]["namespace"] == "trtforge-system"
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not by_kind(docs, "PodDisruptionBudget")
-    assert not by_kind(docs, "ClusterKopfPeering")
+    assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev")]
+    crd_names = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
+    assert not {n for n in crd_names if n.endswith(".kopf.dev")}  # no kopf peering any more
 
 
 def test_operator_settings_read_the_rendered_env(helm: Helm) -> None:
@@ -156,11 +166,10 @@ def test_ha(helm: Helm) -> None:
         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
     }
     env = env_of(deployment)
-    assert env["TRTFORGE_PEERING_NAME"] == "forge-trtforge"
-    (peering,) = by_kind(docs, "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "forge-trtforge"
-    crd_names = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
-    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= crd_names
+    assert env["TRTFORGE_LEADER_ELECTION"] == "true" and env["TRTFORGE_LEASE_NAME"] == "forge-trtforge"
+    names = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert names["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert names["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     (pdb,) = by_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
@@ -173,16 +182,13 @@ def test_ha(helm: Helm) -> None:
     assert re.fullmatch(r"ghcr.io/trtforge/operator@sha256:[0-9a-f]{64}", image)
 
 
-def test_ha_namespaced_peering_objects(helm: Helm) -> None:
+def test_ha_namespaced_lease_settings(helm: Helm) -> None:
     docs = helm.template(REPO / "tests/charts/values/ha-namespaced.yaml")
-    (peering,) = by_kind(docs, "KopfPeering")
-    assert peering["metadata"] == {
-        **peering["metadata"],
-        "name": "forge-peering",
-        "namespace": "team-a",
-    }
-    assert not by_kind(docs, "ClusterKopfPeering")
-    assert env_of(by_kind(docs, "Deployment")[0])["TRTFORGE_PEERING_NAME"] == "forge-peering"
+    env = env_of(by_kind(docs, "Deployment")[0])
+    assert env["TRTFORGE_LEASE_NAME"] == "forge-leader"
+    assert (env["TRTFORGE_LEASE_DURATION_SECONDS"], env["TRTFORGE_RENEW_DEADLINE_SECONDS"]) == ("30", "20")
+    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "trtforge-system"  # the Lease lives with the operator
 
 
 def test_namespaced(helm: Helm) -> None:

@@ -70,13 +70,19 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" $img.repository (default $root.Chart.AppVersion $img.tag) -}}
 {{- end -}}
 
-{{/* kopf peering runs when more than one replica is asked for. */}}
+{{/* More than one replica: one leads (the Lease), the others stand by. */}}
 {{- define "trtforge.ha" -}}
 {{- if gt (int .Values.replicas) 1 -}}true{{- end -}}
 {{- end -}}
 
-{{- define "trtforge.peeringName" -}}
-{{- default (include "trtforge.fullname" .) .Values.peering.name -}}
+{{/* The Role (and RoleBinding) on that Lease: fits the 63 characters of a label-safe name. */}}
+{{- define "trtforge.leaderElectionName" -}}
+{{- printf "%s-leader-election" (include "trtforge.fullname" . | trunc 46 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The Lease the replicas campaign for, in the release namespace. */}}
+{{- define "trtforge.leaseName" -}}
+{{- default (include "trtforge.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
 {{/* The claim the default storage URI points at ("" when none). */}}

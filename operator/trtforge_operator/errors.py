@@ -8,8 +8,10 @@ with its `exit_code` like any other command. In the ModelDeployment's status (de
 - `UnworkableSpecError` (like any `ManifestError`) -> phase Failed, reason `InvalidSpec`; not retried
   until the spec changes;
 - `ChildConflictError` -> phase Failed, reason `ChildConflict`; not retried until the spec changes;
-- anything else (`KubeApiError`, network trouble...) -> no status change; the controller retries the
-  reconcile with exponential back-off.
+- `KubeApiError` that the API server refused (`refused`: 400, 403, 413, 422 on a child) -> phase Failed,
+  reason `InvalidSpec`, with the API server's message, and an Event; not retried with back-off;
+- anything else (other `KubeApiError`s, network trouble...) -> no status change; the controller retries
+  the reconcile with exponential back-off.
 
 `SettingsError` stops the operator at start-up. `AutoscalingError` (and `MetricsError`) are reported by
 the autoscaling daemon, which logs them once and tries again at its next period; status is not touched.
@@ -41,9 +43,18 @@ class UnworkableSpecError(OperatorError, ManifestError):
 class KubeApiError(OperatorError):
     """The API answered an unexpected error (transient ones are retried by the reconcile loop)."""
 
+    # The API server refuses the request itself (a body it cannot decode, an invalid object, forbidden,
+    # too large): sending it again cannot succeed, so it is a spec the cluster will not run, not a
+    # reason to retry. 404 (a namespace going away), 409 (conflicts), 429 and 5xx are transient.
+    REFUSED = frozenset({400, 403, 413, 422})
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"Kubernetes API error {status}: {message}")
         self.status = status
+
+    @property
+    def refused(self) -> bool:
+        return self.status in self.REFUSED
 
 
 class ChildConflictError(OperatorError):

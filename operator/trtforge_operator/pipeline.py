@@ -26,7 +26,12 @@ from trtforge_runtime.spec.model import API_VERSION, KIND
 from trtforge_operator import events, feasibility, finalizer, labels, retry, revisions, scaling
 from trtforge_operator.apply import Action, Kube, ensure, remove
 from trtforge_operator.autoscaling.controller import Decisions
-from trtforge_operator.errors import AutoscalingError, ChildConflictError, UnworkableSpecError
+from trtforge_operator.errors import (
+    AutoscalingError,
+    ChildConflictError,
+    KubeApiError,
+    UnworkableSpecError,
+)
 from trtforge_operator.plan import Owner, Plan, storage_uri_of
 from trtforge_operator.reconcilers import configmap, convert_job, deployment, pdb, service, train_job
 from trtforge_operator.reconcilers.jobs import CONTAINER as JOB_CONTAINER
@@ -103,6 +108,10 @@ class Pipeline:
             st.fail("InvalidSpec", str(exc))
         except ChildConflictError as exc:
             st.fail("ChildConflict", str(exc))
+        except KubeApiError as exc:
+            if not exc.refused:
+                raise  # transient: the controller retries with back-off
+            st.fail("InvalidSpec", f"the API server refused a child of this ModelDeployment: {exc}")
         st.finish("Ready", message)
         body = await finalizer.keep_in_line(self.kube, body, cleanup)
         result = await self._write_status(body, st)

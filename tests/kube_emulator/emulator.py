@@ -38,7 +38,13 @@ from kube_emulator.patch import (
 from kube_emulator.resources import Registry, ResourceType, builtin_types, types_from_crd
 from kube_emulator.selectors import FieldSelector, LabelSelector, dotted, selector_string
 from kube_emulator.store import Store, StoreKey
-from kube_emulator.validation import admit_custom, check_crd_schema, check_metadata, check_name
+from kube_emulator.validation import (
+    admit_custom,
+    builtin_errors,
+    check_crd_schema,
+    check_metadata,
+    check_name,
+)
 
 log = logging.getLogger("kube_emulator")
 
@@ -247,6 +253,7 @@ class Emulator:
         if rtype.status and rtype.crd is not None:
             obj.pop("status", None)
         errs = kinds.on_create(rtype.store_key, obj)
+        errs += builtin_errors(rtype.store_key, obj)
         if rtype.crd is not None:
             errs += self._admit(rtype, obj, None, field_validation, warnings)
         if rtype.store_key == CRD_KEY:
@@ -503,6 +510,7 @@ class Emulator:
                         )
                     )
             errs += kinds.on_update(skey, old, new)
+            errs += builtin_errors(skey, new)
             if errs:
                 raise invalid(rtype.kind, rtype.group, name, errs)
         if rtype.crd is not None:

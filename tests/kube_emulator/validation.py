@@ -24,8 +24,16 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
-# kinds whose names must be DNS-1123 labels (the rest: DNS-1123 subdomains)
-LABEL_NAMED = {("", "namespaces"), ("", "services")}
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/ (the API server refuses
+# anything else when it decodes the object: 400 "quantities must match the regular expression ...")
+QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+
+# kinds whose names must be DNS-1123 labels (the rest: DNS-1123 subdomains); Services need DNS-1035 labels:
+# https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names and
+# https://kubernetes.io/docs/concepts/services-networking/service/ ("a valid RFC 1035 label name")
+LABEL_NAMED = {("", "namespaces")}
+DNS1035_NAMED = {("", "services")}
 
 
 def _fmt(value: Any) -> str:
@@ -41,7 +49,19 @@ def _fmt(value: Any) -> str:
 
 
 def check_name(name: str, store_key: tuple[str, str]) -> list[FieldError]:
-    if store_key in LABEL_NAMED:
+    if store_key in DNS1035_NAMED:
+        if len(name) > 63 or not DNS1035_LABEL.match(name):
+            return [
+                FieldError(
+                    "metadata.name",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(name)}: a DNS-1035 label must consist of lower case alphanumeric "
+                    "characters or '-', start with an alphabetic character, and end with an alphanumeric "
+                    "character (e.g. 'my-name',  or 'abc-123', regex used for validation is "
+                    "'[a-z]([-a-z0-9]*[a-z0-9])?')",
+                )
+            ]
+    elif store_key in LABEL_NAMED:
         if len(name) > 63 or not DNS1123_LABEL.match(name):
             return [
                 FieldError(
@@ -89,17 +109,38 @@ def check_qualified_key(key: str, field: str) -> list[FieldError]:
     return errs
 
 
-def check_metadata(meta: dict[str, Any]) -> list[FieldError]:
-    errs: list[FieldError] = []
-    labels = meta.get("labels") or {}
+def check_labels(labels: Any, field: str) -> list[FieldError]:
+    """Label keys and values (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/
+    #syntax-and-character-set); node selectors follow the same rules."""
     if not isinstance(labels, dict):
-        return [FieldError("metadata.labels", "FieldValueInvalid", "Invalid value: labels must be a map")]
+        return [FieldError(field, "FieldValueInvalid", "Invalid value: labels must be a map")]
+    errs: list[FieldError] = []
     for key, value in labels.items():
-        errs += check_qualified_key(key, "metadata.labels")
+        errs += check_qualified_key(key, field)
         if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
             errs.append(
                 FieldError(
-                    "metadata.labels",
+                    field,
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(value)}: a valid label must be an empty string or "
+                    "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+                    "with an alphanumeric character, at most 63 characters",
+                )
+            )
+    return errs
+
+
+def check_metadata(meta: dict[str, Any], prefix: str = "metadata") -> list[FieldError]:
+    errs: list[FieldError] = []
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        return [FieldError(f"{prefix}.labels", "FieldValueInvalid", "Invalid value: labels must be a map")]
+    for key, value in labels.items():
+        errs += check_qualified_key(key, f"{prefix}.labels")
+        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+            errs.append(
+                FieldError(
+                    f"{prefix}.labels",
                     "FieldValueInvalid",
                     f"Invalid value: {_fmt(value)}: a valid label must be an empty string or "
                     "consist of alphanumeric characters, '-', '_' or '.', and must start and end "
@@ -108,7 +149,7 @@ def check_metadata(meta: dict[str, Any]) -> list[FieldError]:
             )
     annotations = meta.get("annotations") or {}
     for key, value in annotations.items():
-        errs += check_qualified_key(key, "metadata.annotations")
+        errs += check_qualified_key(key, f"{prefix}.annotations")
         if not isinstance(value, str):
             errs.append(
                 FieldError(
@@ -124,6 +165,89 @@ def check_metadata(meta: dict[str, Any]) -> list[FieldError]:
             )
         )
     return errs
+
+
+# ------------------------------------------------------------------ pod specs
+
+
+def bad_quantity(value: Any) -> bool:
+    """Not a quantity at all: the API server cannot decode the object (400 BadRequest)."""
+    return not isinstance(value, int | float) and not (isinstance(value, str) and QUANTITY.match(value))
+
+
+def check_pod_spec(spec: Any, prefix: str) -> list[FieldError]:
+    """What the API server validates in a pod spec beyond presence: resource amounts, node selector,
+    tolerations (k8s.io/kubernetes pkg/apis/core/validation: ValidateResourceRequirements,
+    ValidateTolerations, ValidateLabels for nodeSelector)."""
+    if not isinstance(spec, dict):
+        return []
+    errs: list[FieldError] = []
+    for i, c in enumerate((spec.get("containers") or []) + (spec.get("initContainers") or [])):
+        res = c.get("resources") if isinstance(c, dict) else None
+        for section in ("requests", "limits"):
+            for key, amount in ((res or {}).get(section) or {}).items():
+                field = f"{prefix}.containers[{i}].resources.{section}[{key}]"
+                if (isinstance(amount, str) and amount.startswith("-")) or (
+                    isinstance(amount, int | float) and amount < 0
+                ):
+                    errs.append(
+                        FieldError(
+                            field,
+                            "FieldValueInvalid",
+                            f"Invalid value: {_fmt(amount)}: must be greater than or equal to 0",
+                        )
+                    )
+    errs += check_labels(spec.get("nodeSelector") or {}, f"{prefix}.nodeSelector")
+    for i, tol in enumerate(spec.get("tolerations") or []):
+        field = f"{prefix}.tolerations[{i}]"
+        op, key, value = tol.get("operator", "Equal"), tol.get("key", ""), tol.get("value", "")
+        if key:
+            errs += check_qualified_key(key, f"{field}.key")
+        elif op != "Exists":
+            errs.append(
+                FieldError(
+                    f"{field}.operator",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(op)}: operator must be Exists when `key` is empty, which means "
+                    '"match all values and all keys"',
+                )
+            )
+        if op == "Exists" and value:
+            errs.append(
+                FieldError(
+                    f"{field}.operator",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(value)}: value must be empty when `operator` is 'Exists'",
+                )
+            )
+        if tol.get("tolerationSeconds") is not None and tol.get("effect") != "NoExecute":
+            errs.append(
+                FieldError(
+                    f"{field}.effect",
+                    "FieldValueInvalid",
+                    f"Invalid value: {_fmt(tol.get('effect', ''))}: effect must be 'NoExecute' when "
+                    "`tolerationSeconds` is set",
+                )
+            )
+    return errs
+
+
+def quantity_errors(obj: Any) -> str | None:
+    """The decode error of the first malformed resource quantity in a pod template or pod, else None."""
+    spec = obj.get("spec") if isinstance(obj, dict) else None
+    if not isinstance(spec, dict):
+        return None
+    pod = spec.get("template", {}).get("spec") if isinstance(spec.get("template"), dict) else spec
+    for c in ((pod or {}).get("containers") or []) + ((pod or {}).get("initContainers") or []):
+        res = c.get("resources") if isinstance(c, dict) else None
+        for section in ("requests", "limits"):
+            for amount in ((res or {}).get(section) or {}).values():
+                if bad_quantity(amount):
+                    return (
+                        "quantities must match the regular expression "
+                        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+                    )
+    return None
 
 
 # ------------------------------------------------------------------ structural schemas
@@ -611,3 +735,31 @@ def check_crd_schema(schema: Any, path: str = "openAPIV3Schema") -> list[str]:
                 f"{_fmt(rule['rule'])}: compilation failed: {err}"
             )
     return problems
+
+
+# kinds with a pod template under spec.template (their pods' specs are validated like a pod's)
+TEMPLATE_KINDS = {
+    ("batch", "jobs"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+}
+
+
+def builtin_errors(store_key: tuple[str, str], obj: dict[str, Any]) -> list[FieldError]:
+    """Field errors of a built-in kind's pod spec (and its template's labels); raises the decode error
+    (400) of a malformed quantity first, as the API server answers before validating anything."""
+    from kube_emulator.errors import bad_request
+
+    if store_key != ("", "pods") and store_key not in TEMPLATE_KINDS:
+        return []
+    decode = quantity_errors(obj)
+    if decode:
+        raise bad_request(decode)
+    spec = obj.get("spec") or {}
+    if store_key == ("", "pods"):
+        return check_pod_spec(spec, "spec")
+    template = spec.get("template") or {}
+    errs = check_metadata(template.get("metadata") or {}, "spec.template.metadata")
+    return errs + check_pod_spec(template.get("spec"), "spec.template.spec")

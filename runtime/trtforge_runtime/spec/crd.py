@@ -5,7 +5,8 @@
 
 pydantic's JSON schema is turned into a Kubernetes *structural* schema: `$ref`s inlined, optional fields
 (`anyOf [X, null]`) flattened to X, titles dropped, `x-kubernetes-int-or-string` for quantities, and each
-model's `cel_rules` emitted as `x-kubernetes-validations`.
+model's rules (`rules`, spec/rules.py, and `cel_rules`) emitted as `x-kubernetes-validations`; the rules on
+metadata.name go on the root schema, the one place CEL may read it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def _cel_by_title() -> dict[str, list[dict[str, str]]]:
     """Model class name -> CEL rules, for every model reachable from the spec."""
     out: dict[str, list[dict[str, str]]] = {}
     for obj in vars(m).values():
-        if isinstance(obj, type) and issubclass(obj, m.Model) and obj.__dict__.get("cel_rules"):
-            out[obj.__name__] = list(obj.__dict__["cel_rules"])
+        if isinstance(obj, type) and issubclass(obj, m.Model):
+            found = [r.crd() for r in obj.__dict__.get("rules", ())] + list(obj.__dict__.get("cel_rules", []))
+            if found:
+                out[obj.__name__] = found
     return out
 
 
@@ -188,6 +191,7 @@ def build_crd() -> dict[str, Any]:
                             "description": "A model trained (or imported), converted to verified TensorRT "
                             "engines per GPU architecture, and served with autoscaling.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": [r.crd() for r in m.NAME_RULES],
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version."},
                                 "kind": {"type": "string", "description": "Kind."},

@@ -9,11 +9,15 @@ are declared side by side in the same class so they cannot drift apart unnoticed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from trtforge_runtime.spec import rules as spec_rules
+from trtforge_runtime.spec.rules import Rule
 
 GROUP = "trtforge.dev"
 VERSION = "v1alpha1"
@@ -23,7 +27,7 @@ PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
 
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+QUANTITY_PATTERN = spec_rules.QUANTITY  # the exact Kubernetes quantity grammar, without a sign
 DATASET_URI_PATTERN = r"^(builtin://[a-z0-9_-]+|file://.+|pvc://.+|s3://.+|/.+|\./.+|[^:]+)$"
 COMPUTE_CAPABILITY_PATTERN = r"^[0-9]+\.[0-9]+$"
 
@@ -38,8 +42,15 @@ class Model(BaseModel):
         use_enum_values=True,
         validate_default=True,
     )
-    # CEL rules for the API server; each mirrors a pydantic validator of the same class.
+    # Cross-field rules, each once for both the API server (CEL) and pydantic (spec/rules.py).
+    rules: ClassVar[tuple[Rule, ...]] = ()
+    # CEL rules written next to a pydantic validator of the same class (prefer `rules`).
     cel_rules: ClassVar[list[dict[str, str]]] = []
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Any:
+        spec_rules.check_rules(self, type(self).rules)
+        return self
 
 
 def quantity(description: str, default: str | int | None) -> Any:
@@ -106,13 +117,14 @@ class Layer(Model):
     momentum: float | None = Field(default=None, gt=0.0, lt=1.0, description="BatchNormalization: momentum.")
     epsilon: float | None = Field(default=None, gt=0.0, le=1.0, description="BatchNormalization: epsilon.")
 
-    _REQUIRED: ClassVar[dict[str, tuple[str, ...]]] = {
+    # layer type -> the fields it needs, and the fields it takes: the Layer rules are generated from these
+    REQUIRED: ClassVar[dict[str, tuple[str, ...]]] = {
         "Dense": ("units",),
         "Dropout": ("rate",),
         "Conv2D": ("filters", "kernel_size"),
         "Reshape": ("target_shape",),
     }
-    _ALLOWED: ClassVar[dict[str, tuple[str, ...]]] = {
+    ALLOWED: ClassVar[dict[str, tuple[str, ...]]] = {
         "Dense": ("units", "activation"),
         "Dropout": ("rate",),
         "BatchNormalization": ("momentum", "epsilon"),
@@ -123,30 +135,48 @@ class Layer(Model):
         "AveragePooling2D": ("pool_size", "strides", "padding"),
         "GlobalAveragePooling2D": (),
     }
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {"rule": "self.type != 'Dense' || has(self.units)", "message": "a Dense layer needs units"},
-        {"rule": "self.type != 'Dropout' || has(self.rate)", "message": "a Dropout layer needs rate"},
-        {
-            "rule": "self.type != 'Conv2D' || (has(self.filters) && has(self.kernelSize))",
-            "message": "a Conv2D layer needs filters and kernelSize",
-        },
-        {
-            "rule": "self.type != 'Reshape' || has(self.targetShape)",
-            "message": "a Reshape layer needs targetShape",
-        },
-    ]
 
-    @model_validator(mode="after")
-    def _fields_fit_type(self) -> Layer:
-        kind = str(self.type)
-        for name in self._REQUIRED.get(kind, ()):
-            if getattr(self, name) is None:
-                raise ValueError(f"a {kind} layer needs {to_camel(name)}")
-        allowed = self._ALLOWED[kind]
-        for name in type(self).model_fields:
-            if name != "type" and getattr(self, name) is not None and name not in allowed:
-                raise ValueError(f"{to_camel(name)} does not apply to a {kind} layer")
-        return self
+
+def _layer_rules() -> tuple[Rule, ...]:
+    """A type's required fields must be set; a field may be set only on the types that take it."""
+
+    def needs(kind: str, names: tuple[str, ...]) -> Callable[[Any], bool]:
+        return lambda layer: str(layer.type) != kind or all(getattr(layer, n) is not None for n in names)
+
+    def takes(name: str, kinds: list[str]) -> Callable[[Any], bool]:
+        return lambda layer: getattr(layer, name) is None or str(layer.type) in kinds
+
+    def refusal(field: str) -> Callable[[Any], str]:
+        return lambda layer: f"{field} does not apply to a {layer.type} layer"
+
+    out = []
+    for kind, names in Layer.REQUIRED.items():
+        fields = [to_camel(n) for n in names]
+        out.append(
+            Rule(
+                cel=f"self.type != '{kind}' || " + " && ".join(f"has(self.{f})" for f in fields),
+                message=f"a {kind} layer needs {' and '.join(fields)}",
+                check=needs(kind, names),
+            )
+        )
+    for name in Layer.model_fields:
+        if name == "type":
+            continue
+        kinds = [k for k, allowed in Layer.ALLOWED.items() if name in allowed]
+        field = to_camel(name)
+        out.append(
+            Rule(
+                cel=f"!has(self.{field}) || self.type in [{', '.join(repr(k) for k in kinds)}]",
+                message=f"{field} applies only to {' and '.join(kinds)} layers",
+                message_expression=f"'{field} does not apply to a ' + self.type + ' layer'",
+                check=takes(name, kinds),
+                describe=refusal(field),
+            )
+        )
+    return tuple(out)
+
+
+Layer.rules = _layer_rules()
 
 
 class Architecture(Model):
@@ -256,6 +286,12 @@ class Resources(Model):
     gpus: int = Field(default=0, ge=0, le=16, description="NVIDIA GPUs (nvidia.com/gpu limit).")
     cpu: str | int = quantity("CPU request and limit, a Kubernetes quantity such as 4 or 500m.", "1")
     memory: str | int = quantity("Memory request and limit, a Kubernetes quantity such as 4Gi.", "2Gi")
+
+    # A zero limit is no limit to the kubelet (and 0 requests make the pod BestEffort): refused.
+    rules: ClassVar[tuple[Rule, ...]] = (
+        spec_rules.quantity_rule("cpu", "cpu"),
+        spec_rules.quantity_rule("memory", "memory"),
+    )
 
 
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -502,15 +538,14 @@ class BatchProfile(Model):
     opt: int = Field(default=32, ge=1, le=65536, description="Batch size the engine is tuned for.")
     max: int = Field(default=256, ge=1, le=65536, description="Largest batch the engine accepts.")
 
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {"rule": "self.min <= self.opt && self.opt <= self.max", "message": "batch needs min <= opt <= max"}
-    ]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> BatchProfile:
-        if not self.min <= self.opt <= self.max:
-            raise ValueError(f"batch needs min <= opt <= max, got {self.min}, {self.opt}, {self.max}")
-        return self
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.min <= self.opt && self.opt <= self.max",
+            message="batch needs min <= opt <= max",
+            check=lambda b: b.min <= b.opt <= b.max,
+            describe=lambda b: f"batch needs min <= opt <= max, got {b.min}, {b.opt}, {b.max}",
+        ),
+    )
 
 
 class AccuracyGate(Model):
@@ -659,23 +694,19 @@ class Autoscaling(Model):
     )
     tick_seconds: float = Field(default=2.0, ge=0.1, le=60.0, description="Built-in autoscaler period.")
 
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must be <= maxReplicas"},
-        {
-            "rule": "self.panicWindowSeconds <= self.stableWindowSeconds",
-            "message": "panicWindowSeconds must be <= stableWindowSeconds",
-        },
-    ]
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Autoscaling:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"minReplicas must be <= maxReplicas, got {self.min_replicas} > {self.max_replicas}"
-            )
-        if self.panic_window_seconds > self.stable_window_seconds:
-            raise ValueError("panicWindowSeconds must be <= stableWindowSeconds")
-        return self
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="minReplicas must be <= maxReplicas",
+            check=lambda a: a.min_replicas <= a.max_replicas,
+            describe=lambda a: f"minReplicas must be <= maxReplicas, got {a.min_replicas} > {a.max_replicas}",
+        ),
+        Rule(
+            cel="self.panicWindowSeconds <= self.stableWindowSeconds",
+            message="panicWindowSeconds must be <= stableWindowSeconds",
+            check=lambda a: a.panic_window_seconds <= a.stable_window_seconds,
+        ),
+    )
 
 
 class Batching(Model):
@@ -701,18 +732,13 @@ class Rollout(Model):
         default=600, ge=10, le=86_400, description="A revision not ready by then is rolled back."
     )
 
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {
-            "rule": "self.maxSurge + self.maxUnavailable > 0",
-            "message": "maxSurge and maxUnavailable cannot both be 0",
-        }
-    ]
-
-    @model_validator(mode="after")
-    def _progress(self) -> Rollout:
-        if self.max_surge + self.max_unavailable == 0:
-            raise ValueError("maxSurge and maxUnavailable cannot both be 0")
-        return self
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.maxSurge + self.maxUnavailable > 0",
+            message="maxSurge and maxUnavailable cannot both be 0",
+            check=lambda r: r.max_surge + r.max_unavailable > 0,
+        ),
+    )
 
 
 class Serving(Model):
@@ -732,26 +758,89 @@ class Serving(Model):
 class Toleration(Model):
     """A pod toleration (core/v1 Toleration)."""
 
-    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    key: str | None = Field(
+        default=None,
+        max_length=317,
+        pattern=spec_rules.QUALIFIED_NAME,
+        description="Taint key (a qualified name); empty with Exists matches all.",
+    )
     operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value for Equal.")
+    value: str | None = Field(
+        default=None, max_length=63, pattern=spec_rules.LABEL_VALUE, description="Taint value for Equal."
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect; empty matches all."
     )
     toleration_seconds: int | None = Field(default=None, ge=0, description="NoExecute: how long to stay.")
 
+    # the API server's own rules for core/v1 Toleration (validation.ValidateTolerations)
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            message="a toleration with operator Exists takes no value",
+            check=lambda t: t.operator != "Exists" or not t.value,
+        ),
+        Rule(
+            cel="self.operator == 'Exists' || (has(self.key) && self.key != '')",
+            message="a toleration without a key must use operator Exists",
+            check=lambda t: t.operator == "Exists" or bool(t.key),
+        ),
+        Rule(
+            cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            message="tolerationSeconds applies only to effect NoExecute",
+            check=lambda t: t.toleration_seconds is None or t.effect == "NoExecute",
+        ),
+    )
+
 
 class Placement(Model):
     """Where pods run."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels pods require.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Taints pods tolerate.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Node labels pods require (keys are qualified names, values label values).",
+        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 63}},
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints pods tolerate."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.nodeSelector) || self.nodeSelector.all(k, k.size() <= 317 && k.matches("
+            + spec_rules.cel_string(spec_rules.QUALIFIED_NAME)
+            + "))",
+            message="nodeSelector keys must be qualified names (an optional DNS subdomain prefix and '/', "
+            "then at most 63 alphanumerics, '-', '_' or '.')",
+            check=lambda p: all(
+                len(k) <= 317 and spec_rules.matches(spec_rules.QUALIFIED_NAME, k) for k in p.node_selector
+            ),
+            field_path=".nodeSelector",
+        ),
+        Rule(
+            cel="!has(self.nodeSelector) || self.nodeSelector.all(k, self.nodeSelector[k].matches("
+            + spec_rules.cel_string(spec_rules.LABEL_VALUE)
+            + "))",
+            message="nodeSelector values must be label values (at most 63 alphanumerics, '-', '_' or '.', "
+            "starting and ending with an alphanumeric)",
+            check=lambda p: all(
+                spec_rules.matches(spec_rules.LABEL_VALUE, v) for v in p.node_selector.values()
+            ),
+            field_path=".nodeSelector",
+        ),
+    )
 
 
 class SecretRef(Model):
     """Reference to a Secret in the ModelDeployment's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=spec_rules.DNS1123_SUBDOMAIN,
+        description="Secret name (a DNS-1123 subdomain).",
+    )
 
 
 class Storage(Model):
@@ -904,7 +993,8 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    # NAME_RULES (below, shared with the CRD) say what a name may be: the Service is named like the object
+    name: str = Field(min_length=1)
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -920,3 +1010,26 @@ class ModelDeployment(BaseModel):
     metadata: ObjectMeta
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus | None = None
+
+    @model_validator(mode="after")
+    def _name(self) -> ModelDeployment:
+        spec_rules.check_rules(self, NAME_RULES)
+        return self
+
+
+# Rules on metadata.name, for the CRD's root schema (CEL may read metadata.name there). The pydantic
+# twin is ObjectMeta.name's pattern and max_length, built from the same constants.
+NAME_RULES: tuple[Rule, ...] = (
+    Rule(
+        cel=f"self.metadata.name.size() <= {spec_rules.NAME_MAX}",
+        message=f"metadata.name must be at most {spec_rules.NAME_MAX} characters: it names the Service "
+        "and is a label value of every child",
+        check=lambda md: len(md.metadata.name) <= spec_rules.NAME_MAX,
+    ),
+    Rule(
+        cel=f"self.metadata.name.matches({spec_rules.cel_string(spec_rules.DNS1035_LABEL)})",
+        message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
+        "letter, no dots): it names the Service",
+        check=lambda md: spec_rules.matches(spec_rules.DNS1035_LABEL, md.metadata.name),
+    ),
+)

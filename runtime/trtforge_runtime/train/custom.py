@@ -293,6 +293,7 @@ class LoadedModel:
     write_saved_model: Callable[[Path], None]
     kind: str  # "keras" or "savedmodel"
     keras_file: Path | None = None
+    keepalive: Any = None  # the loaded SavedModel object: its variables live as long as it does
 
 
 def find_model(output: Path) -> tuple[str, Path]:
@@ -444,7 +445,7 @@ def _load_saved_model(path: Path, custom: CustomTraining, feature_shape: tuple[i
     def write(target: Path) -> None:
         shutil.copytree(path, target)
 
-    return LoadedModel(predict, serve, spec, input_name, output_name, write, "savedmodel")
+    return LoadedModel(predict, serve, spec, input_name, output_name, write, "savedmodel", keepalive=obj)
 
 
 def _check_runs(model: LoadedModel, feature_shape: tuple[int, ...], what: str) -> None:

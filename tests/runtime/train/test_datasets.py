@@ -290,3 +290,14 @@ def test_the_module_does_not_import_tensorflow() -> None:
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_iris_csv_example_is_scikit_learns_iris() -> None:
+    """examples/iris.csv (read with the default `label` column, relative to examples/) is load_iris()."""
+    from sklearn.datasets import load_iris
+
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    x, y = load_arrays(ds("iris.csv"), DatasetSettings.from_env({}, base_dir=examples))
+    iris = load_iris()
+    np.testing.assert_array_equal(x, iris.data.astype(np.float32))
+    np.testing.assert_array_equal(y, iris.target)

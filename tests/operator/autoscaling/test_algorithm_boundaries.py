@@ -13,12 +13,15 @@ import pytest
 from trtforge_operator.autoscaling.algorithm import (
     Autoscaler,
     AutoscalerConfig,
+    Decision,
     Mode,
     Observation,
+    RateTracker,
     aggregate,
     usable,
 )
 from trtforge_operator.errors import AutoscalingError
+from trtforge_runtime.spec.model import Autoscaling
 
 TARGET = 8.0
 
@@ -299,3 +302,53 @@ def test_the_decision_message_names_window_load_pods_and_target() -> None:
         "target 8 per replica"
     )
     assert decision.reason == "AutoscalerSteady" and decision.direction == 0 and not decision.changed
+
+
+@pytest.mark.parametrize("seconds", [0.5, 0.1])
+def test_sub_second_windows_and_ticks_are_valid(seconds: float) -> None:
+    cfg = config(panic_window=seconds, tick=seconds)
+    assert (cfg.panic_window, cfg.tick) == (seconds, seconds)
+
+
+@pytest.mark.parametrize(("tick", "stable", "expected"), [(5.0, 60, 5.0), (0.5, 60, 0.5), (45.0, 30, 30.0)])
+def test_config_from_spec_takes_the_tick_capped_at_the_stable_window(
+    tick: float, stable: int, expected: float
+) -> None:
+    spec = Autoscaling.model_validate(
+        {"target": 8, "tickSeconds": tick, "stableWindowSeconds": stable, "panicWindowSeconds": 6}
+    )
+    assert AutoscalerConfig.from_spec(spec).tick == expected
+
+
+def test_an_unchanged_counter_is_a_rate_of_zero_not_a_restart() -> None:
+    tracker = RateTracker()
+    tracker.update(0.0, {"a": 500.0, "b": 10.0})
+    assert tracker.update(2.0, {"a": 500.0, "b": 10.5}) == {"a": 0.0, "b": 0.25}
+
+
+def test_a_hold_reports_no_observation() -> None:
+    scaler = Autoscaler(config(), initial_replicas=3)
+    decision = scaler.update(42.0, Observation(total=5.0, ready_pods=0))
+    assert decision == Decision(
+        now=42.0,
+        previous=3,
+        desired=3,
+        mode=Mode.HOLD,
+        observed=0.0,
+        window=0.0,
+        stable_average=0.0,
+        panic_average=0.0,
+        ready_pods=0,
+        target=TARGET,
+        metric="concurrency",
+    )
+
+
+def test_concurrency_decisions_speak_of_in_flight_requests() -> None:
+    scaler = Autoscaler(config(), initial_replicas=1)
+    decision = scaler.update(0.0, Observation(total=16.0, ready_pods=1))
+    assert decision.metric == "concurrency"
+    assert decision.message == (
+        "replicas 1 -> 2: observed 16.00 in-flight requests (panic window 6s average) over 1 ready pods, "
+        "target 8 per replica"
+    )

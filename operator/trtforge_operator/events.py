@@ -32,7 +32,6 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, str | None]] = {
     ("Available", "True"): ("Normal", "Available"),
     ("Available", "False"): ("Warning", "Unavailable"),
     ("Degraded", "True"): ("Warning", None),
-    ("ScaleIgnored", "True"): ("Warning", "ScaleIgnored"),
 }
 
 

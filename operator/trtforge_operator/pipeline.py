@@ -68,6 +68,7 @@ class Pipeline:
         self.kube = kube
         self.settings = settings
         self.decisions: Decisions = {} if decisions is None else decisions  # the autoscaler's, to apply
+        self._scale_notes: dict[tuple[str, str], str] = {}  # ignored `kubectl scale md` Events posted
 
     # ------------------------------------------------------------------ entry
     async def reconcile(self, namespace: str, name: str) -> Result:
@@ -104,6 +105,7 @@ class Pipeline:
             jobs = await self._stage_jobs(plan, body)
             retried = await retry.retry_failed_stage(self.kube, plan, st, body, jobs)
             message = await self._run(plan, st, body, jobs)
+            message = await self._note_ignored_scale(plan, body, message)
         except ManifestError as exc:
             st.fail("InvalidSpec", str(exc))
         except ChildConflictError as exc:
@@ -118,6 +120,19 @@ class Pipeline:
         if retried is not None:
             await retry.mark_handled(self.kube, body, retried)
         return result
+
+    async def _note_ignored_scale(self, plan: Plan, body: dict[str, Any], message: str) -> str:
+        """`kubectl scale md` while autoscaling owns the replicas: said in status.message, and in a
+        Warning Event once per value (per operator process)."""
+        key = (plan.owner.namespace, plan.owner.name)
+        note = scaling.ignored_scale(plan)
+        if note is None:
+            self._scale_notes.pop(key, None)
+            return message
+        if self._scale_notes.get(key) != note:
+            await events.post(self.kube, body, "Warning", scaling.SCALE_IGNORED, note)
+            self._scale_notes[key] = note
+        return f"{message}; {note}" if message else note
 
     async def _stage_jobs(self, plan: Plan, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The ModelDeployment's Jobs by name, without the running ones a new revision superseded."""
@@ -163,7 +178,6 @@ class Pipeline:
     async def _run(
         self, plan: Plan, st: StatusBuilder, body: dict[str, Any], jobs: dict[str, dict[str, Any]]
     ) -> str:
-        scaling.note_ignored_scale(plan, st)
         if not await self._train(plan, st, jobs):
             await self._observe_serving(plan, st, body)
             return str((st.condition("Trained") or {}).get("message") or "training")

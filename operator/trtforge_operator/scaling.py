@@ -6,8 +6,8 @@ a `kubectl scale md` that autoscaling overrides.
 - hpa / keda mode: the HorizontalPodAutoscaler / ScaledObject is an owned child kept in line here like
   the Service or the PodDisruptionBudget (created, patched, the previous mode's one deleted);
 - autoscaling on and spec.serving.replicas set to something other than its default (what
-  `kubectl scale md` writes through the scale subresource): the condition `ScaleIgnored` (True, a
-  Warning Event once) says the count is ignored and how to scale by hand; it goes away with the cause.
+  `kubectl scale md` writes through the scale subresource): status.message says the count is ignored
+  and how to scale by hand, and a Warning Event `ScaleIgnored` says it once per value.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from trtforge_operator.plan import Plan
 from trtforge_operator.reconcilers import deployment
 from trtforge_operator.status import StatusBuilder
 
-SCALE_IGNORED = "ScaleIgnored"
+SCALE_IGNORED = "ScaleIgnored"  # the Event's reason
 DEFAULT_REPLICAS = Serving.model_fields["replicas"].default
 
 
@@ -57,17 +57,14 @@ async def reconcile_children(kube: Kube, plan: Plan, body: dict[str, Any]) -> li
     return await children.reconcile(body, spec)
 
 
-def note_ignored_scale(plan: Plan, st: StatusBuilder) -> None:
+def ignored_scale(plan: Plan) -> str | None:
+    """Why spec.serving.replicas is ignored (autoscaling owns the count), or None when it is not."""
     serving = plan.spec.serving
-    if deployment.autoscaling_active(plan) and serving.replicas != DEFAULT_REPLICAS:
-        auto = serving.autoscaling
-        st.set(
-            SCALE_IGNORED,
-            "True",
-            "AutoscalingOwnsReplicas",
-            f"spec.serving.replicas={serving.replicas} (kubectl scale md) is ignored: autoscaling (mode "
-            f"{auto.mode}) owns the replica count, between minReplicas {auto.min_replicas} and "
-            f"maxReplicas {auto.max_replicas}; set spec.serving.autoscaling.enabled=false to scale by hand",
-        )
-    else:
-        st.desired["conditions"] = [c for c in st.conditions if c.get("type") != SCALE_IGNORED]
+    if not deployment.autoscaling_active(plan) or serving.replicas == DEFAULT_REPLICAS:
+        return None
+    auto = serving.autoscaling
+    return (
+        f"spec.serving.replicas={serving.replicas} (kubectl scale md) is ignored: autoscaling (mode "
+        f"{auto.mode}) owns the replica count, between minReplicas {auto.min_replicas} and "
+        f"maxReplicas {auto.max_replicas}; set spec.serving.autoscaling.enabled=false to scale by hand"
+    )

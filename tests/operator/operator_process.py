@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,10 @@ class OperatorProcess:
         log_path: Path,
         env: dict[str, str] | None = None,
         verbose: bool = True,
-        identity: str = "trtforge-operator-0",
+        identity: str | None = None,
     ) -> None:
-        self.identity = identity  # POD_NAME: the replica's Lease identity, kept across restarts
+        # POD_NAME: the replica's Lease identity, kept across restarts (like a pod's name)
+        self.identity = identity or f"trtforge-operator-{uuid.uuid4().hex[:8]}"
         self.verbose = verbose
         self.kubeconfig = kubeconfig
         self.log_path = log_path
@@ -40,6 +43,14 @@ class OperatorProcess:
         self.port = 0
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
+        """Start and wait until live; a probe port taken meanwhile by another process is retried."""
+        for _ in range(3):
+            if self._start_once(timeout):
+                return self
+            self.kill()
+        raise AssertionError(f"operator could not bind a probe port:\n{self.log()[-4000:]}")
+
+    def _start_once(self, timeout: float) -> bool:
         self.port = free_port()
         env = {
             **os.environ,
@@ -51,6 +62,7 @@ class OperatorProcess:
             "POD_NAMESPACE": "default",
             **self.extra_env,
         }
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -69,12 +81,15 @@ class OperatorProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
+            if "address already in use" in self.log()[offset:]:
+                return False
+            try:  # /leader names the replica: a port taken by some other process does not count
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/leader", timeout=1) as resp:
+                    if json.loads(resp.read()).get("identity") == self.identity:
+                        return True
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
         raise AssertionError(f"operator not live after {timeout} s:\n{self.log()[-4000:]}")
 
     def stop(self) -> None:

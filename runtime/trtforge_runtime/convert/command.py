@@ -263,6 +263,7 @@ def convert(settings: ConvertSettings) -> Outcome:
             EngineCache(settings.cache),
             batch,
             work,
+            str(spec.model.task),
         )
         chosen, chosen_path, the_gate, network_digest = (
             choice.precision,
@@ -352,6 +353,7 @@ def _choose(
     cache: EngineCache,
     batch: tuple[int, int, int],
     work: Path,
+    task: str = "classification",
 ) -> _Choice:
     """Try the candidate precisions in order; keep the first that passes the gate and builds everywhere.
 
@@ -362,7 +364,7 @@ def _choose(
     """
     x, y, data = gate_rows(src, engine.accuracy.samples)
     the_gate = gate.Gate(
-        src.onnx_path, src.input.name, src.output.name, x, gate.Limits.from_spec(engine.accuracy), y
+        src.onnx_path, src.input.name, src.output.name, x, gate.Limits.from_spec(engine.accuracy, task), y
     )
     options = precision.Int8Options.from_spec(engine.calibration)
     results: list[gate.GateResult] = []

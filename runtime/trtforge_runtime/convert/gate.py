@@ -8,6 +8,10 @@ On `engine.accuracy.samples` held-out rows it measures, against the fp32 model's
 - `meanKl`: the mean KL divergence KL(fp32 || candidate) in nats, when the outputs are probability
   distributions (non-negative rows summing to 1), else null.
 
+For `spec.model.task: regression` and `multilabel` the checks are the task's instead
+(trtforge_runtime.tasks.conversion_verdicts: R² against fp32 >= `minR2`, MAE <= `maxMae`; per-label
+disagreement <= `maxLabelDisagreement`, plus `maxAbsDiff` on the multilabel probabilities); top-1 and KL
+mean nothing there. For classification:
 Every bound the spec sets (`maxTop1Drop`, `maxAbsDiff`, `maxMeanKl`; null turns one off) must hold:
 `value <= limit`, exactly, on the values engine.json reports. Each candidate's report lists every check
 (metric, value, limit, passed) and, when rejected, a reason naming the metric that failed. `best` walks
@@ -35,6 +39,13 @@ DISTRIBUTION_TOLERANCE = 1e-3  # |row sum - 1| allowed for outputs to count as p
 # spec name of each bound -> the metric it bounds
 METRICS = {"maxTop1Drop": "top1Drop", "maxAbsDiff": "maxAbsDiff", "maxMeanKl": "meanKl"}
 BOUNDS = {metric: bound for bound, metric in METRICS.items()}
+# the regression and multilabel metrics (trtforge_runtime.tasks) -> their bounds
+TASK_METRICS = {
+    "R² against fp32": "r2",
+    "MAE against fp32": "mae",
+    "label disagreement with fp32": "labelDisagreement",
+}
+BOUNDS |= {"r2": "minR2", "mae": "maxMae", "labelDisagreement": "maxLabelDisagreement"}
 
 
 @dataclass(frozen=True)
@@ -44,10 +55,14 @@ class Limits:
     max_top1_drop: float
     max_abs_diff: float | None = None
     max_mean_kl: float | None = None
+    # spec.model.task (regression/multilabel are judged by trtforge_runtime.tasks) and spec.engine.accuracy,
+    # which holds the task's bounds (minR2, maxMae, maxLabelDisagreement)
+    task: str = "classification"
+    accuracy: Any = None
 
     @classmethod
-    def from_spec(cls, accuracy: Any) -> Limits:
-        return cls(accuracy.max_top1_drop, accuracy.max_abs_diff, accuracy.max_mean_kl)
+    def from_spec(cls, accuracy: Any, task: str = "classification") -> Limits:
+        return cls(accuracy.max_top1_drop, accuracy.max_abs_diff, accuracy.max_mean_kl, str(task), accuracy)
 
     def to_json(self) -> dict[str, float | None]:
         return {
@@ -75,21 +90,27 @@ class Check:
     value: float | None
     limit: float
     passed: bool
+    at_least: bool = False  # a lower bound (R²) instead of an upper one
 
     def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "limit": self.limit, "passed": self.passed}
+        out = {"metric": self.metric, "value": self.value, "limit": self.limit, "passed": self.passed}
+        return out | ({"atLeast": True} if self.at_least else {})
 
     def sentence(self) -> str:
         if self.value is None:
             return f"{self.metric} cannot be measured (the outputs are not probability distributions)"
-        op = "<=" if self.passed else ">"
+        op = ("<=" if self.passed else ">") if not self.at_least else (">=" if self.passed else "<")
         return f"{self.metric} {self.value:.6g} {op} {self.limit:.6g} ({BOUNDS[self.metric]})"
 
 
 def sentence(check_json: dict[str, Any]) -> str:
     """A check as engine.json holds it, in words (what `Check.sentence` says)."""
     c = Check(
-        str(check_json["metric"]), check_json["value"], float(check_json["limit"]), bool(check_json["passed"])
+        str(check_json["metric"]),
+        check_json["value"],
+        float(check_json["limit"]),
+        bool(check_json["passed"]),
+        bool(check_json.get("atLeast", False)),
     )
     return c.sentence()
 
@@ -125,6 +146,31 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]
     """(top-1 drop, max abs diff) of candidate outputs against reference outputs."""
     m = measure(reference, candidate)
     return m.top1_drop, m.max_abs_diff
+
+
+def judge_outputs(
+    reference: np.ndarray, candidate: np.ndarray, limits: Limits
+) -> tuple[Metrics, list[Check]]:
+    """The metrics and the checks of `candidate` against `reference` for the model's task."""
+    from trtforge_runtime import tasks
+
+    metrics = measure(reference, candidate)
+    if limits.task == tasks.CLASSIFICATION or limits.accuracy is None:
+        return metrics, check(metrics, limits)
+    checks = []
+    if limits.task == tasks.MULTILABEL and limits.max_abs_diff is not None:
+        checks.append(
+            Check(
+                "maxAbsDiff",
+                metrics.max_abs_diff,
+                limits.max_abs_diff,
+                metrics.max_abs_diff <= limits.max_abs_diff,
+            )
+        )
+    for v in tasks.conversion_verdicts(limits.task, reference, candidate, limits.accuracy):
+        assert v.limit is not None
+        checks.append(Check(TASK_METRICS[v.metric], v.value, v.limit, v.passed, v.at_least))
+    return metrics, checks
 
 
 def check(metrics: Metrics, limits: Limits) -> list[Check]:
@@ -235,12 +281,15 @@ class Gate:
     def _accuracy(self, out: np.ndarray) -> float | None:
         if self.y is None or len(self.y) != len(out):
             return None
+        if self.limits.task != "classification":  # R² (regression) or per-label accuracy (multilabel)
+            from trtforge_runtime import tasks
+
+            return tasks.scores(self.limits.task, out, self.y)[tasks.headline(self.limits.task)]
         return float(np.mean(np.argmax(out.reshape(len(out), -1), axis=1) == self.y.reshape(-1)))
 
     def judge(self, precision: str, out: np.ndarray, seconds: float = 0.0) -> GateResult:
         """The result of outputs `out` (same rows as the reference) against every bound."""
-        metrics = measure(self.reference, out)
-        checks = check(metrics, self.limits)
+        metrics, checks = judge_outputs(self.reference, out, self.limits)
         passed = all(c.passed for c in checks)
         failed = [c.sentence() for c in checks if not c.passed]
         reason = None if passed else "accuracy gate: " + "; ".join(failed)
@@ -272,6 +321,7 @@ class Gate:
     def report(self, candidates: list[GateResult], chosen: str, data: str) -> dict[str, Any]:
         return {
             "samples": len(self.x),
+            "task": self.limits.task,
             **self.limits.to_json(),
             "candidates": [c.to_json() for c in candidates],
             "chosen": chosen,

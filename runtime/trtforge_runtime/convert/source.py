@@ -147,7 +147,14 @@ def _f32(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None or len(a) == 0 else np.ascontiguousarray(a, dtype=np.float32)
 
 
-def dataset_samples(dataset: Dataset, seed: int, *, base_dir: Path | None = None, field: str = "") -> Samples:
+def dataset_samples(
+    dataset: Dataset,
+    seed: int,
+    *,
+    base_dir: Path | None = None,
+    field: str = "",
+    task: str = "classification",
+) -> Samples:
     """Gate and calibration rows from a dataset spec (the training engineer's `load_dataset`).
 
     A relative dataset path is relative to `base_dir` (the manifest's folder); `field` names the spec
@@ -160,7 +167,7 @@ def dataset_samples(dataset: Dataset, seed: int, *, base_dir: Path | None = None
             f"cannot load dataset {dataset.uri}: the dataset module is unavailable ({exc})"
         ) from None
     settings = DatasetSettings.from_env(base_dir=base_dir, field=field or "spec.model.train.dataset")
-    splits = load_dataset(dataset, seed, settings)
+    splits = load_dataset(dataset, seed, settings, task)
     return Samples(
         x_test=_f32(splits.x_test),
         y_test=splits.y_test,
@@ -245,7 +252,9 @@ def from_spec_source(spec: ModelDeploymentSpec, workdir: Path, base_dir: Path | 
     check_io(inputs, outputs, onnx_path)
     samples = Samples()
     if src.dataset is not None:
-        samples = dataset_samples(src.dataset, 42, base_dir=base_dir, field="spec.model.source.dataset")
+        samples = dataset_samples(
+            src.dataset, 42, base_dir=base_dir, field="spec.model.source.dataset", task=str(spec.model.task)
+        )
     return ModelSource(onnx_path, sha256_file(onnx_path), inputs, outputs, samples, src.uri)
 
 
@@ -294,6 +303,8 @@ def resolve(
         source = from_model_dir(model_dir)
         if source.samples.x_test is None and spec.model.train is not None:
             seed = spec.model.train.seed
-            source.samples = dataset_samples(spec.model.train.dataset, seed, base_dir=base_dir)
+            source.samples = dataset_samples(
+                spec.model.train.dataset, seed, base_dir=base_dir, task=str(spec.model.task)
+            )
         return source
     return from_spec_source(spec, workdir, base_dir)

@@ -314,8 +314,8 @@ class _Trained:
 
 
 def _dataset_settings(options: TrainOptions) -> DatasetSettings:
-    """Where pvc:// datasets are mounted (from the environment)."""
-    return DatasetSettings.from_env()
+    """Relative dataset paths are relative to the manifest's folder."""
+    return DatasetSettings.from_env(base_dir=options.file.resolve().parent)
 
 
 def _declarative(md: ModelDeployment, spec: Train, options: TrainOptions, plan: StrategyPlan) -> _Trained:

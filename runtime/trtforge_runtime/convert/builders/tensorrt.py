@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from trtforge_runtime.convert.builders.base import TensorRTFamilyBuilder, VerifySamples
-from trtforge_runtime.convert.gate import check, measure
+from trtforge_runtime.convert.gate import judge_outputs
 from trtforge_runtime.errors import AccuracyGateError, ConversionError, UnsupportedTargetError
 from trtforge_runtime.trt import library
 
@@ -69,8 +69,7 @@ class TensorRTBuilder(TensorRTFamilyBuilder):
     def verify(self, engine: Path, samples: VerifySamples) -> dict[str, Any] | None:
         """Run the built engine on the gate rows (pycuda, via the serving runtime); the gate's bounds hold."""
         outputs = run_engine(engine, self.backend, samples.input_name, samples.output_name, samples.x)
-        metrics = measure(samples.reference, outputs)
-        checks = check(metrics, samples.limits)
+        metrics, checks = judge_outputs(samples.reference, outputs, samples.limits)
         report = {"rows": len(samples.x), **metrics.to_json(), "checks": [c.to_json() for c in checks]}
         failed = [c.sentence() for c in checks if not c.passed]
         if failed:

@@ -96,6 +96,7 @@ class PodRun:
     started_at: str
     deleting_since: float | None = None
     grace: float = 30.0
+    hooks_started: bool = False
     sigterm_sent: bool = False
     log_synced: float = 0.0
     log_sizes: dict[str, int] = field(default_factory=dict)
@@ -409,8 +410,12 @@ class Kubelet:
             return
         now = time.monotonic()
         if run.deleting_since is None:
+            # this step's endpoints sync drops the pod and the proxies follow; the hooks start next step
             run.deleting_since = now
             log.info("terminating %s/%s (grace %.0fs)", run.namespace, run.name, run.grace)
+            return
+        if not run.hooks_started:
+            run.hooks_started = True
             for crun in run.containers:
                 self._start_prestop(api, pod, run, crun)
         hooks_done = all(self._prestop_done(c) for c in run.containers)

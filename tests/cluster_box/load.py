@@ -1,7 +1,9 @@
 """Closed-loop load through a Service: N clients, each sending the next V2 inference request as soon as
 the previous one answered, over a keep-alive HTTP/1.1 connection (as a pooled HTTP client does).
 
-A request counts as ok when the answer is 200 with the expected output rows; anything else (a refused or
+Each request carries `batch` rows of the test split (bodies encoded once, so the servers set the pace and
+their in-flight count, the autoscaler's concurrency metric, reflects the clients). A request counts as ok
+when the answer is 200 with one output row per input row; anything else (a refused or
 reset connection, a 5xx, a wrong body) counts as failed, with the reason kept. The number of clients can
 change while it runs (`set_clients`), so one load can drive a scale-up, a scale-down and a rollout.
 """
@@ -33,35 +35,42 @@ class LoadStats:
 
 
 class ClosedLoopLoad:
-    def __init__(self, host: str, port: int, model: str, input_name: str, rows: np.ndarray) -> None:
-        self.host, self.port, self.model = host, port, model
-        self.rows = rows.astype(np.float32)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        model: str,
+        input_name: str,
+        rows: np.ndarray,
+        prefix: str = "",
+        batch: int = 32,
+    ) -> None:
+        self.host, self.port, self.model, self.prefix = host, port, model, prefix
         self.input_name = input_name
+        self.batch = batch
+        rows = rows.astype(np.float32)
+        # bodies encoded once: the clients cost little, so the servers (not this process) set the pace
+        self.bodies = [self._body(rows, i) for i in range(0, len(rows) - batch + 1, batch)]
         self.stats = LoadStats()
         self._lock = threading.Lock()
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
-    def _body(self, i: int) -> bytes:
-        row = self.rows[i % len(self.rows)]
-        return json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": self.input_name,
-                        "shape": [1, int(row.shape[0])],
-                        "datatype": "FP32",
-                        "data": [float(v) for v in row],
-                    }
-                ]
-            }
-        ).encode()
+    def _body(self, rows: np.ndarray, start: int) -> bytes:
+        chunk = rows[start : start + self.batch]
+        tensor = {
+            "name": self.input_name,
+            "shape": list(chunk.shape),
+            "datatype": "FP32",
+            "data": [float(v) for v in chunk.ravel()],
+        }
+        return json.dumps({"inputs": [tensor]}).encode()
 
     def _client(self, stop: threading.Event, seed: int) -> None:
         conn: http.client.HTTPConnection | None = None
-        path = f"/v2/models/{self.model}/infer"
+        path = f"{self.prefix}/v2/models/{self.model}/infer"
         i = seed
         while not stop.is_set():
-            body = self._body(i)
+            body = self.bodies[i % len(self.bodies)]
             i += 1
             started = time.perf_counter()
             reason = None
@@ -73,8 +82,10 @@ class ClosedLoopLoad:
                 data = resp.read()
                 if resp.status != 200:
                     reason = f"HTTP {resp.status}: {data[:120]!r}"
-                elif not json.loads(data).get("outputs"):
-                    reason = "no outputs"
+                else:
+                    outputs = json.loads(data).get("outputs") or [{}]
+                    if outputs[0].get("shape") != [self.batch, 10]:
+                        reason = f"unexpected outputs {str(outputs)[:120]}"
                 if resp.will_close:
                     conn.close()
                     conn = None

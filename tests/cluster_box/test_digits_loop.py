@@ -11,12 +11,16 @@ import json
 from pathlib import Path
 
 import pytest
-from cluster_box.scenario import DigitsLoop, run_loop
+from cluster_box.scenario import BoxCluster, DigitsLoop, run_loop
 
 
 @pytest.mark.slow
 def test_digits_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with DigitsLoop(tmp_path) as loop:
+    def log(message: str) -> None:  # progress in the test output as it happens, also without -s
+        with capsys.disabled():
+            print(message, flush=True)
+
+    with DigitsLoop(BoxCluster(tmp_path), log=log) as loop:
         report = run_loop(loop)
     with capsys.disabled():
         print("\n" + json.dumps({k: v for k, v in report.items() if k != "timeline"}, indent=1))

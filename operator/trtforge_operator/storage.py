@@ -78,6 +78,8 @@ def input_claims(spec: ModelDeploymentSpec) -> list[str]:
     uris: list[str] = []
     if spec.model.train is not None:
         uris.append(spec.model.train.dataset.uri)
+        if spec.model.train.custom is not None and spec.model.train.custom.code:
+            uris.append(spec.model.train.custom.code)  # the user's training code
     if spec.model.source is not None:
         uris.append(spec.model.source.uri)
         if spec.model.source.dataset is not None:

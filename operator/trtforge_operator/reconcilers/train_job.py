@@ -5,6 +5,11 @@ Multi-worker training runs as an Indexed Job: pod i has hostname `<job>-<i>` und
 a small shell entry builds TF_CONFIG = {"cluster": $TRTFORGE_TF_CLUSTER, "task": {"type": "worker",
 "index": $JOB_COMPLETION_INDEX}} before exec'ing `trtforge train`. Worker 0 is the chief: it writes the
 artifact and the termination message the operator reads.
+
+Custom training code (`spec.model.train.custom`) runs in the same Job, as a child process of `trtforge
+train`, so it gets the same environment (TF_CONFIG, GPUs, the artifact store): the Job's image is
+`custom.image` when set (an image with trtforge in it, built FROM the trainer image), else the trainer
+image.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ def worker_hosts(plan: Plan) -> list[str]:
     return [f"{job_name}-{i}.{job_name}:{TF_PORT}" for i in range(train.workers)]
 
 
+def train_image(plan: Plan) -> str:
+    """The user's image for custom training code, else the operator's trainer image."""
+    train = plan.spec.model.train
+    custom = train.custom if train is not None else None
+    return custom.image if custom is not None and custom.image else plan.settings.trainer_image
+
+
 def train_job(plan: Plan) -> dict[str, Any]:
     train = plan.spec.model.train
     if train is None:
@@ -52,7 +64,7 @@ def train_job(plan: Plan) -> dict[str, Any]:
         name=plan.train_job,
         stage=STAGE,
         revision=plan.training,
-        image=plan.settings.trainer_image,
+        image=train_image(plan),
         args=args,
         resources=resources(train.resources),
         placement=placement(plan, gpu=gpu),

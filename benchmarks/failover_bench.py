@@ -58,7 +58,8 @@ def main() -> int:
                 raise SystemExit(f"run {i}: the standby wrote to the API: {got['b_writes'][:3]}")
             runs[kind].append(got)
             print(
-                f"run {i + 1}/{args.runs} {kind}: leader after {got['leader_s']:.2f} s, "
+                f"run {i + 1}/{args.runs} {kind}: old leader gone after {got['stop_s']:.2f} s, "
+                f"standby leads after {got['leader_s']:.2f} s, "
                 f"conversion Job after {got['acting_s']:.2f} s",
                 flush=True,
             )

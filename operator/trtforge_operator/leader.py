@@ -124,7 +124,12 @@ class LeaderElector:
 
     async def _acquire(self) -> None:
         while True:
-            if await self.try_acquire_or_renew():
+            try:  # a request hanging on a dead connection must not hold the campaign up
+                attempt = self.try_acquire_or_renew()
+                acquired = await asyncio.wait_for(attempt, timeout=self.config.renew_deadline)
+            except TimeoutError:
+                acquired = False
+            if acquired:
                 self._gain()
                 return
             await asyncio.sleep(self._acquire_wait())

@@ -92,6 +92,7 @@ def helm_install_args(settings: E2ESettings) -> list[str]:
     args += ["--set", f"image.pullPolicy={settings.image_pull_policy}"]
     args += ["--set", f"workloadImages.pullPolicy={settings.image_pull_policy}"]
     args += ["--set", f"watchNamespaces={{{settings.namespace}}}"]
+    args += ["--set", "replicas=2"]  # HA: one leader on the Lease, one standby (test_operator_replicas_...)
     return args + settings.helm_args
 
 

@@ -43,6 +43,36 @@ def test_operator_installed(cluster: Cluster, release: str) -> None:
     assert crd == "customresourcedefinition.apiextensions.k8s.io/modeldeployments.trtforge.dev"
 
 
+def test_operator_replicas_elect_one_leader(cluster: Cluster, release: str) -> None:
+    """Two operator replicas (helm_install_args sets replicas=2): both Ready (a standby is ready), the
+    Lease in the release namespace names one of them, and that one's /leader says so."""
+    from kubernetes import client
+
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator"
+    pods = cluster.core().list_namespaced_pod(cluster.namespace, label_selector=selector).items
+    running = [p for p in pods if p.metadata.deletion_timestamp is None]
+    assert len(running) == 2, [p.metadata.name for p in pods]
+    for pod in running:
+        ready = {c.type: c.status for c in pod.status.conditions or []}
+        assert ready.get("Ready") == "True", (pod.metadata.name, ready)
+    leases = client.CoordinationV1Api(cluster.api).list_namespaced_lease(cluster.namespace).items
+    holders = {lease.spec.holder_identity for lease in leases}
+    names = {p.metadata.name for p in running}
+    assert len(holders & names) == 1, (holders, names)  # exactly one operator pod leads
+    (leader,) = holders & names
+    answer = cluster.kubectl.run(
+        "exec",
+        "-n",
+        cluster.namespace,
+        leader,
+        "--",
+        "python",
+        "-c",
+        "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8090/readyz').read().decode())",
+    ).stdout.strip()
+    assert answer == "leader", answer
+
+
 def test_ready_with_status(cluster: Cluster, model_deployment: dict[str, Any]) -> None:
     status = model_deployment["status"]
     spec = model_deployment["spec"]

@@ -81,6 +81,7 @@ def failover(kube: Kube, tmp: Path, *, graceful: bool = False) -> dict[str, Any]
             a.stop()
         else:
             a.kill()
+        stop_s = time.monotonic() - killed
         kube.complete_job(NAMESPACE, train["metadata"]["name"], termination_message=TRAIN_OK)
         wait(lambda: b.role() == "leader", 60, "B takes over", interval=0.05)
         leader_s = time.monotonic() - killed
@@ -89,6 +90,7 @@ def failover(kube: Kube, tmp: Path, *, graceful: bool = False) -> dict[str, Any]
         lease = kube.get(*LEASE)["spec"]
         return {
             **before,
+            "stop_s": stop_s,  # how long the old leader took to exit
             "leader_s": leader_s,
             "acting_s": acting_s,
             "holder_after": lease["holderIdentity"],

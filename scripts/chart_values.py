@@ -30,7 +30,8 @@ CRD_COPY = CHART / "crds" / CRD_SOURCE.name
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/ (unsigned)
+QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 STORAGE_URI = r"^$|^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.*|s3://.+)$"
 
 
@@ -196,33 +197,41 @@ class Autoscaler(Values):
 class Pvc(Values):
     create: bool = field(
         True,
-        "Create a PersistentVolumeClaim for artifacts in each watched namespace "
-        "(the release namespace when all are watched).",
+        "Let the operator create the default store's PersistentVolumeClaim in a ModelDeployment's namespace "
+        "when it is missing, before any Job (TRTFORGE_CLAIM_CREATE). The claim belongs to the namespace, "
+        "not to the ModelDeployment or the release: deleting either keeps the artifacts. false: a "
+        "ModelDeployment whose namespace lacks the claim fails, naming the claim and the namespace.",
         False,
     )
     name: str = field(
         "trtforge-artifacts",
-        "Name of the created claim (the default storage URI is pvc://NAME/).",
+        "Name of the claim (the default storage URI is pvc://NAME/).",
         "ml-artifacts",
         pattern=DNS_LABEL,
         max_length=63,
     )
     access_mode: str = field(
         "ReadWriteOnce",
-        "Access mode; use ReadWriteMany on multi-node clusters so Jobs and servers on different nodes "
-        "share artifacts.",
+        "Access mode of a created claim (TRTFORGE_CLAIM_ACCESS_MODE); use ReadWriteMany on multi-node "
+        "clusters so Jobs and servers on different nodes share artifacts.",
         "ReadWriteMany",
-        pattern=r"^(ReadWriteOnce|ReadWriteMany|ReadWriteOncePod|ReadOnlyMany)$",
+        pattern=r"^(ReadWriteOnce|ReadWriteMany|ReadWriteOncePod)$",
     )
     storage_class_name: str = field(
-        "", "StorageClass of the claim; empty means the cluster's default class.", "efs-sc"
+        "",
+        "StorageClass of a created claim (TRTFORGE_CLAIM_STORAGE_CLASS); empty means the cluster's default "
+        "class.",
+        "efs-sc",
+        pattern=r"^$|" + DNS_SUBDOMAIN,
+        max_length=253,
     )
-    size: str = field("20Gi", "Requested size.", "200Gi", pattern=QUANTITY)
-    keep_on_uninstall: bool = field(
-        True, "Keep the claim (and the artifacts) when the release is uninstalled.", False
+    size: str = field(
+        "20Gi", "Requested size of a created claim (TRTFORGE_CLAIM_SIZE).", "200Gi", pattern=QUANTITY
     )
     annotations: dict[str, str] = field(
-        {}, "Annotations of the claim.", {"backup.example.com/enabled": "true"}
+        {},
+        "Annotations of a created claim (TRTFORGE_CLAIM_ANNOTATIONS).",
+        {"backup.example.com/enabled": "true"},
     )
 
 
@@ -260,7 +269,7 @@ class Storage(Values):
         "/data",
         pattern=r"^/.*$",
     )
-    pvc: Pvc = group(Pvc, "The claim the chart creates.")
+    pvc: Pvc = group(Pvc, "The default store's claim, one per ModelDeployment namespace.")
     s3: S3 = group(S3, "S3-compatible object storage credentials.")
 
 

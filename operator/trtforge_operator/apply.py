@@ -34,6 +34,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "Pod"): ("/api/v1", "pods"),
     ("v1", "Secret"): ("/api/v1", "secrets"),
+    ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims"),
     ("v1", "Event"): ("/api/v1", "events"),
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
@@ -291,6 +292,22 @@ async def ensure(
     patch["metadata"]["resourceVersion"] = existing["metadata"].get("resourceVersion")
     obj = await kube.patch(api_version, kind, ns, name, patch)
     return Action.PATCHED, obj
+
+
+async def ensure_present(kube: Kube, desired: dict[str, Any]) -> tuple[Action, dict[str, Any]]:
+    """Create a shared object (one no ModelDeployment owns, e.g. a namespace's artifact claim) when it
+    is absent; an existing one, whoever made it, is used as it is and never patched."""
+    meta = desired["metadata"]
+    existing = await kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+    if existing is not None:
+        return Action.UNCHANGED, existing
+    body = json.loads(json.dumps(desired))
+    body["metadata"].setdefault("annotations", {})[LAST_APPLIED] = _applied_json(desired)
+    status, obj = await kube.create(body)
+    if status == 409:  # made meanwhile by someone else: use it
+        found = await kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        return Action.UNCHANGED, found or obj
+    return Action.CREATED, obj
 
 
 def _applied_json(desired: dict[str, Any]) -> str:

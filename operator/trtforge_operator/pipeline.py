@@ -23,7 +23,7 @@ from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.load import parse_spec
 from trtforge_runtime.spec.model import API_VERSION, KIND
 
-from trtforge_operator import events, feasibility, finalizer, labels, retry, revisions, scaling
+from trtforge_operator import events, feasibility, finalizer, labels, retry, revisions, scaling, storage
 from trtforge_operator.apply import Action, Kube, ensure, remove
 from trtforge_operator.autoscaling.controller import Decisions
 from trtforge_operator.errors import (
@@ -102,6 +102,7 @@ class Pipeline:
             plan = Plan.build(owner, spec, self.settings)
             cleanup = finalizer.needs_cleanup(spec, plan)
             await self._check_secret(plan)
+            await storage.ensure_claims(self.kube, namespace, plan.store, spec, self.settings)
             jobs = await self._stage_jobs(plan, body)
             retried = await retry.retry_failed_stage(self.kube, plan, st, body, jobs)
             message = await self._run(plan, st, body, jobs)

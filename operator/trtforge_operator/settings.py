@@ -6,6 +6,7 @@ the CLI can build settings from any mapping. A malformed value is a `SettingsErr
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Collection, Mapping
@@ -13,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from trtforge_runtime import __version__
+from trtforge_runtime.spec.rules import QUANTITY
 
 from trtforge_operator.errors import SettingsError
 
@@ -35,6 +37,11 @@ ENV_VARS: dict[str, str] = {
     "storage_uri": "TRTFORGE_STORAGE_URI",
     "storage_secret": "TRTFORGE_STORAGE_SECRET",
     "artifacts_mount": "TRTFORGE_ARTIFACTS_MOUNT",
+    "claim_create": "TRTFORGE_CLAIM_CREATE",
+    "claim_size": "TRTFORGE_CLAIM_SIZE",
+    "claim_access_mode": "TRTFORGE_CLAIM_ACCESS_MODE",
+    "claim_storage_class": "TRTFORGE_CLAIM_STORAGE_CLASS",
+    "claim_annotations": "TRTFORGE_CLAIM_ANNOTATIONS",
     "worker_limit": "TRTFORGE_WORKER_LIMIT",
     "health_port": "TRTFORGE_HEALTH_PORT",
     "leader_election": "TRTFORGE_LEADER_ELECTION",
@@ -91,6 +98,21 @@ class OperatorSettings(BaseModel):
         "set no spec.storage.secretRef; looked up in the ModelDeployment's namespace.",
     )
     artifacts_mount: str = Field(default="/artifacts", pattern=r"^/.+")
+    # The default store's claim (storage_uri pvc://CLAIM/), created in a ModelDeployment's namespace on
+    # first use; not owned by the ModelDeployment, so deleting one keeps the namespace's artifacts.
+    claim_create: bool = Field(
+        default=True,
+        description="Create the default store's PersistentVolumeClaim in a ModelDeployment's namespace "
+        "when it is missing; false: a missing claim fails the ModelDeployment, naming claim and namespace.",
+    )
+    claim_size: str = Field(default="20Gi", pattern=QUANTITY, description="Size of a created claim.")
+    claim_access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = "ReadWriteOnce"
+    claim_storage_class: str = Field(
+        default="", max_length=253, description="StorageClass of a created claim; empty: the default class."
+    )
+    claim_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations of a created claim (a JSON object in the environment)."
+    )
     worker_limit: int = Field(default=20, ge=1, le=10_000)
     health_port: int = Field(default=8090, ge=1, le=65535)
     leader_election: bool = Field(
@@ -139,6 +161,13 @@ class OperatorSettings(BaseModel):
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("claim_annotations", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
         return value
 
     @field_validator("autoscaler_modes")

@@ -11,6 +11,10 @@ Supported stores (spec.storage.uri, else the operator default TRTFORGE_STORAGE_U
 
 Datasets and imported models given as `pvc://CLAIM/PATH` are mounted read-only under /mnt/pvc/CLAIM
 and found through TRTFORGE_PVC_ROOT (the runtime's dataset contract).
+
+Claims live per namespace (a pod mounts claims of its own namespace only): `ensure_claims` creates the
+default store's claim in a ModelDeployment's namespace on first use and refuses, before any Job exists,
+a ModelDeployment whose claims are missing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from trtforge_runtime.spec.model import ModelDeploymentSpec
+
+from trtforge_operator import labels
+from trtforge_operator.apply import Action, Kube, ensure_present
+from trtforge_operator.errors import UnworkableSpecError
+from trtforge_operator.settings import OperatorSettings
 
 PVC_ROOT = "/mnt/pvc"
 PVC_ROOT_ENV = "TRTFORGE_PVC_ROOT"
@@ -71,6 +80,68 @@ class ArtifactStore:
     def env_from(self) -> list[dict[str, Any]]:
         """The storage Secret's keys as environment (s3 credentials); any store may name one."""
         return [{"secretRef": {"name": self.secret}}] if self.secret else []
+
+
+def claim_manifest(namespace: str, name: str, settings: OperatorSettings) -> dict[str, Any]:
+    """The default store's claim in `namespace`, as the chart's storage.pvc values describe it."""
+    spec: dict[str, Any] = {
+        "accessModes": [settings.claim_access_mode],
+        "resources": {"requests": {"storage": settings.claim_size}},
+    }
+    if settings.claim_storage_class:
+        spec["storageClassName"] = settings.claim_storage_class
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            "app.kubernetes.io/name": "trtforge",
+            "app.kubernetes.io/component": "artifacts",
+            "app.kubernetes.io/managed-by": labels.MANAGED_BY,
+            "app.kubernetes.io/part-of": labels.PART_OF,
+        },
+    }
+    if settings.claim_annotations:
+        meta["annotations"] = dict(settings.claim_annotations)
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
+
+
+def default_claim(settings: OperatorSettings) -> str | None:
+    """The claim of the operator's default store (TRTFORGE_STORAGE_URI pvc://CLAIM/...), if it is one."""
+    uri = settings.storage_uri
+    return uri.removeprefix("pvc://").partition("/")[0] if uri.startswith("pvc://") else None
+
+
+async def ensure_claims(
+    kube: Kube, namespace: str, store: ArtifactStore, spec: ModelDeploymentSpec, settings: OperatorSettings
+) -> list[str]:
+    """Make sure every claim the pods will mount exists in `namespace`, before any of them is created.
+
+    The default store's claim is created when missing (TRTFORGE_CLAIM_CREATE, not owned by the
+    ModelDeployment: deleting one keeps the artifacts); any other missing claim (a spec's own
+    pvc://CLAIM store or dataset, or the default one with creation off) is an UnworkableSpecError naming
+    the claim and the namespace, so no Job waits Pending for a volume that will never come. Returns the
+    claims created.
+    """
+    wanted = ([(store.root, "spec.storage.uri")] if store.scheme == "pvc" else []) + [
+        (claim, "spec.model") for claim in input_claims(spec)
+    ]
+    created = []
+    for claim, field in wanted:
+        if claim == default_claim(settings) and settings.claim_create:
+            action, _ = await ensure_present(kube, claim_manifest(namespace, claim, settings))
+            if action is Action.CREATED:
+                created.append(claim)
+            continue
+        if await kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None:
+            how = (
+                "create it, or let the operator create it (Helm value storage.pvc.create=true)"
+                if claim == default_claim(settings)
+                else "create it in this namespace"
+            )
+            raise UnworkableSpecError(
+                field, f"PersistentVolumeClaim {namespace}/{claim} does not exist: {how}"
+            )
+    return created
 
 
 def input_claims(spec: ModelDeploymentSpec) -> list[str]:

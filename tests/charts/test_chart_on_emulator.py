@@ -171,6 +171,13 @@ def test_chart_installs_and_its_operator_reconciles_the_example(
             v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
         ]
         assert "trtforge-artifacts" in claims  # the chart's default store
+        # the quickstart works as written: the claim exists where the example was applied (`default`,
+        # not the release namespace), created by the operator before the Job
+        claim = kube.get("v1", "PersistentVolumeClaim", "trtforge-artifacts", "default")
+        assert (
+            claim is not None
+            and claim["metadata"]["creationTimestamp"] <= train["metadata"]["creationTimestamp"]
+        )
 
         # play the job controller: training succeeds -> the operator starts the conversion Job
         kube.complete_job(

@@ -38,6 +38,7 @@ NAMESPACED = {
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
+    ("", "persistentvolumeclaims"): {"get", "create"},
 }
 HPA = {("autoscaling", "horizontalpodautoscalers"): OWN}
 KEDA = {("keda.sh", "scaledobjects"): OWN}

@@ -4,6 +4,7 @@ into objects that validate offline and carry the operator settings each value se
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -97,6 +98,11 @@ def test_default_operator_deployment(helm: Helm) -> None:
         "TRTFORGE_IMAGE_PULL_SECRETS": "",
         "TRTFORGE_STORAGE_URI": "pvc://trtforge-artifacts/",
         "TRTFORGE_ARTIFACTS_MOUNT": "/artifacts",
+        "TRTFORGE_CLAIM_CREATE": "true",
+        "TRTFORGE_CLAIM_SIZE": "20Gi",
+        "TRTFORGE_CLAIM_ACCESS_MODE": "ReadWriteOnce",
+        "TRTFORGE_CLAIM_STORAGE_CLASS": "",
+        "TRTFORGE_CLAIM_ANNOTATIONS": "{}",
         "TRTFORGE_WORKER_LIMIT": "20",
         "TRTFORGE_HEALTH_PORT": "8090",
         "TRTFORGE_LEADER_ELECTION": "true",
@@ -120,10 +126,8 @@ def test_default_operator_deployment(helm: Helm) -> None:
     assert port["containerPort"] == 8090
     assert container["resources"]["limits"]["memory"] == "512Mi"
     assert pod["serviceAccountName"] == "forge-trtforge"
-    (pvc,) = by_kind(docs, "PersistentVolumeClaim")
-    assert pvc["metadata"]["name"] == "trtforge-artifacts"
-    assert pvc["metadata"]["namespace"] == "trtforge-system"
-    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # the operator creates the artifact claim in each ModelDeployment's namespace, not the chart in its own
+    assert not by_kind(docs, "PersistentVolumeClaim")
     assert not by_kind(docs, "PodDisruptionBudget")
     assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev")]
     crd_names = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
@@ -152,6 +156,8 @@ def test_operator_settings_read_the_rendered_env(helm: Helm) -> None:
                 assert str(got).lower() == want, (values, var)
             elif isinstance(got, int | float):
                 assert got == float(want), (values, var)
+            elif isinstance(got, dict):
+                assert got == json.loads(want), (values, var)
             else:
                 assert got == want, (values, var)
 
@@ -195,12 +201,12 @@ def test_namespaced(helm: Helm) -> None:
     docs = helm.template(REPO / "tests/charts/values/namespaced.yaml")
     env = env_of(by_kind(docs, "Deployment")[0])
     assert env["TRTFORGE_WATCH_NAMESPACES"] == "ml-prod,ml-staging"
-    pvcs = by_kind(docs, "PersistentVolumeClaim")
-    assert sorted(p["metadata"]["namespace"] for p in pvcs) == ["ml-prod", "ml-staging"]
-    for pvc in pvcs:
-        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-        assert pvc["spec"]["storageClassName"] == "efs-sc"
-        assert pvc["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    assert not by_kind(docs, "PersistentVolumeClaim")
+    assert env["TRTFORGE_CLAIM_CREATE"] == "true"
+    assert env["TRTFORGE_CLAIM_ACCESS_MODE"] == "ReadWriteMany"
+    assert env["TRTFORGE_CLAIM_STORAGE_CLASS"] == "efs-sc"
+    assert env["TRTFORGE_CLAIM_SIZE"] == "100Gi"
+    assert env["TRTFORGE_CLAIM_ANNOTATIONS"] == '{"backup.example.com/enabled":"true"}'
 
 
 def test_private_registry_images(helm: Helm) -> None:
@@ -223,6 +229,7 @@ def test_existing_claim(helm: Helm) -> None:
     assert not by_kind(docs, "PersistentVolumeClaim")
     env = env_of(by_kind(docs, "Deployment")[0])
     assert env["TRTFORGE_STORAGE_URI"] == "pvc://shared-models/"
+    assert env["TRTFORGE_CLAIM_CREATE"] == "false"  # the platform's claim: used, never created
     assert env["TRTFORGE_ARTIFACTS_MOUNT"] == "/data"
     assert env["TRTFORGE_WORKLOAD_SERVICE_ACCOUNT"] == "trtforge-workload"
 
@@ -233,12 +240,14 @@ def test_s3_storage(helm: Helm) -> None:
     env = env_of(by_kind(docs, "Deployment")[0])
     assert env["TRTFORGE_STORAGE_URI"] == "s3://ml-artifacts/trtforge/"
     assert env["TRTFORGE_STORAGE_SECRET"] == "trtforge-s3"
+    assert env["TRTFORGE_CLAIM_CREATE"] == "false"
 
 
-def test_no_storage_is_refused(helm: Helm) -> None:
-    proc = helm.run(*helm.template_args(sets=["storage.pvc.create=false"]))
-    assert proc.returncode != 0
-    assert "storage: set storage.uri" in proc.stderr
+def test_claim_creation_off_expects_the_claim(helm: Helm) -> None:
+    docs = helm.template(sets=["storage.pvc.create=false"])
+    env = env_of(by_kind(docs, "Deployment")[0])
+    assert env["TRTFORGE_STORAGE_URI"] == "pvc://trtforge-artifacts/"
+    assert env["TRTFORGE_CLAIM_CREATE"] == "false"
 
 
 @pytest.mark.parametrize("values", SETS, ids=IDS)
@@ -272,7 +281,10 @@ def test_notes(helm: Helm) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
-    assert "kubectl get md -w" in notes
+    # every command works in the namespace the example goes to (the operator creates its claim there)
+    assert "kubectl apply -n default -f" in notes and "kubectl get md -n default -w" in notes
+    assert "kubectl port-forward -n default svc/digits" in notes
+    assert "the operator creates the claim trtforge-artifacts" in notes
     assert "examples/digits.yaml" in notes
     assert "pvc://trtforge-artifacts/" in notes
     assert "/v2/models/digits/infer" in notes

@@ -85,23 +85,18 @@ app.kubernetes.io/component: operator
 {{- default (include "trtforge.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
-{{/* The claim the default storage URI points at ("" when none). */}}
+{{/* The claim the default storage URI points at: an existing one, else the one the operator creates. */}}
 {{- define "trtforge.claimName" -}}
-{{- if .Values.storage.existingClaim -}}
-{{- .Values.storage.existingClaim -}}
-{{- else if .Values.storage.pvc.create -}}
-{{- .Values.storage.pvc.name -}}
+{{- default .Values.storage.pvc.name .Values.storage.existingClaim -}}
 {{- end -}}
+
+{{/* The operator creates the default store's claim per namespace unless it is an existing one or S3. */}}
+{{- define "trtforge.claimCreate" -}}
+{{- and .Values.storage.pvc.create (not .Values.storage.existingClaim) (not (hasPrefix "s3://" .Values.storage.uri)) -}}
 {{- end -}}
 
 {{- define "trtforge.storageUri" -}}
-{{- if .Values.storage.uri -}}
-{{- .Values.storage.uri -}}
-{{- else if include "trtforge.claimName" . -}}
-{{- printf "pvc://%s/" (include "trtforge.claimName" .) -}}
-{{- else -}}
-{{- fail "storage: set storage.uri (s3://...), storage.existingClaim, or storage.pvc.create=true" -}}
-{{- end -}}
+{{- default (printf "pvc://%s/" (include "trtforge.claimName" .)) .Values.storage.uri -}}
 {{- end -}}
 
 {{/* Namespaces that get namespaced objects: the watched ones, else the release namespace. */}}

@@ -32,6 +32,11 @@ Keep in step with what trtforge_operator does: tests/charts render the reconcile
   - apiGroups: [policy]
     resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch, delete]
+  # the default store's artifact claim, created in a ModelDeployment's namespace when missing; claims
+  # the spec names are only read (a missing one fails the ModelDeployment before any Job)
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [get, create]
   # Job pods: termination messages (stage results) and the last log lines of a failure
   - apiGroups: [""]
     resources: [pods]

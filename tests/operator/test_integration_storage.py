@@ -1,0 +1,94 @@
+"""Artifact storage per namespace: the default store's claim is created where the ModelDeployment lives
+(before any Job), survives the ModelDeployment, and a claim that is missing fails the object at once,
+naming the claim and the namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube_emulator.helpers import Kube
+from operator_process import OperatorProcess
+from test_integration import MD, NS, conditions, digits, jobs, wait_jobs, wait_phase
+
+CLAIM = "trtforge-artifacts"
+
+
+@pytest.fixture
+def operator_with(cluster: Kube, tmp_path: Path) -> Iterator[Any]:
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        op = OperatorProcess(cluster.kubeconfig, tmp_path / "operator.log", env=env).start()
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+
+
+def test_the_claim_is_created_in_the_objects_namespace_and_outlives_it(
+    cluster: Kube, operator_with: Any
+) -> None:
+    operator_with(
+        TRTFORGE_CLAIM_SIZE="50Gi",
+        TRTFORGE_CLAIM_ACCESS_MODE="ReadWriteMany",
+        TRTFORGE_CLAIM_STORAGE_CLASS="efs-sc",
+        TRTFORGE_CLAIM_ANNOTATIONS='{"backup.example.com/enabled": "true"}',
+    )
+    assert cluster.get("v1", "PersistentVolumeClaim", CLAIM, NS) is None
+    cluster.apply(digits())
+    (train,) = wait_jobs(cluster, "train")
+    claim = cluster.get("v1", "PersistentVolumeClaim", CLAIM, NS)
+    assert claim is not None
+    assert claim["metadata"]["creationTimestamp"] <= train["metadata"]["creationTimestamp"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["storageClassName"] == "efs-sc"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert claim["metadata"]["annotations"]["backup.example.com/enabled"] == "true"
+    assert not claim["metadata"].get("ownerReferences")  # the namespace's, not the ModelDeployment's
+    volumes = train["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "artifacts", "persistentVolumeClaim": {"claimName": CLAIM}} in volumes
+
+    cluster.delete(*MD, "digits", NS)
+    cluster.wait_for(lambda: not jobs(cluster, "train"), message="children garbage-collected")
+    assert cluster.get("v1", "PersistentVolumeClaim", CLAIM, NS) is not None  # artifacts kept
+
+
+def test_an_existing_claim_is_used_as_it_is(cluster: Kube, operator_with: Any) -> None:
+    mine = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM, "namespace": NS, "labels": {"owner": "me"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    cluster.create(mine, NS)
+    operator_with(TRTFORGE_CLAIM_SIZE="50Gi")
+    cluster.apply(digits())
+    wait_jobs(cluster, "train")
+    claim = cluster.get("v1", "PersistentVolumeClaim", CLAIM, NS)
+    assert claim is not None and claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert claim["metadata"]["labels"] == {"owner": "me"}
+
+
+@pytest.mark.parametrize(
+    ("env", "changes", "field", "claim"),
+    [
+        ({"TRTFORGE_CLAIM_CREATE": "false"}, {}, "spec.storage.uri", CLAIM),
+        ({}, {"storage": {"uri": "pvc://team-models/x/"}}, "spec.storage.uri", "team-models"),
+        ({}, {"model.train.dataset.uri": "pvc://datasets/digits.npz"}, "spec.model", "datasets"),
+    ],
+)
+def test_a_missing_claim_fails_before_any_job(
+    cluster: Kube, operator_with: Any, env: dict[str, str], changes: dict[str, Any], field: str, claim: str
+) -> None:
+    operator_with(**env)
+    cluster.apply(digits(**changes))
+    obj = wait_phase(cluster, "Failed")
+    message = obj["status"]["message"]
+    assert message.startswith(field) and f"PersistentVolumeClaim {NS}/{claim} does not exist" in message
+    assert conditions(obj)["Degraded"]["reason"] == "InvalidSpec"
+    assert not jobs(cluster, "train")

@@ -268,6 +268,7 @@ class AutoscalingLoop:
         self.controllers: dict[Key, AutoscalerController] = {}
         self._due: dict[Key, float] = {}
         self._errors: dict[Key, str] = {}
+        self._specs: dict[Key, tuple[str, Autoscaling | AutoscalingError]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -301,10 +302,9 @@ class AutoscalingLoop:
         now = self.clock()
         due = []
         for key, md in list(self.modeldeployments.items()):
-            try:
-                spec = parse_autoscaling(md)
-            except AutoscalingError as exc:
-                self._report(key, str(exc))
+            spec = self._spec(key, md)
+            if isinstance(spec, AutoscalingError):
+                self._report(key, str(spec))
                 continue
             if not spec.enabled or str(spec.mode) != "builtin" or key not in self.deployments:
                 self.controllers.pop(key, None)
@@ -314,10 +314,24 @@ class AutoscalingLoop:
                 continue
             self._due[key] = now + spec.tick_seconds
             due.append(self._tick(key, md, self.deployments[key]))
-        for gone in set(self.controllers) - set(self.modeldeployments):
+        for gone in set(self._specs) - set(self.modeldeployments):
             self.controllers.pop(gone, None)
             self._due.pop(gone, None)
+            self._specs.pop(gone, None)
         await asyncio.gather(*due)
+
+    def _spec(self, key: Key, md: Mapping[str, Any]) -> Autoscaling | AutoscalingError:
+        """spec.serving.autoscaling, parsed once per resourceVersion (the loop looks 4 times a second)."""
+        version = str((md.get("metadata") or {}).get("resourceVersion") or "")
+        cached = self._specs.get(key)
+        if cached is not None and version and cached[0] == version:
+            return cached[1]
+        try:
+            spec: Autoscaling | AutoscalingError = parse_autoscaling(md)
+        except AutoscalingError as exc:
+            spec = exc
+        self._specs[key] = (version, spec)
+        return spec
 
     async def _tick(self, key: Key, md: Mapping[str, Any], deployment: Mapping[str, Any]) -> None:
         ctrl = self.controllers.get(key)

@@ -148,21 +148,38 @@ def convert_stage(
     return doc
 
 
+def expected_answer(task: str, y: Any) -> str:
+    """What the answer to a held-out row with label `y` should show, in words, for the model's task."""
+    import numpy as np
+
+    value = np.asarray(y)
+    if task == "regression":
+        shown = ", ".join(f"{v:.4g}" for v in value.reshape(-1))
+        return f"a held-out test row whose target is {shown}: the output should be close to it"
+    if task == "multilabel":
+        on = [int(i) for i in np.flatnonzero(value.reshape(-1))]
+        return f"a held-out test row with labels {on}: exactly those outputs should be above 0.5"
+    label = int(value)
+    return f"a held-out test row whose label is {label}: the output's argmax should be {label}"
+
+
 def write_example_request(
     md: ModelDeployment, doc: dict[str, Any], model_dir: Path | None, target: Path
-) -> tuple[Path, int | None]:
-    """A one-row V2 request from the held-out test set (or the reference sample); with its label."""
+) -> tuple[Path, str | None]:
+    """A one-row V2 request from the held-out test set (or the reference sample); with what the answer
+    should show (expected_answer)."""
     import numpy as np
 
     spec = (doc.get("model") or {}).get("inputs") or [{}]
     name = str(spec[0].get("name", "input"))
-    label: int | None = None
+    label: str | None = None
     row = None
     samples = model_dir / "samples.npz" if model_dir is not None else None
     if samples is not None and samples.is_file():
         with np.load(samples) as data:
             row = data["x_test"][:1].astype(np.float32)
-            label = int(data["y_test"][0]) if "y_test" in data else None
+            if "y_test" in data:
+                label = expected_answer(str(md.spec.model.task), data["y_test"][0])
     if row is None:
         ref = (doc.get("referenceSample") or {}).get("inputs", {}).get(name)
         if ref is None:
@@ -184,7 +201,7 @@ def serve_stage(
     md: ModelDeployment,
     engine_dir: Path,
     request_file: Path,
-    label: int | None,
+    label: str | None,
     progress: Progress,
     on_ready: Callable[[Any], None] | None = None,
 ) -> int:
@@ -223,9 +240,7 @@ def serve_stage(
                 f"-H 'Content-Type: application/json' -d @{request_file}"
             )
             if label is not None:
-                progress.line(
-                    f"  (a held-out test row whose label is {label}: the output's argmax should be {label})"
-                )
+                progress.line(f"  ({label})")
             progress.line(f"  metrics: curl -s {url}/metrics | grep trtforge_")
             if on_ready is not None:
                 on_ready(server)

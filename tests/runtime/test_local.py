@@ -151,3 +151,40 @@ def test_local_trains_converts_serves_then_skips_what_is_current(tmp_path: Path)
         assert "[3/3] serve: ready" in text
     finally:
         assert _stop(proc) == 0
+
+
+@pytest.mark.parametrize(
+    ("task", "y", "expected"),
+    [
+        ("classification", np.int64(7), "whose label is 7: the output's argmax should be 7"),
+        ("regression", np.float32(151.0), "whose target is 151: the output should be close to it"),
+        (
+            "multilabel",
+            np.array([0, 1, 1, 0]),
+            "with labels [1, 2]: exactly those outputs should be above 0.5",
+        ),
+    ],
+)
+def test_example_request_says_what_the_answer_shows_per_task(
+    tmp_path: Path, task: str, y: np.ndarray, expected: str
+) -> None:
+    from trtforge_runtime.local import write_example_request
+
+    doc = yaml.safe_load((ROOT / "examples" / "digits.yaml").read_text())
+    doc["spec"]["model"]["task"] = task
+    doc["spec"]["model"]["train"]["loss"] = {
+        "classification": "sparse_categorical_crossentropy",
+        "regression": "mean_squared_error",
+        "multilabel": "binary_crossentropy",
+    }[task]
+    doc["spec"]["model"]["train"]["minAccuracy"] = 0.0
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    np.savez(tmp_path / "samples.npz", x_test=np.ones((2, 64), np.float32), y_test=np.stack([y, y]))
+    engine_doc = {"model": {"inputs": [{"name": "pixels"}]}}
+    request, hint = write_example_request(
+        load_manifest(path), engine_doc, tmp_path, tmp_path / "request.json"
+    )
+    assert hint is not None and expected in hint
+    body = json.loads(request.read_text())
+    assert body["inputs"][0]["name"] == "pixels" and body["inputs"][0]["shape"] == [1, 64]

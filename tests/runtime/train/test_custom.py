@@ -262,3 +262,22 @@ def test_code_that_cannot_start_or_import_is_named(
         manifest(tmp_path, {"entryPoint": "mod:train", "code": "missing/"}), tmp_path / "m"
     )
     assert code == 9 and "spec.model.train.custom.code missing/: not found" in err
+
+
+def test_a_non_chief_worker_runs_the_code_and_publishes_nothing(
+    train_cli: TrainCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    body = """
+    import json, os, pathlib
+    pathlib.Path(os.environ["SEEN"]).write_text(os.environ["TF_CONFIG"])
+    """
+    script(tmp_path, "worker.py", body)
+    seen = tmp_path / "seen.json"
+    custom = {"command": [sys.executable, "worker.py"], "code": ".", "env": {"SEEN": str(seen)}}
+    code, stdout, err = train_cli(manifest(tmp_path, custom, workers=2), tmp_path / "model")
+    assert code == 0, err
+    assert json.loads(seen.read_text())["task"] == {"type": "worker", "index": 1}  # the code saw TF_CONFIG
+    assert "as a non-chief worker: the custom training code finished; nothing written" in stdout
+    assert not (tmp_path / "model").exists()

@@ -68,15 +68,7 @@ class BoxCluster:
         self.operator: OperatorProcess | None = None
         try:
             self.kube.create_namespace(namespace)
-            # the artifacts claim the chart creates (its `storage` values; default pvc://trtforge-artifacts/)
-            self.kube.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": "trtforge-artifacts", "namespace": namespace},
-                    "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-                }
-            )
+            # no artifacts claim: the operator creates the default one in the ModelDeployment's namespace
             self.box = ClusterBox(self.kube, workdir / "box").start()
             self.operator = OperatorProcess(
                 self.kube.kubeconfig, workdir / "operator.log", {"TRTFORGE_WATCH_NAMESPACES": namespace}

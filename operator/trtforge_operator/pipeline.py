@@ -39,6 +39,7 @@ from trtforge_operator.settings import OperatorSettings
 from trtforge_operator.status import (
     FAILURE_REASONS,
     StatusBuilder,
+    blocked_pod,
     deadline_exceeded,
     failure_message,
     failure_reason,
@@ -146,8 +147,8 @@ class Pipeline:
 
     async def _check_secret(self, plan: Plan) -> None:
         secret = plan.storage_secret  # spec.storage.secretRef, else TRTFORGE_STORAGE_SECRET for s3://
-        if secret is None:
-            return
+        if secret is None or self.settings.clusterwide:
+            return  # all namespaces watched: no Secret access; a missing one blocks the Job's pod instead
         name, source = secret
         if await self.kube.get("v1", "Secret", plan.owner.namespace, name) is None:
             raise UnworkableSpecError(
@@ -239,6 +240,7 @@ class Pipeline:
                 f"training Job {plan.train_job} running ({active} active pods)",
             )
             st.running("Training")
+            await self._blocked(plan, st, [plan.train_job])
             return False
         pods = await self.kube.list("v1", "Pod", plan.owner.namespace, f"{labels.JOB}={plan.train_job}")
         if state == "succeeded":
@@ -303,6 +305,7 @@ class Pipeline:
             done = len(wanted) - len(running)
             st.set("EngineBuilt", "Unknown", "Converting", f"conversion Jobs: {done}/{len(wanted)} done")
             st.running("Converting")
+            await self._blocked(plan, st, [n for n in running if n in jobs])
             return False
         summaries = []
         for job_name in wanted:
@@ -355,6 +358,16 @@ class Pipeline:
         message = failure_message(job, report, tail)
         st.set(condition, "False", reason, message)
         st.fail(reason, message)
+
+    async def _blocked(self, plan: Plan, st: StatusBuilder, job_names: list[str]) -> None:
+        """A running stage whose pod cannot start (a missing Secret or ConfigMap): Failed, InvalidSpec,
+        while it lasts; once the user creates what is missing, the pod starts and the stage runs on."""
+        for job_name in job_names:
+            pods = await self.kube.list("v1", "Pod", plan.owner.namespace, f"{labels.JOB}={job_name}")
+            problem = blocked_pod(pods)
+            if problem is not None:
+                st.fail("InvalidSpec", f"Job {job_name}: {problem}")
+                return
 
     async def _log_tail(self, namespace: str, pod: str | None) -> str | None:
         if pod is None:

@@ -285,6 +285,23 @@ def _neg(timestamp: str) -> tuple[int, ...]:
     return tuple(-ord(ch) for ch in timestamp)
 
 
+# kubelet reasons of a waiting container that no retry of the pod can fix until the user acts
+# (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#container-state-waiting):
+# a Secret or ConfigMap (key) the pod references does not exist
+BLOCKED_REASONS = ("CreateContainerConfigError",)
+
+
+def blocked_pod(pods: list[dict[str, Any]]) -> str | None:
+    """`pod NAME cannot start: MESSAGE` for the first pod whose container waits on something missing."""
+    for pod in pods:
+        for cs in pod.get("status", {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in BLOCKED_REASONS:
+                name = pod.get("metadata", {}).get("name")
+                return f"pod {name} cannot start: {waiting['reason']}: {waiting.get('message') or ''}".strip()
+    return None
+
+
 def failure_reason(job: dict[str, Any], report: PodReport) -> str:
     """The most specific reason: the stage's own exit code, then the container's, then the Job's."""
     if report.exit_code in EXIT_CODE_REASONS:

@@ -23,23 +23,24 @@ IDS = ["default", *(p.stem for p in value_sets())]
 VALUES = REPO / "tests" / "charts" / "values"
 
 OWN = {"get", "list", "watch", "create", "patch", "delete"}
+# exactly what the operator uses (tests/charts/test_chart_on_emulator.py checks a run against it)
 NAMESPACED = {
     ("trtforge.dev", "modeldeployments"): {"get", "list", "watch", "patch"},
-    ("trtforge.dev", "modeldeployments/status"): {"get", "patch"},
-    ("trtforge.dev", "modeldeployments/scale"): {"get", "patch"},
+    ("trtforge.dev", "modeldeployments/status"): {"patch"},
     ("trtforge.dev", "modeldeployments/finalizers"): {"update"},
-    ("batch", "jobs"): OWN,
-    ("apps", "deployments"): OWN,
-    ("apps", "deployments/scale"): {"get", "patch"},
-    ("", "services"): OWN,
-    ("", "configmaps"): OWN,
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments/scale"): {"patch"},
+    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "delete"},
     ("policy", "poddisruptionbudgets"): OWN,
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
-    ("", "events"): {"create", "patch"},
-    ("", "secrets"): {"get"},
+    ("", "events"): {"create"},
     ("", "persistentvolumeclaims"): {"get", "create"},
 }
+# Secrets: only in the Roles of watched namespaces, never cluster-wide
+SECRETS = {("", "secrets"): {"get"}}
 HPA = {("autoscaling", "horizontalpodautoscalers"): OWN}
 KEDA = {("keda.sh", "scaledobjects"): OWN}
 CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
@@ -96,7 +97,7 @@ def test_namespaced_roles(helm: Helm) -> None:
     roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
     for ns in ("ml-prod", "ml-staging"):
-        assert grants(docs, "Role", ns) == triples({**NAMESPACED, **HPA})
+        assert grants(docs, "Role", ns) == triples({**NAMESPACED, **HPA, **SECRETS})
     bindings = [
         b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")
     ]
@@ -128,7 +129,8 @@ def test_rbac_off(helm: Helm) -> None:
 
 @pytest.mark.parametrize("values", SETS, ids=IDS)
 def test_rights_cover_every_child_the_operator_creates(helm: Helm, values: Path | None) -> None:
-    """The reconcilers' output kinds must all be creatable, readable, patchable and deletable."""
+    """The reconcilers' output kinds must all be creatable, readable, watched and (unless immutable)
+    patchable."""
     docs = helm.template(*([values] if values else []))
     env = env_of(by_kind(docs, "Deployment")[0])
     granted = grants(docs, "ClusterRole") | {
@@ -141,9 +143,11 @@ def test_rights_cover_every_child_the_operator_creates(helm: Helm, values: Path 
         "ConfigMap": "configmaps",
         "PodDisruptionBudget": "poddisruptionbudgets",
     }
+    immutable = {"Job", "ConfigMap"}  # created once, never patched (a new revision is a new object)
     for _, manifest in operator_variants():
         for child in operator_children(env, manifest):
             group = child["apiVersion"].rpartition("/")[0]
             resource = plural[child["kind"]]
-            for verb in OWN:
+            needed = {"get", "list", "watch", "create"} | (set() if child["kind"] in immutable else {"patch"})
+            for verb in needed:
                 assert (group, resource, verb) in granted, (child["kind"], verb)

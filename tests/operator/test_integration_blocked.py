@@ -1,0 +1,58 @@
+"""With all namespaces watched the operator has no Secret rights: a missing Secret shows as the Job pod's
+CreateContainerConfigError, which fails the ModelDeployment (naming the Secret) until the pod can start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube_emulator.helpers import Kube
+from operator_process import OperatorProcess
+from test_integration import NS, conditions, digits, md, wait_jobs, wait_phase
+from trtforge_operator import labels
+
+
+@pytest.fixture
+def clusterwide_operator(cluster: Kube, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster.kubeconfig, tmp_path / "operator.log", env={"TRTFORGE_WATCH_NAMESPACES": ""})
+    yield op.start()
+    op.stop()
+
+
+def _pod(cluster: Kube, job: dict[str, Any], state: dict[str, Any]) -> None:
+    name = f"{job['metadata']['name']}-x1"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {labels.JOB: job["metadata"]["name"]}},
+        "spec": {"containers": [{"name": "main", "image": "ghcr.io/trtforge/trainer:0.1.0"}]},
+    }
+    if cluster.get("v1", "Pod", name, NS) is None:
+        cluster.create(pod, NS)
+    cluster.set_status("v1", "Pod", name, {"phase": "Pending", "containerStatuses": [
+        {"name": "main", "ready": False, "restartCount": 0, "image": "x", "imageID": "", "state": state}
+    ]}, NS)  # fmt: skip
+
+
+def test_a_missing_secret_fails_the_object_until_the_pod_can_start(
+    cluster: Kube, clusterwide_operator: OperatorProcess
+) -> None:
+    cluster.apply(digits(storage={"uri": "s3://bucket/x/", "secretRef": {"name": "s3-creds"}}))
+    (train,) = wait_jobs(cluster, "train")  # no Secret check: the Job is created
+    cluster.start_job(NS, train["metadata"]["name"])
+    waiting = {"reason": "CreateContainerConfigError", "message": 'secret "s3-creds" not found'}
+    _pod(cluster, train, {"waiting": waiting})
+    cluster.patch("batch/v1", "Job", train["metadata"]["name"], {"metadata": {"labels": {"poke": "1"}}}, NS)
+    obj = wait_phase(cluster, "Failed")
+    assert conditions(obj)["Degraded"]["reason"] == "InvalidSpec"
+    assert 'secret "s3-creds" not found' in obj["status"]["message"]
+
+    # the user creates the Secret: the kubelet starts the container, the stage runs on
+    _pod(cluster, train, {"running": {"startedAt": "2026-01-01T00:00:00Z"}})
+    cluster.patch("batch/v1", "Job", train["metadata"]["name"], {"metadata": {"labels": {"poke": "2"}}}, NS)
+    obj = wait_phase(cluster, "Training")
+    assert conditions(obj)["Degraded"]["status"] == "False"
+    assert "s3-creds" not in (md(cluster)["status"].get("message") or "")
+    assert "/secrets/" not in clusterwide_operator.log()  # never asked for a Secret

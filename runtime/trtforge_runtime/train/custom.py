@@ -362,10 +362,11 @@ def load(
 def _load_keras(path: Path, custom: CustomTraining, code_dir: Path) -> Any:
     import keras
 
-    if (
-        custom.entry_point
-    ):  # its module registers the custom layers (keras.saving.register_keras_serializable)
-        sys.path.insert(0, str(code_dir))
+    if custom.entry_point:
+        # its module registers the custom layers (keras.saving.register_keras_serializable); it is found
+        # where the code found it: the working folder, then custom.env's PYTHONPATH
+        extra = [str(code_dir), *(p for p in custom.env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+        sys.path[:0] = extra
         try:
             importlib.import_module(custom.entry_point.split(":")[0])
         except Exception as exc:
@@ -373,7 +374,7 @@ def _load_keras(path: Path, custom: CustomTraining, code_dir: Path) -> Any:
                 "notAModel", f"cannot import {custom.entry_point} to load {path.name}: {exc}"
             ) from None
         finally:
-            sys.path.remove(str(code_dir))
+            del sys.path[: len(extra)]
     try:
         return keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # zip errors, unknown classes, bad configs: Keras raises many kinds

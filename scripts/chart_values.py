@@ -1,13 +1,14 @@
 """The Helm chart's values as a typed model: the one source of values.yaml, values.schema.json and CRDs.
 
-    python scripts/chart_values.py --write   # regenerate values.yaml, values.schema.json, crds/ of the chart
+    python scripts/chart_values.py --write   # regenerate values.yaml, values.schema.json, the CRD template
     python scripts/chart_values.py --check   # exit 1 when a generated chart file is stale (CI)
 
 Every value is declared once here with its description, bounds, default and an example. From that this
 script writes `values.yaml` (each key preceded by a comment: what it is, its default, an example), the
 JSON schema helm checks values against (`additionalProperties: false` everywhere, so a misspelt key is
-refused, and bounds such as `replicas >= 0`), and copies `crds/modeldeployments.trtforge.dev.yaml`,
-itself generated from the ModelDeployment models, into the chart so that no hand-kept copy exists.
+refused, and bounds such as `replicas >= 0`), and turns `crds/modeldeployments.trtforge.dev.yaml`, itself
+generated from the ModelDeployment models, into the chart's CRD template (behind `crds.enabled`, kept on
+uninstall with `crds.keep`) so that no hand-kept copy exists.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pydantic.alias_generators import to_camel
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "trtforge"
 CRD_SOURCE = ROOT / "crds" / "modeldeployments.trtforge.dev.yaml"
-CRD_COPY = CHART / "crds" / CRD_SOURCE.name
+# The CRD is a template (cert-manager style) so that `helm upgrade` upgrades it; Helm never touches crds/.
+CRD_COPY = CHART / "templates" / "crds" / CRD_SOURCE.name
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -273,11 +275,28 @@ class Storage(Values):
     s3: S3 = group(S3, "S3-compatible object storage credentials.")
 
 
+class Crds(Values):
+    enabled: bool = field(
+        True,
+        "Install and upgrade the ModelDeployment CRD with the release (a template, so `helm upgrade` "
+        "applies schema changes; Helm never upgrades crds/). false: manage it yourself "
+        "(kubectl apply -f crds/).",
+        False,
+    )
+    keep: bool = field(
+        True,
+        "Keep the CRD, and with it every ModelDeployment, when the release is uninstalled "
+        "(helm.sh/resource-policy: keep).",
+        False,
+    )
+
+
 class ChartValues(Values):
     """All values of charts/trtforge."""
 
     name_override: str = field("", "Replaces the chart name in object names.", "forge", max_length=63)
     fullname_override: str = field("", "Replaces the full name (release-chart) of objects.", "trtforge")
+    crds: Crds = group(Crds, "The ModelDeployment CustomResourceDefinition.")
     image: Image = group(Image, "The operator's image.")
     image_pull_secrets: list[str] = field(
         [],
@@ -441,11 +460,49 @@ def build_values() -> str:
     return "\n".join([*head, *_render(ChartValues())]) + "\n"
 
 
+def crd_template(crd: str) -> str:
+    """The CRD file as a chart template: behind crds.enabled, with the chart's labels and the keep policy.
+
+    The document itself is the generated CRD, unchanged but for its metadata; any `{{` in it (none today)
+    would be escaped so that Go templates never read the schema.
+    """
+    body = "\n".join(line for line in crd.splitlines() if not line.startswith("#"))
+    body = body.replace("{{", '{{ "{{" }}')
+    head, sep, rest = body.partition("\n  labels:\n")
+    if not sep:
+        raise SystemExit(f"{CRD_SOURCE}: no metadata.labels to extend")
+    lines = rest.splitlines()
+    while lines and lines[0].startswith("    "):  # the CRD's own labels: the chart's replace them
+        lines.pop(0)
+    meta = [
+        "  labels:",
+        '    {{- include "trtforge.commonLabels" . | nindent 4 }}',
+        "    app.kubernetes.io/component: crd",
+        "  {{- if .Values.crds.keep }}",
+        "  annotations:",
+        "    # helm uninstall leaves the CRD (and every ModelDeployment) in place",
+        "    helm.sh/resource-policy: keep",
+        "  {{- end }}",
+    ]
+    return "\n".join(
+        [
+            "{{- /* GENERATED from crds/modeldeployments.trtforge.dev.yaml by scripts/chart_values.py:",
+            "do not edit. A template, not crds/, so that helm upgrade upgrades it (as cert-manager). */ -}}",
+            "{{- if .Values.crds.enabled }}",
+            head,
+            *meta,
+            *lines,
+            "{{- end }}",
+            "",
+        ]
+    )
+
+
 def outputs() -> dict[Path, str]:
     return {
         CHART / "values.yaml": build_values(),
         CHART / "values.schema.json": json.dumps(build_schema(), indent=2) + "\n",
-        CRD_COPY: CRD_SOURCE.read_text(),
+        CRD_COPY: crd_template(CRD_SOURCE.read_text()),
     }
 
 

@@ -66,8 +66,9 @@ class Progress:
         print(message, file=self.stream, flush=True)
 
 
-def model_is_current(model_dir: Path, md: ModelDeployment) -> str | None:
-    """The model's digest when MODEL_DIR holds a model trained from md's spec.model, intact; else None."""
+def model_is_current(model_dir: Path, md: ModelDeployment, manifest_dir: Path | None = None) -> str | None:
+    """The model's digest when MODEL_DIR holds a model trained from md's spec.model (and, for custom
+    training code, from the same code: `manifest.json` codeDigest), intact; else None."""
     manifest_path = model_dir / "manifest.json"
     onnx_path = model_dir / "model.onnx"
     if not manifest_path.is_file() or not onnx_path.is_file():
@@ -79,6 +80,13 @@ def model_is_current(model_dir: Path, md: ModelDeployment) -> str | None:
     wanted = md.spec.model_dump(by_alias=True, mode="json", exclude_none=True).get("model")
     if (manifest.get("spec") or {}).get("model") != wanted:
         return None
+    custom = md.spec.model.train.custom if md.spec.model.train is not None else None
+    if custom is not None and custom.code:
+        from trtforge_runtime.train.custom import local_code_digest
+
+        code = local_code_digest(custom.code, manifest_dir or Path.cwd())
+        if code is None or manifest.get("codeDigest") != code:
+            return None
     digest = manifest.get("digest")
     return str(digest) if digest and sha256_file(onnx_path) == digest else None
 
@@ -91,7 +99,7 @@ def train_stage(
     if source is not None:
         progress.stage(1, "train", f"skipped: spec.model.source ({source.uri}) is used as is")
         return None
-    digest = model_is_current(model_dir, md)
+    digest = model_is_current(model_dir, md, options.file.resolve().parent)
     if digest is not None:
         progress.stage(1, "train", f"up to date, skipped ({model_dir}, {digest[:19]}...)")
         return model_dir

@@ -188,3 +188,26 @@ def test_example_request_says_what_the_answer_shows_per_task(
     assert hint is not None and expected in hint
     body = json.loads(request.read_text())
     assert body["inputs"][0]["name"] == "pixels" and body["inputs"][0]["shape"] == [1, 64]
+
+
+def test_custom_training_code_that_changed_is_retrained(tmp_path: Path) -> None:
+    from trtforge_runtime.train.custom import tree_digest
+
+    code = tmp_path / "train_me.py"
+    code.write_text("def train(ctx):\n    return None\n")
+    doc = yaml.safe_load((ROOT / "examples" / "custom-train.yaml").read_text())
+    doc["spec"]["model"]["train"]["custom"].update(entryPoint="train_me:train", code="train_me.py")
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    md = load_manifest(path)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.onnx").write_bytes(b"onnx bytes")
+    digest = sha256_file(model / "model.onnx")
+    spec = md.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    write_json(model / "manifest.json", {"digest": digest, "spec": spec, "codeDigest": tree_digest(code)})
+    assert model_is_current(model, md, tmp_path) == digest
+    code.write_text("def train(ctx):\n    return 1\n")  # the user edited their code: train again
+    assert model_is_current(model, md, tmp_path) is None
+    code.unlink()
+    assert model_is_current(model, md, tmp_path) is None

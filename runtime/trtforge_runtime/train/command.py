@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -311,6 +311,7 @@ class _Trained:
     write_onnx: Callable[[Path], None]
     scores: dict[str, dict[str, float]]
     extra_files: dict[str, Path]  # name in the model folder -> file to copy there (e.g. model.keras)
+    extra_manifest: dict[str, Any] = field(default_factory=dict)  # e.g. codeDigest of custom code
 
 
 def _dataset_settings(options: TrainOptions) -> DatasetSettings:
@@ -387,6 +388,8 @@ def _custom(
         ),
         scores=scores,
         extra_files={custom.KERAS_FILE: model.keras_file} if model.keras_file is not None else {},
+        # what `trtforge local` compares to retrain when the code changes
+        extra_manifest={"codeDigest": custom.tree_digest(code_source)} if code_source is not None else {},
     )
 
 
@@ -513,6 +516,7 @@ def _publish(
             "createdAt": utc_now(),
             "name": md.metadata.name,
             "spec": md.spec.model_dump(by_alias=True, mode="json", exclude_none=True),
+            **trained.extra_manifest,
         },
     )
     outcome.digest = digest

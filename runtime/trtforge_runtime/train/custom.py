@@ -219,6 +219,38 @@ def code_location(uri: str | None, manifest_dir: Path, work: Path) -> Path | Non
     return path if path.is_absolute() else (manifest_dir / path).resolve()
 
 
+def tree_digest(path: Path) -> str:
+    """sha256 of a code file, or of a folder's files (relative names and contents, in name order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if "__pycache__" in f.parts:
+            continue
+        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def local_code_digest(uri: str, manifest_dir: Path) -> str | None:
+    """tree_digest of `custom.code` when it is local (a path, file://, pvc://); None for s3:// and the
+    like, and when it is missing (such code always counts as changed)."""
+    from trtforge_runtime import remote
+    from trtforge_runtime.train.datasets import DatasetSettings, local_path
+
+    if remote.is_remote(uri) and not uri.startswith("pvc://"):
+        return None
+    try:
+        path = local_path(uri, DatasetSettings.from_env())
+    except Exception:
+        return None
+    if path is None:
+        return None
+    path = path if path.is_absolute() else (manifest_dir / path).resolve()
+    return tree_digest(path) if path.exists() else None
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 

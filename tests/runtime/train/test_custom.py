@@ -93,6 +93,9 @@ def test_the_example_entry_point_with_a_custom_layer(
     manifest_json = read(out / "manifest.json")
     assert manifest_json["inputs"] == [{"name": "pixels", "shape": [-1, 64], "datatype": "FP32"}]
     assert manifest_json["outputs"] == [{"name": "probabilities", "shape": [-1, 10], "datatype": "FP32"}]
+    from trtforge_runtime.train.custom import tree_digest
+
+    assert manifest_json["codeDigest"] == tree_digest(REPO / "examples" / "custom_train.py")
     assert "test accuracy" in stdout and read(termination_log)["ok"] is True
 
     # the stored model is the user's: its custom layer loads, and the ONNX file answers as Keras does

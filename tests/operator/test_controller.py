@@ -84,3 +84,35 @@ async def test_forget_drops_state() -> None:
     await c.idle()
     c.forget(("ml", "a"))
     assert c.keys == []
+
+
+async def test_a_standby_only_remembers_and_acts_on_everything_once_it_leads() -> None:
+    p = RecordingPipeline(delay=0)
+    c = Controller(p, concurrency=10, resync_seconds=3600, active=False)  # type: ignore[arg-type]
+    for name in ("a", "b", "a"):
+        c.trigger(("ml", name))
+    await asyncio.sleep(0.05)
+    assert p.calls == [] and sorted(c.keys) == [("ml", "a"), ("ml", "b")]
+    c.activate()  # leadership gained: a full resync of every known object
+    await c.idle()
+    assert sorted(p.calls) == [("ml", "a"), ("ml", "b")]
+
+
+async def test_losing_leadership_cancels_running_and_pending_reconciles() -> None:
+    p = RecordingPipeline(delay=0.5, fail_times=1)
+    c = controller(p)
+    c.trigger(("ml", "slow"))
+    await asyncio.sleep(0.05)
+    assert p.running == 1
+    c.deactivate()
+    await asyncio.sleep(0.01)
+    assert p.running == 0  # cancelled at once, not finished
+    await asyncio.sleep(1.0)  # no retry timer fires either
+    assert p.calls == [("ml", "slow")]
+    c.trigger(("ml", "slow"))
+    await asyncio.sleep(0.05)
+    assert p.calls == [("ml", "slow")]
+    c.activate()
+    await asyncio.sleep(0.05)
+    assert len(p.calls) == 2
+    await c.stop()

@@ -77,6 +77,64 @@ def match_rule(job: dict[str, Any], pod: dict[str, Any]) -> tuple[int, dict[str,
     return None
 
 
+def count_failures(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[int, tuple[str, str] | None]:
+    """Failed pods that count against the backoff limit, and the FailJob verdict of the first pod that
+    matches such a podFailurePolicy rule (reason, message as the job controller words it)."""
+    counted, fail_job = 0, None
+    failed = sorted(
+        (p for p in pods if _phase(p) == "Failed"), key=lambda p: p["metadata"]["creationTimestamp"]
+    )
+    for pod in failed:
+        hit = match_rule(job, pod)
+        action = hit[1].get("action") if hit else "Count"
+        if action == "Ignore":
+            continue
+        if action == "FailJob" and hit is not None and fail_job is None:
+            idx, rule = hit
+            container = ((rule.get("onExitCodes") or {}).get("containerName")) or "main"
+            meta = pod["metadata"]
+            fail_job = (
+                "PodFailurePolicy",
+                f"Container {container} for pod {meta['namespace']}/{meta['name']} failed with exit code "
+                f"{rule.get('_code')} matching FailJob rule at index {idx}",
+            )
+        counted += 1
+    return counted, fail_job
+
+
+def succeeded_indexes(job: dict[str, Any], pods: list[dict[str, Any]]) -> list[int]:
+    """Completion indexes that succeeded (Indexed Jobs), else one entry per succeeded pod."""
+    succeeded = [p for p in pods if _phase(p) == "Succeeded"]
+    if job["spec"].get("completionMode") != "Indexed":
+        return list(range(len(succeeded)))
+    return sorted({int(p["metadata"].get("annotations", {}).get(INDEX_KEY, 0)) for p in succeeded})
+
+
+def limits_verdict(spec: dict[str, Any], status: dict[str, Any], failures: int) -> tuple[str, str] | None:
+    """BackoffLimitExceeded or DeadlineExceeded, when the Job ran into its limits."""
+    if failures > int(spec.get("backoffLimitPerIndex", spec.get("backoffLimit", 6))):
+        return "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+    start = _parse_time(status.get("startTime"))
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline and start and time.time() - start > int(deadline):
+        return "DeadlineExceeded", "Job was active longer than specified deadline"
+    return None
+
+
+def _conditions(types: tuple[str, str], reason: str, message: str, now: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": t,
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastProbeTime": now,
+            "lastTransitionTime": now,
+        }
+        for t in types
+    ]
+
+
 class JobController:
     def __init__(self) -> None:
         self.last_failure: dict[str, float] = {}  # job uid -> monotonic time of the last counted failure
@@ -89,115 +147,75 @@ class JobController:
             self._sync_job(api, job, [p for p in pods if owned_by(p, job)])
 
     def _sync_job(self, api: Api, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        if _finished(job):
+            self._after_finish(api, job, pods)
+            return
         spec, status = job["spec"], copy.deepcopy(job.get("status") or {})
         now = now_rfc3339()
-        if _finished(job):
-            ttl = spec.get("ttlSecondsAfterFinished")
-            done = _parse_time(status.get("completionTime")) or _parse_time(
-                next((c.get("lastTransitionTime") for c in status.get("conditions") or []), None)
-            )
-            if ttl is not None and done is not None and time.time() >= done + int(ttl):
-                api.delete(job)
-            for pod in pods:
-                if _phase(pod) not in ("Succeeded", "Failed") and not pod["metadata"].get(
-                    "deletionTimestamp"
-                ):
-                    api.delete(pod)
-            return
         status.setdefault("startTime", now)
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         active = [p for p in live if _phase(p) not in ("Succeeded", "Failed")]
-        succeeded = [p for p in pods if _phase(p) == "Succeeded"]
-        failed_pods = sorted(
-            (p for p in pods if _phase(p) == "Failed"), key=lambda p: p["metadata"]["creationTimestamp"]
-        )
-        counted, fail_job = 0, None
-        for pod in failed_pods:
-            hit = match_rule(job, pod)
-            action = hit[1].get("action") if hit else "Count"
-            if action == "Ignore":
-                continue
-            if action == "FailJob" and hit is not None and fail_job is None:
-                idx, rule = hit
-                container = ((rule.get("onExitCodes") or {}).get("containerName")) or "main"
-                fail_job = (
-                    "PodFailurePolicy",
-                    f"Container {container} for pod {pod['metadata']['namespace']}/{pod['metadata']['name']} "
-                    f"failed with exit code {rule.get('_code')} matching FailJob rule at index {idx}",
-                )
-            counted += 1
+        counted, fail_job = count_failures(job, pods)
         if counted > int(status.get("failed") or 0):
             self.last_failure[job["metadata"]["uid"]] = time.monotonic()
-        completions = int(spec.get("completions") or 1)
-        indexed = spec.get("completionMode") == "Indexed"
-        done_indexes = sorted(
-            {int(p["metadata"].get("annotations", {}).get(INDEX_KEY, 0)) for p in succeeded}
-        )
-        n_succeeded = len(done_indexes) if indexed else len(succeeded)
+        done_indexes = succeeded_indexes(job, pods)
         status.update(
             active=len(active),
             ready=sum(1 for p in active if _ready(p)),
-            succeeded=n_succeeded,
+            succeeded=len(done_indexes),
             failed=counted,
             terminating=len(pods) - len(live),
             uncountedTerminatedPods={},
         )
-        if indexed and done_indexes:
+        if spec.get("completionMode") == "Indexed" and done_indexes:
             status["completedIndexes"] = ",".join(str(i) for i in done_indexes)
-        verdict: tuple[str, str] | None = fail_job
-        backoff_limit = spec.get("backoffLimitPerIndex", spec.get("backoffLimit", 6))
-        if verdict is None and counted > int(backoff_limit):
-            verdict = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-        start = _parse_time(status["startTime"])
-        deadline = spec.get("activeDeadlineSeconds")
-        if verdict is None and deadline and start and time.time() - start > int(deadline):
-            verdict = ("DeadlineExceeded", "Job was active longer than specified deadline")
+        verdict = fail_job or limits_verdict(spec, status, counted)
         if verdict is not None:
             for pod in active:
                 api.delete(pod)
-            status["conditions"] = [
-                {
-                    "type": t,
-                    "status": "True",
-                    "reason": verdict[0],
-                    "message": verdict[1],
-                    "lastProbeTime": now,
-                    "lastTransitionTime": now,
-                }
-                for t in ("FailureTarget", "Failed")
-            ]
-            api.set_status(job, status)
-            return
-        if n_succeeded >= completions:
-            reason, message = "CompletionsReached", "Reached expected number of succeeded pods"
-            status["conditions"] = [
-                {
-                    "type": t,
-                    "status": "True",
-                    "reason": reason,
-                    "message": message,
-                    "lastProbeTime": now,
-                    "lastTransitionTime": now,
-                }
-                for t in ("SuccessCriteriaMet", "Complete")
-            ]
+            status["conditions"] = _conditions(("FailureTarget", "Failed"), *verdict, now)
+        elif len(done_indexes) >= int(spec.get("completions") or 1):
+            status["conditions"] = _conditions(
+                ("SuccessCriteriaMet", "Complete"),
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            )
             status["completionTime"] = now
-            api.set_status(job, status)
-            return
         api.set_status(job, status)
-        if counted:
-            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (counted - 1))
+        if verdict is None and "completionTime" not in status:
+            self._create_pods(api, job, active, done_indexes, counted)
+
+    def _after_finish(self, api: Api, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        """A finished Job: its still active pods are deleted, and the Job itself after its TTL."""
+        status = job.get("status") or {}
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        done = _parse_time(status.get("completionTime")) or _parse_time(
+            next((c.get("lastTransitionTime") for c in status.get("conditions") or []), None)
+        )
+        if ttl is not None and done is not None and time.time() >= done + int(ttl):
+            api.delete(job)
+        for pod in pods:
+            if _phase(pod) not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp"):
+                api.delete(pod)
+
+    def _create_pods(
+        self, api: Api, job: dict[str, Any], active: list[dict[str, Any]], done: list[int], failures: int
+    ) -> None:
+        """New pods up to parallelism, after the back-off that follows a counted failure."""
+        spec = job["spec"]
+        if failures:
+            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1))
             if time.monotonic() - self.last_failure.get(job["metadata"]["uid"], 0.0) < delay:
                 return
-        parallelism = int(spec.get("parallelism", 1))
-        if indexed:
+        completions, parallelism = int(spec.get("completions") or 1), int(spec.get("parallelism", 1))
+        if spec.get("completionMode") == "Indexed":
             busy = {int(p["metadata"].get("annotations", {}).get(INDEX_KEY, -1)) for p in active}
-            todo = [i for i in range(completions) if i not in busy and i not in done_indexes]
+            todo = [i for i in range(completions) if i not in busy and i not in done]
             for index in todo[: max(0, parallelism - len(active))]:
                 api.create(self._pod(job, index))
         else:
-            want = min(parallelism, completions - n_succeeded) - len(active)
-            for _ in range(max(0, want)):
+            for _ in range(max(0, min(parallelism, completions - len(done)) - len(active))):
                 api.create(self._pod(job, None))
 
     @staticmethod

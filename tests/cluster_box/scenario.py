@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import yaml
 from cluster_box.box import ClusterBox
 from cluster_box.load import ClosedLoopLoad
 from cluster_box.operator_process import OperatorProcess
@@ -30,6 +28,7 @@ MD = ("trtforge.dev/v1alpha1", "ModelDeployment")
 MD_LABEL = "trtforge.dev/modeldeployment"
 STAGE_LABEL = "trtforge.dev/stage"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+REVISION_LABEL = "trtforge.dev/revision"
 # short autoscaler windows (spec.serving.autoscaling) so that a test sees a whole up-and-down cycle
 AUTOSCALING = {
     "target": 2,
@@ -332,6 +331,15 @@ class DigitsLoop:
     def wanted_replicas(self) -> int:
         return int((self.predictor().get("spec") or {}).get("replicas") or 0)
 
+    def under_load(
+        self, step: str, name: str, until: Callable[[], bool], timeout: float = 180
+    ) -> list[dict[str, Any]]:
+        """Time `step`, count the requests during it and sample the replicas until `until()`."""
+        rows: list[dict[str, Any]] = self.timed(
+            step, lambda: self.counts_during(name, lambda: self.sample_timeline(name, until, timeout))
+        )
+        return rows
+
     def counts_during(self, name: str, fn: Callable[[], Any]) -> Any:
         assert self.load is not None
         ok0, failed0 = self.load.counts()
@@ -372,20 +380,118 @@ class DigitsLoop:
         return out
 
 
-def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:
-    t = threading.Thread(target=fn, daemon=True)
-    t.start()
-    return t
-
-
-def manifest() -> dict[str, Any]:
-    return dict(yaml.safe_load(EXAMPLE.read_text()))
-
-
 def _one(items: list[dict[str, Any]], what: str) -> dict[str, Any]:
     names = [i["metadata"]["name"] for i in items]
     assert len(items) == 1, f"expected exactly one {what}, found {names}"
     return items[0]
+
+
+def ready_with_status(loop: DigitsLoop) -> str:
+    """1. apply -> Training -> Converting -> Deploying -> Ready, the operator SIGKILLed twice on the way:
+    one Job per stage, one training pod, the status filled. Returns the serving revision."""
+    report = loop.report
+    st = loop.timed("apply to Ready", loop.apply_until_ready)
+    phases = report["phase_order"]
+    assert phases[-4:] == ["Training", "Converting", "Deploying", "Ready"], phases
+    assert report["operator_kills"] == ["Training", "Deploying"], report["operator_kills"]
+    train_job = _one(loop.jobs("train"), "training Job")
+    _one(loop.jobs("convert"), "conversion Job")
+    job_name = train_job["metadata"]["name"]
+    _one([p for p in loop.pods() if p["metadata"]["labels"].get("job-name") == job_name], "training pod")
+    assert st["model"]["accuracy"] >= 0.95 and st["model"]["digest"].startswith("sha256:"), st["model"]
+    assert st["engine"]["precision"] == "fp16" and st["engine"]["sizeBytes"] > 0, st["engine"]
+    assert st["serving"]["url"] and st["serving"]["readyReplicas"] >= 1, st["serving"]
+    return str(st["serving"]["revision"])
+
+
+def predictions(loop: DigitsLoop) -> None:
+    """2. correct predictions through the Service, over HTTP and gRPC."""
+    acc = loop.timed("predictions", loop.accuracy)
+    assert acc["http"] >= 0.9 and acc["grpc"] >= 0.9, acc
+
+
+def autoscaling_cycle(loop: DigitsLoop) -> None:
+    """3. closed-loop load raises the replicas to maxReplicas (built-in autoscaler, short windows from the
+    spec); 4. the load drops below one replica's target: back to minReplicas."""
+    loop.set_autoscaling()
+    load = loop.start_load(8)
+    top = loop.max_replicas
+    loop.under_load(
+        "scale up under load",
+        "scale-up",
+        lambda: loop.wanted_replicas() == top and loop.ready_replicas() == top,
+    )
+    load.set_clients(1)
+    loop.under_load(
+        "scale down under load",
+        "scale-down",
+        lambda: (
+            loop.wanted_replicas() == 1 and loop.ready_replicas() == 1 and len(loop.pods("predictor")) == 1
+        ),
+    )
+
+
+def rollout(loop: DigitsLoop, first_revision: str) -> str:
+    """5. a spec change (engine precision) rolls out a new revision while two clients run."""
+
+    def rolled_out() -> bool:
+        st = loop.status()
+        return (
+            st.get("phase") == "Ready"
+            and (st.get("serving") or {}).get("revision") not in (None, first_revision)
+            and (st.get("engine") or {}).get("precision") == "fp32"
+            and all(
+                p["metadata"]["labels"].get(REVISION_LABEL) != first_revision for p in loop.pods("predictor")
+            )
+        )
+
+    loop.start_load(2)
+    loop.patch_spec({"engine": {"precision": "fp32"}})
+    loop.under_load("rollout under load", "rollout", rolled_out, timeout=300)
+    return str(loop.serving_revision())
+
+
+def idle(loop: DigitsLoop) -> None:
+    """6. load stops: replicas at minReplicas after the delay."""
+    loop.start_load(0)
+    loop.timed(
+        "idle to minReplicas",
+        lambda: loop.sample_timeline(
+            "idle", lambda: loop.wanted_replicas() == 1 and loop.ready_replicas() == 1, 120
+        ),
+    )
+
+
+def gate_failure(loop: DigitsLoop, serving_revision: str) -> None:
+    """7. a training spec whose quality gate fails: Failed with the gate's message, and the previous
+    revision keeps serving (predictions and load checked again)."""
+    loop.patch_spec({"model": {"train": {"minAccuracy": 0.999, "epochs": 3}}})
+
+    def failed() -> dict[str, Any] | None:
+        st = loop.status()
+        return st if st.get("phase") == "Failed" else None
+
+    st = loop.timed("quality gate failure", lambda: loop.wait("phase Failed", failed, 300))
+    message = json.dumps(st)
+    assert "minAccuracy" in message or "quality gate" in message, message[:2000]
+    trained = [c.get("message") for c in st.get("conditions") or [] if c.get("type") == "Trained"]
+    loop.report["gate_message"] = (trained or [st.get("message")])[0]
+    assert loop.serving_revision() == serving_revision
+    acc = loop.accuracy()
+    assert acc["http"] >= 0.9 and acc["grpc"] >= 0.9, acc
+    loop.start_load(2)
+    loop.counts_during("after gate failure", lambda: time.sleep(3))
+    loop.start_load(0)
+
+
+def deletion(loop: DigitsLoop) -> None:
+    """8. deleting the ModelDeployment removes its children and stops their processes."""
+
+    def gone() -> bool:
+        return not loop.children() and not loop.c.running() and loop.c.get(*MD, NAME) is None
+
+    loop.c.kubectl("delete", "md", NAME, "--wait=false")
+    loop.timed("deletion", lambda: loop.wait_until(gone, 300, "children and processes gone"))
 
 
 def run_loop(loop: DigitsLoop, strict: bool = True) -> dict[str, Any]:
@@ -404,120 +510,15 @@ def run_loop(loop: DigitsLoop, strict: bool = True) -> dict[str, Any]:
                 raise AssertionError(f"requests during {step}: {counts}")
             report["problems"].append(f"{step}: {counts}")
 
-    # 1. apply -> Training -> Converting -> Deploying -> Ready, the operator SIGKILLed twice on the way
-    st = loop.timed("apply to Ready", loop.apply_until_ready)
-    assert report["phase_order"][-4:] == ["Training", "Converting", "Deploying", "Ready"], report[
-        "phase_order"
-    ]
-    assert report["operator_kills"] == ["Training", "Deploying"], report["operator_kills"]
-    train_job = _one(loop.jobs("train"), "training Job")
-    _one(loop.jobs("convert"), "conversion Job")
-    train_pods = [
-        p for p in loop.pods() if p["metadata"]["labels"].get("job-name") == train_job["metadata"]["name"]
-    ]
-    _one(train_pods, "training pod")
-    assert st["model"]["accuracy"] >= 0.95 and st["model"]["digest"].startswith("sha256:"), st["model"]
-    assert st["engine"]["precision"] == "fp16" and st["engine"]["sizeBytes"] > 0, st["engine"]
-    assert st["serving"]["url"] and st["serving"]["readyReplicas"] >= 1, st["serving"]
-    first_revision = st["serving"]["revision"]
-
-    # 2. correct predictions through the Service, over HTTP and gRPC
-    acc = loop.timed("predictions", loop.accuracy)
-    assert acc["http"] >= 0.9 and acc["grpc"] >= 0.9, acc
-
-    # 3. closed-loop load raises the replicas (built-in autoscaler, short windows from the spec)
-    loop.set_autoscaling()
-    loop.start_load(8)
-    maximum = loop.max_replicas
-    loop.timed(
-        "scale up under load",
-        lambda: loop.counts_during(
-            "scale-up",
-            lambda: loop.sample_timeline(
-                "scale-up",
-                lambda: loop.wanted_replicas() == maximum and loop.ready_replicas() == maximum,
-                180,
-            ),
-        ),
-    )
-
-    # 4. the load drops below one replica's target: back to minReplicas, no request lost on the way
-    assert loop.load is not None
-    loop.load.set_clients(1)
-    loop.timed(
-        "scale down under load",
-        lambda: loop.counts_during(
-            "scale-down",
-            lambda: loop.sample_timeline(
-                "scale-down",
-                lambda: (
-                    loop.wanted_replicas() == 1
-                    and loop.ready_replicas() == 1
-                    and len(loop.pods("predictor")) == 1
-                ),
-                180,
-            ),
-        ),
-    )
+    first = ready_with_status(loop)
+    predictions(loop)
+    autoscaling_cycle(loop)
     no_loss("scale-down")
-
-    # 5. a spec change (engine precision) rolls out a new revision while load runs: nothing lost
-    loop.load.set_clients(2)
-
-    def rolled_out() -> bool:
-        st = loop.status()
-        pods = loop.pods("predictor")
-        return (
-            st.get("phase") == "Ready"
-            and (st.get("serving") or {}).get("revision") not in (None, first_revision)
-            and (st.get("engine") or {}).get("precision") == "fp32"
-            and all(p["metadata"]["labels"].get("trtforge.dev/revision") != first_revision for p in pods)
-        )
-
-    loop.patch_spec({"engine": {"precision": "fp32"}})
-    loop.timed(
-        "rollout under load",
-        lambda: loop.counts_during("rollout", lambda: loop.sample_timeline("rollout", rolled_out, 300)),
-    )
+    second = rollout(loop, first)
     no_loss("rollout")
-    second_revision = loop.serving_revision()
-
-    # 6. load stops: replicas at minReplicas after the delay
-    loop.load.set_clients(0)
-    loop.timed(
-        "idle to minReplicas",
-        lambda: loop.sample_timeline(
-            "idle", lambda: loop.wanted_replicas() == 1 and loop.ready_replicas() == 1, 120
-        ),
-    )
-
-    # 7. a training spec whose quality gate fails: Failed with the gate's message, old revision serving
-    loop.patch_spec({"model": {"train": {"minAccuracy": 0.999, "epochs": 3}}})
-
-    def failed() -> dict[str, Any] | None:
-        st = loop.status()
-        return st if st.get("phase") == "Failed" else None
-
-    st = loop.timed("quality gate failure", lambda: loop.wait("phase Failed", failed, 300))
-    message = json.dumps(st)
-    assert "minAccuracy" in message or "quality gate" in message, message[:2000]
-    report["gate_message"] = next(
-        (c.get("message") for c in st.get("conditions") or [] if c.get("type") == "Trained"),
-        st.get("message"),
-    )
-    assert loop.serving_revision() == second_revision
-    acc = loop.accuracy()
-    assert acc["http"] >= 0.9 and acc["grpc"] >= 0.9, acc
-    loop.start_load(2)
-    loop.counts_during("after gate failure", lambda: time.sleep(3))
+    idle(loop)
+    gate_failure(loop, second)
     no_loss("after gate failure")
-    loop.load.set_clients(0)
-
-    # 8. deleting the ModelDeployment removes its children and stops their processes
-    def gone() -> bool:
-        return not loop.children() and not loop.c.running() and loop.c.get(*MD, NAME) is None
-
-    loop.c.kubectl("delete", "md", NAME, "--wait=false")
-    loop.timed("deletion", lambda: loop.wait_until(gone, 300, "children and processes gone"))
+    deletion(loop)
     loop.c.check()
     return report

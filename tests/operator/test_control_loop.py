@@ -183,3 +183,19 @@ def test_every_log_line_is_printed_once(cluster: Kube, operator: Any) -> None:
     log = operator.log()
     assert log.count("trtforge operator: namespaces=") == 1
     assert log.count("became the leader") == 1
+
+
+def test_without_leader_election_the_operator_acts_at_once_and_writes_no_lease(
+    cluster: Kube, tmp_path: Any
+) -> None:
+    from operator_process import OperatorProcess
+
+    op = OperatorProcess(cluster.kubeconfig, tmp_path / "op.log", env={"TRTFORGE_LEADER_ELECTION": "false"})
+    op.start()
+    try:
+        assert op.role() == "leader"
+        cluster.apply(digits())
+        wait_jobs(cluster, "train")
+        assert cluster.list("coordination.k8s.io/v1", "Lease", "default") == []
+    finally:
+        op.stop()

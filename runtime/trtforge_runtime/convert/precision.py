@@ -21,6 +21,7 @@ import contextlib
 import io
 import logging
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,6 +174,49 @@ def quantize_arguments(options: Int8Options) -> dict[str, Any]:
     }
 
 
+ENTROPY_BINS = 2048  # TensorRT's entropy calibration: a 2048-bin histogram mapped onto 128 int8 levels
+ENTROPY_QUANTIZED_BINS = 128
+
+
+def _reader(input_name: str, rows: np.ndarray) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(_Rows, CalibrationDataReader):
+        pass
+
+    return Reader(input_name, rows)
+
+
+def entropy_ranges(
+    source: Path, input_name: str, rows: np.ndarray, work: Path
+) -> dict[str, tuple[float, float]]:
+    """Per activation tensor the KL-optimal symmetric range (2048-bin histogram, 128 quantized bins).
+
+    quantize_static's own Entropy method keeps onnxruntime's 128/128 bins, with which the threshold
+    search only ever returns the full range (minmax); the calibrator itself takes the bin counts.
+    """
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    calibrator = create_calibrator(
+        source,
+        list(QUANTIZED_OPS),
+        augmented_model_path=str(work / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options={
+            "num_bins": ENTROPY_BINS,
+            "num_quantized_bins": ENTROPY_QUANTIZED_BINS,
+            "symmetric": True,
+        },
+    )
+    calibrator.collect_data(_reader(input_name, rows))
+    data = calibrator.compute_data().data
+    out = {}
+    for name, value in data.items():
+        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in value.range_value)
+        out[name] = (lo, hi)
+    return out
+
+
 def to_int8(
     source: Path, out: Path, *, input_name: str, calib: np.ndarray | None, options: Int8Options
 ) -> None:
@@ -181,15 +225,23 @@ def to_int8(
             "precision int8 needs calibration data: the model folder has no samples.npz x_calib and the spec "
             "names no dataset (spec.model.source.dataset); add one, or choose fp16/fp32"
         )
-    from onnxruntime.quantization import CalibrationDataReader, quantize_static
-
-    class Reader(_Rows, CalibrationDataReader):
-        pass
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
 
     rows = calibration_rows(np.ascontiguousarray(calib, dtype=np.float32), options.rows)
     arguments = quantize_arguments(options)
     try:
-        with _quiet_root_warnings(), contextlib.redirect_stdout(io.StringIO()):  # histogram progress
-            quantize_static(str(source), str(out), Reader(input_name, rows), **arguments)
+        with (
+            _quiet_root_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),  # the histogram calibrators print progress
+            tempfile.TemporaryDirectory(prefix="trtforge-calibrate-") as tmp,
+        ):
+            if options.method == ENTROPY:
+                ranges = entropy_ranges(source, input_name, rows, Path(tmp))
+                overrides = {
+                    n: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for n, (lo, hi) in ranges.items()
+                }
+                arguments["extra_options"]["TensorQuantOverrides"] = overrides
+                arguments["calibrate_method"] = CalibrationMethod.MinMax  # ranges given: a cheap pass
+            quantize_static(str(source), str(out), _reader(input_name, rows), **arguments)
     except Exception as exc:  # onnxruntime raises assorted types for graphs it cannot quantize
         raise ConversionError(f"cannot quantize {source} to int8 (QDQ): {exc}") from exc

@@ -92,6 +92,33 @@ def test_int8_calibration_methods_keep_quality(
     assert report["method"] == method and report["rows"] == 256 and report["batch"] == 64
 
 
+def _activation_scales(path: Path) -> dict[str, float]:
+    model = onnx.load(str(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+
+def test_entropy_calibration_clips_where_minmax_does_not(
+    tmp_path: Path, model_dir: Path, samples: dict[str, np.ndarray]
+) -> None:
+    """entropy is TensorRT's 2048-bin / 128-level KL threshold search, not quantize_static's 128/128 bins
+    (with which it returns the minmax ranges): some activation range is narrower, none wider."""
+    scales = {}
+    for method in ("minmax", "entropy"):
+        out = precision.transform(
+            model_dir / "model.onnx",
+            "int8",
+            tmp_path / f"{method}.onnx",
+            input_name="pixels",
+            calib=samples["x_calib"],
+            options=precision.Int8Options(method=method),
+        )
+        scales[method] = _activation_scales(out)
+    assert scales["entropy"].keys() == scales["minmax"].keys() and scales["minmax"]
+    assert all(scales["entropy"][k] <= scales["minmax"][k] * (1 + 1e-6) for k in scales["minmax"])
+    assert any(scales["entropy"][k] < 0.99 * scales["minmax"][k] for k in scales["minmax"])
+
+
 def test_unknown_calibration_method(tmp_path: Path, model_dir: Path, samples: dict[str, np.ndarray]) -> None:
     with pytest.raises(ConversionError, match=r"calibration\.method 'median' is not one of minmax"):
         precision.transform(

@@ -14,7 +14,9 @@ with its `exit_code` like any other command. In the ModelDeployment's status (de
   the reconcile with exponential back-off.
 
 `SettingsError` stops the operator at start-up. `AutoscalingError` (and `MetricsError`) are reported by
-the autoscaling daemon, which logs them once and tries again at its next period; status is not touched.
+the autoscaling loop, which logs them once and tries again at the next tick; status is not touched. An
+hpa / keda child the cluster cannot make (no KEDA) keeps the ModelDeployment serving with `Degraded`
+(reason `AutoscalingUnavailable`).
 """
 
 from __future__ import annotations

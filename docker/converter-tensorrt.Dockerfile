@@ -3,9 +3,12 @@
 # on (the operator pins one Job per compute capability) and verifies it with pycuda.
 #   docker build -f docker/converter-tensorrt.Dockerfile -t REGISTRY/trtforge/converter-tensorrt:0.1.0 .
 # TENSORRT_VERSION must equal the server image's: a serialized engine only loads in the TensorRT that
-# built it. The tensorrt-cu13 wheels bring TensorRT's libraries; the CUDA base brings the CUDA runtime.
-ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13.0.2-devel-ubuntu24.04
-ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:13.0.2-runtime-ubuntu24.04
+# built it. The tensorrt-cuNN wheels bring TensorRT's libraries; the CUDA base brings the CUDA runtime.
+# CUDA 13 needs an R580+ driver on the GPU nodes; the CUDA 12 variant runs on R525+ (R535, R550, R570):
+#   docker build --build-arg CUDA_VERSION=12.9.1 ...   (NVIDIA's -cu12 wheels of the same versions)
+ARG CUDA_VERSION=13.0.2
+ARG CUDA_DEVEL_IMAGE=nvidia/cuda:${CUDA_VERSION}-devel-ubuntu24.04
+ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu24.04
 ARG TENSORRT_VERSION=11.4.0.106
 ARG PYCUDA_VERSION=2026.1
 
@@ -19,6 +22,7 @@ RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir whee
 
 FROM ${CUDA_RUNTIME_IMAGE} AS build
 ARG TENSORRT_VERSION
+ARG CUDA_VERSION
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -28,8 +32,9 @@ COPY docker/requirements.py docker/
 COPY --from=pycuda /wheels /wheels
 RUN python3 -m venv /opt/trtforge \
  && python3 docker/requirements.py engine s3 --with train:scikit-learn,fsspec \
-      --without tensorrt-rtx-cu13 > /tmp/requirements.txt \
- && /opt/trtforge/bin/pip install -r /tmp/requirements.txt "tensorrt-cu13==${TENSORRT_VERSION}" /wheels/pycuda-*.whl
+      --without tensorrt-rtx-cu13 --cuda "${CUDA_VERSION%%.*}" > /tmp/requirements.txt \
+ && /opt/trtforge/bin/pip install -r /tmp/requirements.txt "tensorrt-cu${CUDA_VERSION%%.*}==${TENSORRT_VERSION}" \
+      /wheels/pycuda-*.whl
 COPY runtime/ runtime/
 COPY operator/ operator/
 RUN /opt/trtforge/bin/pip install --no-deps .

@@ -3,8 +3,11 @@
 # runtime for RTX engines, and onnxruntime as the CPU fallback. Port 8080 (V2 REST, /metrics), 8081 (gRPC).
 #   docker build -f docker/server.Dockerfile -t REGISTRY/trtforge/server:0.1.0 .
 # TENSORRT_VERSION must equal the converter-tensorrt image's (engines are tied to the TensorRT version).
-ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13.0.2-devel-ubuntu24.04
-ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:13.0.2-runtime-ubuntu24.04
+# CUDA 13 needs an R580+ driver on the GPU nodes; the CUDA 12 variant runs on R525+ (R535, R550, R570):
+#   docker build --build-arg CUDA_VERSION=12.9.1 ...   (NVIDIA's -cu12 wheels of the same versions)
+ARG CUDA_VERSION=13.0.2
+ARG CUDA_DEVEL_IMAGE=nvidia/cuda:${CUDA_VERSION}-devel-ubuntu24.04
+ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu24.04
 ARG TENSORRT_VERSION=11.4.0.106
 ARG PYCUDA_VERSION=2026.1
 
@@ -17,6 +20,7 @@ RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir whee
 
 FROM ${CUDA_RUNTIME_IMAGE} AS build
 ARG TENSORRT_VERSION
+ARG CUDA_VERSION
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
@@ -26,8 +30,10 @@ COPY docker/requirements.py docker/
 COPY --from=pycuda /wheels /wheels
 # serve + s3 extras, the TensorRT-RTX runtime of the engine extra, the TensorRT runtime, pycuda
 RUN python3 -m venv /opt/trtforge \
- && python3 docker/requirements.py serve s3 --with engine:tensorrt-rtx-cu13 > /tmp/requirements.txt \
- && /opt/trtforge/bin/pip install -r /tmp/requirements.txt "tensorrt-cu13==${TENSORRT_VERSION}" /wheels/pycuda-*.whl
+ && python3 docker/requirements.py serve s3 --with engine:tensorrt-rtx-cu13 --cuda "${CUDA_VERSION%%.*}" \
+      > /tmp/requirements.txt \
+ && /opt/trtforge/bin/pip install -r /tmp/requirements.txt "tensorrt-cu${CUDA_VERSION%%.*}==${TENSORRT_VERSION}" \
+      /wheels/pycuda-*.whl
 COPY runtime/ runtime/
 COPY operator/ operator/
 RUN /opt/trtforge/bin/pip install --no-deps . && /opt/trtforge/bin/trtforge serve --help >/dev/null

@@ -55,15 +55,23 @@ def extra_requirements(extras: list[str], optional: dict[str, list[str]], base: 
     return sorted(dict.fromkeys(out), key=str.lower)
 
 
+CUDA_MAJORS = ("13", "12")  # the images' default CUDA and their CUDA 12 variant (--build-arg)
+
+
 def dockerfile_calls() -> dict[str, list[str]]:
-    """`docker/requirements.py` argument lists, by image, as the Dockerfiles run them."""
+    """`docker/requirements.py` argument lists, by image, as the Dockerfiles run them (a call that
+    takes the CUDA major from a build arg once per CUDA variant)."""
     calls: dict[str, list[str]] = {}
     for path in sorted(DOCKER.glob("*.Dockerfile")):
         joined = path.read_text().replace("\\\n", " ")
         for i, m in enumerate(re.finditer(r"python3? docker/requirements\.py ([^>&]+?)\s*>", joined)):
-            calls[f"image {path.name.removesuffix('.Dockerfile')}" + (f" #{i + 1}" if i else "")] = (
-                shlex.split(m.group(1))
-            )
+            name = f"image {path.name.removesuffix('.Dockerfile')}" + (f" #{i + 1}" if i else "")
+            argv = shlex.split(m.group(1))
+            if not any("${" in a for a in argv):
+                calls[name] = argv
+                continue
+            for major in CUDA_MAJORS:
+                calls[f"{name} (CUDA {major})"] = [major if "${" in a else a for a in argv]
     return calls
 
 

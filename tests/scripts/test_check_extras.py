@@ -27,6 +27,10 @@ def test_combinations_cover_each_extra_the_documented_sets_and_every_image() -> 
     images = {n for n in combos if n.startswith("image ")}
     dockerfiles = {p.name.removesuffix(".Dockerfile") for p in (REPO / "docker").glob("*.Dockerfile")}
     assert {n.split()[1] for n in images} == dockerfiles
+    assert (
+        "image server (CUDA 12)" in combos
+        and "tensorrt-rtx-cu12==1.7.1.116" in combos["image server (CUDA 12)"]
+    )
     operator_s3 = {r.split("==")[0].lower() for r in combos["[operator,s3]"]}
     assert {"kopf", "kubernetes", "s3fs"} <= operator_s3
 

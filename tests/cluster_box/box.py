@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import random
 import shutil
 import subprocess
 import threading
@@ -75,7 +76,11 @@ class ClusterBox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.net: _Net | None = None
-        self.proxies = ServiceProxies()
+        # loopback networks of this box: pods 127.42.N.x, Services 127.43.N.x, N random so that boxes of
+        # test processes running side by side on one machine do not share addresses
+        n = random.randrange(256)
+        self.pod_network, self.service_network = f"127.42.{n}", f"127.43.{n}"
+        self.proxies = ServiceProxies(self.service_network)
         self.jobs = JobController()
         self.deployments = DeploymentController()
         self.endpoints = EndpointsController()
@@ -87,7 +92,7 @@ class ClusterBox:
         self.root.mkdir(parents=True, exist_ok=True)
         shim = build_shim(self.root)
         self.net = _Net()
-        self.kubelet = Kubelet(self.root, shim, self.net.submit)
+        self.kubelet = Kubelet(self.root, shim, self.net.submit, self.pod_network)
         self._thread = threading.Thread(target=self._main, name="cluster-box", daemon=True)
         self._thread.start()
         return self

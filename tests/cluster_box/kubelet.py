@@ -48,9 +48,9 @@ Submit = Callable[[Coroutine[Any, Any, None]], "concurrent.futures.Future[None]"
 
 
 class AddressPool:
-    """Pod IPs 127.42.0.2-254: each pod its own loopback address, reused last."""
+    """Pod IPs PREFIX.2-254 (127.42.N.x): each pod its own loopback address, reused last."""
 
-    def __init__(self, prefix: str = "127.42.0") -> None:
+    def __init__(self, prefix: str) -> None:
         self.free = [f"{prefix}.{i}" for i in range(2, 255)]
 
     def take(self) -> str:
@@ -107,12 +107,14 @@ def _ready_condition(containers: list[ContainerRun]) -> bool:
 
 
 class Kubelet:
-    def __init__(self, root: Path, shim: Path, submit: Submit, images: Images | None = None) -> None:
+    def __init__(
+        self, root: Path, shim: Path, submit: Submit, pod_network: str, images: Images | None = None
+    ) -> None:
         self.root = root
         self.shim = shim
         self.submit = submit
         self.images = images or Images()
-        self.addresses = AddressPool()
+        self.addresses = AddressPool(pod_network)
         self.pods: dict[str, PodRun] = {}
         self.events: list[str] = []  # what a `kubectl describe` would show, for failure messages
 

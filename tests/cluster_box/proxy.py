@@ -84,7 +84,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class ServiceProxies:
     """Service (namespace, name) -> loopback address; (address, port) -> PortProxy. Runs on one loop."""
 
-    def __init__(self, prefix: str = "127.42.1") -> None:
+    def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.addresses: dict[tuple[str, str], str] = {}
         self.ports: dict[tuple[str, int], PortProxy] = {}

@@ -166,7 +166,7 @@ def test_the_service_balances_over_ready_pods_and_refuses_without(box: tuple[Kub
     address = cbox.service_address(NS, "web")
     names = {p["metadata"]["name"] for p in kube.pods(NS)}
     ips = {p["status"]["podIP"] for p in kube.pods(NS)}
-    assert len(ips) == 2 and all(ip.startswith("127.42.0.") for ip in ips)
+    assert len(ips) == 2 and all(ip.startswith(cbox.pod_network + ".") for ip in ips)
     seen = cbox.wait_for(lambda: {get(address) for _ in range(6)} == names or None, 20, "both pods to answer")
     assert seen
     endpoints = kube.get("v1", "Endpoints", "web", NS) or {}

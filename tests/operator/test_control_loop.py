@@ -199,3 +199,16 @@ def test_without_leader_election_the_operator_acts_at_once_and_writes_no_lease(
         assert cluster.list("coordination.k8s.io/v1", "Lease", "default") == []
     finally:
         op.stop()
+
+
+def test_keda_mode_without_keda_serves_degraded_then_heals(cluster: Kube, operator: Any) -> None:
+    cluster.apply(digits(**{"serving.autoscaling.mode": "keda"}))
+    obj = drive_to_ready(cluster)  # the Deployment serves meanwhile
+    deg = conditions(obj)["Degraded"]
+    assert deg["status"] == "True" and deg["reason"] == "AutoscalingUnavailable", deg
+    assert "KEDA" in deg["message"]
+    cluster.install_keda_crd()
+    cluster.patch(*MD, "digits", {"metadata": {"annotations": {"touch": "1"}}}, NS)  # any event
+    scaled_object = ("keda.sh/v1alpha1", "ScaledObject", "digits-predictor", NS)
+    cluster.wait_for(lambda: cluster.get(*scaled_object), message="ScaledObject")
+    cluster.wait_for(lambda: conditions(md(cluster))["Degraded"]["status"] == "False", message="healed")

@@ -278,12 +278,11 @@ class Kubelet:
                         "message": f"back-off {int(delay)}s restarting failed container={crun.name} "
                         f"pod={run.name}",
                     }
-            if (
-                crun.waiting
-                and crun.waiting.get("reason") == "CrashLoopBackOff"
-                and time.monotonic() >= crun.restart_at
+            waiting = (crun.waiting or {}).get("reason")
+            if waiting == "CreateContainerConfigError" or (
+                waiting == "CrashLoopBackOff" and time.monotonic() >= crun.restart_at
             ):
-                self._start(api, pod, run, crun)
+                self._start(api, pod, run, crun)  # the kubelet retries a missing ConfigMap/Secret key too
         self._sync_logs(api, run)
         self._write(api, pod, run)
         finished = all(c.terminated is not None and c.process is None for c in run.containers)

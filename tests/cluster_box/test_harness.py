@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_box.api import Api
 from cluster_box.box import ClusterBox
-from cluster_box.containers import expand, termination_message
+from cluster_box.containers import ContainerConfigError, expand, spec_env, termination_message
 from cluster_box.deployments import surge_and_unavailable
 from cluster_box.images import IMAGE_VENV, ImagePullError, Images, image_name
 from cluster_box.volumes import PathMap
@@ -44,6 +45,67 @@ def test_paths_are_rewritten_at_path_boundaries_only() -> None:
         assert paths.rewrite(untouched) == untouched
     assert paths.host("/etc/trtforge/modeldeployment.yaml") == "/host/cfg/modeldeployment.yaml"
     assert paths.host("/etc/trtforg/modeldeployment.yaml") is None
+
+
+def test_environment_resolves_like_the_kubelet(tmp_path: Path) -> None:
+    thread, kube = start_kube(tmp_path)
+    try:
+        kube.create_namespace(NS)
+        meta = {"namespace": NS}
+        kube.create(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", **meta}, "data": {"A": "1"}}
+        )
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s", **meta},
+            "data": {"K": "c2Vj"},
+        }
+        kube.create(secret)
+        pod = {
+            "metadata": {"name": "p", "namespace": NS, "uid": "u", "labels": {"app": "x"}},
+            "spec": {"nodeName": "n"},
+            "status": {"podIP": "127.42.7.9"},
+        }
+        container = {
+            "name": "c",
+            "resources": {"limits": {"cpu": "1500m", "memory": "1Gi"}},
+            "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}, {"secretRef": {"name": "s"}}],
+            "env": [
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {
+                    "name": "MEM",
+                    "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                },
+                {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "K"}}},
+                {
+                    "name": "OPT",
+                    "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "B", "optional": True}},
+                },
+                {"name": "URL", "value": "http://$(IP):8080/$(CM_A)"},
+            ],
+        }
+        env = kube.call(lambda emu: spec_env(Api(emu), pod, container))
+        assert env == {
+            "CM_A": "1",
+            "K": "sec",
+            "IP": "127.42.7.9",
+            "APP": "x",
+            "CPU": "2",
+            "MEM": "1024",
+            "KEY": "sec",
+            "URL": "http://127.42.7.9:8080/1",
+        }
+        missing = {
+            "name": "c",
+            "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "nope"}}}],
+        }
+        with pytest.raises(ContainerConfigError, match="couldn't find key nope in Secret box/s"):
+            kube.call(lambda emu: spec_env(Api(emu), pod, missing))
+    finally:
+        thread.stop()
 
 
 def test_dollar_expansion_follows_kubernetes() -> None:

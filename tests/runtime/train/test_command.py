@@ -105,7 +105,9 @@ def test_trains_and_writes_every_artifact(
     for batch in (1, 7, 360):
         x = samples["x_test"][:batch]
         got = session.run(["probabilities"], {"pixels": x})[0]
-        want = saved.serve(tf.constant(x)).numpy()
+        served = saved.serve(tf.constant(x))  # the SavedModel keeps the trained output name
+        assert set(served) == {"probabilities"}
+        want = served["probabilities"].numpy()
         assert got.shape == (batch, 10)
         np.testing.assert_allclose(got, want, atol=1e-5)
     accuracy = float(
@@ -397,12 +399,14 @@ def test_bad_input_is_named(
         (
             {"d.npz": {"pixels": np.zeros((20, 3)), "y": np.zeros(20)}},
             {},
-            "features key 'x' not in the archive; available keys: pixels, y",
+            "features key 'x' not in the archive (set spec.model.train.dataset.features); "
+            "available keys: pixels, y",
         ),
         (
             {"d.csv": "a,b,y\n1,2,0\n"},
             {"label": "klass"},
-            "label column 'klass' not in the CSV header; columns: a, b, y",
+            "label column 'klass' (spec.model.train.dataset.label) is not in the CSV header; "
+            "columns: a, b, y",
         ),
     ],
 )

@@ -115,7 +115,10 @@ class LeaderElector:
         was_leader = self.is_leader
         self._lose("shutting down")
         if release and was_leader:
-            await self.release()
+            try:  # an unreachable API server must not eat the pod's termination grace period
+                await asyncio.wait_for(self.release(), timeout=self.config.renew_deadline)
+            except TimeoutError:
+                log.warning("leader election: Lease %s not released (no answer); it expires", self._where)
 
     async def run(self) -> None:
         while True:

@@ -74,6 +74,8 @@ class DataPlane:
         self.models: dict[str, ServedModel] = {}
         self.draining = False
         self.inflight = 0
+        # with several worker processes: whether the others are ready too (set by the worker)
+        self.peers_ready: Callable[[], bool] | None = None
         # prometheus-client's labels() costs microseconds per call: resolve each child once
         self._children: dict[tuple[str, ...], Any] = {}
 
@@ -105,19 +107,23 @@ class DataPlane:
         return model
 
     # ---------------------------------------------------------------------------------------- health/meta
-    async def live(self) -> bool:
+    # Synchronous (no I/O): REST answers them inside its parser callback, gRPC from its handlers.
+    def live(self) -> bool:
         return True
 
-    async def ready(self) -> bool:
-        return not self.draining and bool(self.models) and all(m.ready for m in self.models.values())
+    def ready(self) -> bool:
+        """Every model ready and no SIGTERM seen (with workers: every worker's models ready)."""
+        if self.draining or not self.models or not all(m.ready for m in self.models.values()):
+            return False
+        return self.peers_ready is None or self.peers_ready()
 
-    async def server_metadata(self) -> dict[str, Any]:
+    def server_metadata(self) -> dict[str, Any]:
         return {"name": self.server_name, "version": self.server_version, "extensions": list(EXTENSIONS)}
 
-    async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         return self.get_model(name, version).metadata.to_json()
 
-    async def model_ready(self, name: str, version: str | None = None) -> bool:
+    def model_ready(self, name: str, version: str | None = None) -> bool:
         return not self.draining and self.get_model(name, version).ready
 
     # --------------------------------------------------------------------------------------------- infer

@@ -46,27 +46,27 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
     async def ServerLive(self, request: Any, context: aio.ServicerContext) -> Any:
-        return pb.ServerLiveResponse(live=await self.dataplane.live())
+        return pb.ServerLiveResponse(live=self.dataplane.live())
 
     async def ServerReady(self, request: Any, context: aio.ServicerContext) -> Any:
-        return pb.ServerReadyResponse(ready=await self.dataplane.ready())
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
     async def ModelReady(self, request: Any, context: aio.ServicerContext) -> Any:
         try:
-            ready = await self.dataplane.model_ready(request.name, request.version or None)
+            ready = self.dataplane.model_ready(request.name, request.version or None)
         except Exception as exc:
             await self._fail(context, exc, "ModelReady")
         return pb.ModelReadyResponse(ready=ready)
 
     async def ServerMetadata(self, request: Any, context: aio.ServicerContext) -> Any:
-        meta = await self.dataplane.server_metadata()
+        meta = self.dataplane.server_metadata()
         return pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=list(meta.get("extensions", []))
         )
 
     async def ModelMetadata(self, request: Any, context: aio.ServicerContext) -> Any:
         try:
-            meta = await self.dataplane.model_metadata(request.name, request.version or None)
+            meta = self.dataplane.model_metadata(request.name, request.version or None)
         except Exception as exc:
             await self._fail(context, exc, "ModelMetadata")
 

@@ -21,16 +21,18 @@ import numpy as np
 from trtforge_runtime.errors import NotReadyError, TrtforgeError
 from trtforge_runtime.serve.app import LoadedModel, declared_metadata, load_model, read_engine_doc
 from trtforge_runtime.serve.dataplane import DataPlane, ServedModel
+from trtforge_runtime.serve.http1 import HttpProtocol
 from trtforge_runtime.serve.metrics import ServeMetrics
-from trtforge_runtime.serve.rest import HttpProtocol, RestApp
+from trtforge_runtime.serve.rest import Limits, RestApp
 from trtforge_runtime.serve.settings import ServeSettings
 
 log = logging.getLogger("trtforge.serve")
 
 
 class Server:
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, *, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port  # one of several worker processes on the same port
         self.metrics = ServeMetrics()
         self.dataplane = DataPlane(self.metrics, request_timeout=settings.request_timeout_seconds)
         self.doc = read_engine_doc(settings.engine_dir)
@@ -46,13 +48,21 @@ class Server:
             )
         )
         self.rest = RestApp(
-            self.dataplane, max_body_bytes=settings.max_body_bytes, idle_timeout=settings.idle_timeout_seconds
+            self.dataplane,
+            idle_timeout=settings.idle_timeout_seconds,
+            limits=Limits(
+                max_body_bytes=settings.max_body_bytes,
+                max_header_bytes=settings.max_header_bytes,
+                header_timeout=settings.header_timeout_seconds,
+                body_timeout=settings.body_timeout_seconds,
+            ),
         )
         self.port: int | None = None
         self.grpc_port: int | None = None
         self.loaded: LoadedModel | None = None
         self.load_error: TrtforgeError | None = None
         self.stopping = asyncio.Event()
+        self.interrupted = False  # SIGINT (Ctrl-C): stop without the shutdown delay
         self._http: asyncio.Server | None = None
         self._grpc: Any = None
         self._load_task: asyncio.Task[None] | None = None
@@ -66,7 +76,12 @@ class Server:
         s = self.settings
         try:
             self._http = await loop.create_server(
-                lambda: HttpProtocol(self.rest), s.host, s.port, reuse_address=True, backlog=2048
+                lambda: HttpProtocol(self.rest),
+                s.host,
+                s.port,
+                reuse_address=True,
+                reuse_port=self.reuse_port,
+                backlog=2048,
             )
         except OSError as exc:
             raise TrtforgeError(f"cannot listen on {s.host}:{s.port}: {exc.strerror or exc}") from None
@@ -112,7 +127,9 @@ class Server:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if not self.stopping.is_set():
-            log.info("%s: not ready; draining in-flight requests", sig.name)
+            self.interrupted = sig == signal.SIGINT
+            delay = 0.0 if self.interrupted else self.settings.shutdown_delay_seconds
+            log.info("%s: not ready; serving %g s more, then draining in-flight requests", sig.name, delay)
             self.dataplane.begin_drain()
             self.stopping.set()
 
@@ -120,7 +137,7 @@ class Server:
     async def shutdown(self) -> None:
         s = self.settings
         self.dataplane.begin_drain()
-        if s.shutdown_delay_seconds and self.load_error is None:
+        if s.shutdown_delay_seconds and self.load_error is None and not self.interrupted:
             await asyncio.sleep(s.shutdown_delay_seconds)
         self.rest.closing = True
         self.rest.stop_sweeper()

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from trtforge_runtime.errors import ManifestError
 
 ENV_PREFIX = "TRTFORGE_"
+# After SIGTERM a pod keeps serving this long (not ready) by default: kube-proxy, ingress controllers and
+# service meshes learn that the pod's endpoint is gone a few seconds after the kubelet signals it.
+POD_SHUTDOWN_DELAY = 5.0
 
 
 class ServeSettings(BaseModel):
@@ -39,6 +42,25 @@ class ServeSettings(BaseModel):
     max_queue_size: int = Field(default=1024, ge=1, le=1_000_000)
     request_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Larger requests get 413.")
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Request line + headers; a longer target gets 414, a longer head 431.",
+    )
+    header_timeout_seconds: float = Field(
+        default=5.0, gt=0.0, le=3600.0, description="From a request's first byte to its last header (408)."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0.0, le=3600.0, description="Longest pause inside a request body (408)."
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description="Server processes sharing the port (SO_REUSEPORT), one model copy each "
+        "(default: the container's CPU limit, else the CPUs this process may use).",
+    )
     idle_timeout_seconds: float = Field(
         default=75.0,
         ge=0.0,
@@ -49,7 +71,8 @@ class ServeSettings(BaseModel):
         default=0.0,
         ge=0.0,
         le=300.0,
-        description="After SIGTERM: keep serving (not ready) this long so endpoints drop the pod first.",
+        description="After SIGTERM: keep serving (not ready) this long so endpoints drop the pod first "
+        f"(default {POD_SHUTDOWN_DELAY:g} s in a Kubernetes pod, 0 elsewhere).",
     )
     drain_timeout_seconds: float = Field(
         default=30.0, ge=0.0, le=3600.0, description="Longest wait for in-flight requests after SIGTERM."
@@ -88,6 +111,8 @@ class ServeSettings(BaseModel):
                 max_queue_size=serving.batching.max_queue_size,
                 request_timeout_seconds=serving.request_timeout_seconds,
             )
+        if env.get("KUBERNETES_SERVICE_HOST"):  # in a pod: wait for the endpoints to drop us
+            values["shutdown_delay_seconds"] = POD_SHUTDOWN_DELAY
         for field in cls.model_fields:
             raw = env.get(ENV_PREFIX + field.upper())
             if raw is not None and raw != "":
@@ -100,6 +125,7 @@ class ServeSettings(BaseModel):
                 "port": "port",
                 "grpc_port": "grpc_port",
                 "backend": "backend",
+                "workers": "workers",
             }
             for flag, field in flags.items():
                 value = getattr(args, flag, None)

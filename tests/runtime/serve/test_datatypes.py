@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from trtforge_runtime.serve.dataplane import DataPlane, ServedModel
-from trtforge_runtime.serve.rest import HttpProtocol, RestApp
+from trtforge_runtime.serve.http1 import HttpProtocol
+from trtforge_runtime.serve.rest import RestApp
 from trtforge_runtime.serve.types import ModelMetadata, TensorSpec
 
 TYPES = {

@@ -361,6 +361,7 @@ class DigitsLoop:
         return (self.status().get("serving") or {}).get("revision")
 
     def children(self) -> dict[str, list[str]]:
+        """The ModelDeployment's objects by kind (the operator labels all of them and their pod templates)."""
         out: dict[str, list[str]] = {}
         for api, kind in (
             ("batch/v1", "Job"),
@@ -373,7 +374,7 @@ class DigitsLoop:
             names = [
                 o["metadata"]["name"]
                 for o in self.c.objects(api, kind)
-                if kind in ("Pod", "ReplicaSet") or (o["metadata"].get("labels") or {}).get(MD_LABEL) == NAME
+                if (o["metadata"].get("labels") or {}).get(MD_LABEL) == NAME  # pods and RS: template labels
             ]
             if names:
                 out[kind] = names

@@ -3,6 +3,9 @@
 HTTP (V2 REST + /metrics) on 8080, gRPC on 8081; readiness on /v2/health/ready (the runtime is ready only
 once its engine loaded and reproduced the reference sample), liveness on /v2/health/live, a startup probe
 that gives engine loading time; Prometheus scrape annotations; RollingUpdate from spec.serving.rollout.
+One server process per whole CPU of the limit (TRTFORGE_WORKERS); on SIGTERM the runtime fails readiness
+at once and keeps serving for a shutdown delay before it drains (no preStop hook needed), and the grace
+period outlasts delay + drain.
 
 Replicas: with autoscaling disabled the Deployment runs spec.serving.replicas (which `kubectl scale md`
 sets through the scale subresource). With autoscaling enabled (any mode) the autoscaler owns the count:
@@ -14,6 +17,7 @@ whatever spec.serving.autoscaling says (`autoscaling_active` is False; status sa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from trtforge_operator import labels, naming, podsecurity
@@ -34,6 +38,27 @@ COMPONENT = "predictor"
 HTTP_PORT = 8080
 GRPC_PORT = 8081
 CONTAINER = "server"
+# SIGTERM -> not ready at once, serve SHUTDOWN_DELAY_SECONDS more (kube-proxy, ingress controllers and meshes
+# drop the endpoint meanwhile), then drain in-flight requests for at most the request timeout; the grace
+# period covers both plus GRACE_MARGIN_SECONDS, so the kubelet's SIGKILL never cuts a request short.
+SHUTDOWN_DELAY_SECONDS = 5
+GRACE_MARGIN_SECONDS = 5
+
+
+def cpu_workers(cpu: str | int | float) -> int:
+    """Server processes for a CPU limit: whole cores, at least one (as the runtime's own default)."""
+    text = str(cpu).strip()
+    try:
+        cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return 1
+    return max(1, math.floor(cores + 1e-9))
+
+
+def shutdown_timing(plan: Plan) -> tuple[int, int, int]:
+    """(shutdown delay, drain timeout, terminationGracePeriodSeconds) of the serving pods."""
+    drain = math.ceil(plan.spec.serving.request_timeout_seconds)
+    return SHUTDOWN_DELAY_SECONDS, drain, SHUTDOWN_DELAY_SECONDS + drain + GRACE_MARGIN_SECONDS
 
 
 def autoscaling_active(plan: Plan) -> bool:
@@ -73,6 +98,7 @@ def pod_template(plan: Plan) -> dict[str, Any]:
         "-f",
         f"{CONFIG_DIR}/{MANIFEST_KEY}",
     ]
+    delay, drain, grace = shutdown_timing(plan)
     ports = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
     if serving.grpc:
         ports.append({"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"})
@@ -87,6 +113,9 @@ def pod_template(plan: Plan) -> dict[str, Any]:
             {"name": "HOME", "value": "/tmp"},
             {"name": "TRTFORGE_MODELDEPLOYMENT", "value": plan.owner.name},
             {"name": "TRTFORGE_REVISION", "value": plan.serving},
+            {"name": "TRTFORGE_SHUTDOWN_DELAY_SECONDS", "value": str(delay)},
+            {"name": "TRTFORGE_DRAIN_TIMEOUT_SECONDS", "value": str(drain)},
+            {"name": "TRTFORGE_WORKERS", "value": str(cpu_workers(serving.resources.cpu))},
         ],
         "resources": resources(serving.resources),
         "readinessProbe": {
@@ -115,7 +144,7 @@ def pod_template(plan: Plan) -> dict[str, Any]:
     spec: dict[str, Any] = {
         **pod_basics(plan),
         **placement(plan, gpu=serving.resources.gpus > 0),
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": grace,
         "containers": [container],
         "volumes": [
             config_volume(naming.config_map_name(plan.owner.name, STAGE, plan.serving)),

@@ -93,6 +93,8 @@ def helm_install_args(settings: E2ESettings) -> list[str]:
     args += ["--set", f"workloadImages.pullPolicy={settings.image_pull_policy}"]
     args += ["--set", f"watchNamespaces={{{settings.namespace}}}"]
     args += ["--set", "replicas=2"]  # HA: one leader on the Lease, one standby (test_operator_replicas_...)
+    if settings.apply_crd:  # the run applied the repository's CRD itself: the release must not own it
+        args += ["--set", "crds.enabled=false"]
     return args + settings.helm_args
 
 

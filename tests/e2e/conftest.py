@@ -87,7 +87,8 @@ def cluster(e2e_settings: E2ESettings, tmp_path_factory: pytest.TempPathFactory)
 def release(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """The chart installed into a fresh namespace; uninstalled and the namespace deleted afterwards."""
     settings = cluster.settings
-    # The chart's crds/ are installed only when absent: apply the current CRD so an old one is not tested.
+    # Apply the repository's CRD (the release then leaves it alone, crds.enabled=false): a CRD kept from
+    # another release would otherwise block the install, and an old one would be tested.
     if settings.apply_crd:
         cluster.kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     try:

@@ -16,7 +16,14 @@ from e2e.e2elib import MD_LABEL, get_path, port_forward, wait_for
 
 pytestmark = pytest.mark.e2e
 
-COLUMNS = ["NAME", "PHASE", "ACCURACY", "ENGINE", "READY", "URL", "AGE"]
+COLUMNS = ["NAME", "PHASE", "REASON", "ACCURACY", "ENGINE", "READY", "URL", "AGE"]
+
+
+def _cells(header: str, line: str) -> dict[str, str]:
+    """A kubectl table row by column (an empty cell, such as REASON of a Ready object, stays empty)."""
+    starts = [header.index(column) for column in COLUMNS]
+    ends = [*starts[1:], None]
+    return {c: line[s:e].strip() for c, s, e in zip(COLUMNS, starts, ends, strict=True)}
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +99,8 @@ def test_kubectl_get_md_columns(cluster: Cluster, model_deployment: dict[str, An
     name = model_deployment["metadata"]["name"]
     out = cluster.kubectl.run("get", "md", name, "-n", cluster.namespace).stdout.splitlines()
     assert out[0].split() == COLUMNS, out
-    row = dict(zip(COLUMNS, out[1].split(), strict=True))
+    row = _cells(out[0], out[1])
+    assert row["REASON"] == ""  # only a Failed object has a reason
     status = model_deployment["status"]
     assert row["NAME"] == name
     assert row["PHASE"] == "Ready"

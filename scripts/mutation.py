@@ -189,7 +189,7 @@ def run_module(name: str, module: Module, args: argparse.Namespace) -> dict[str,
         statuses = {m["name"]: m["status"] for m in map(RESULT_LINE.match, listed.splitlines()) if m}
         if not statuses:
             raise SystemExit(f"mutation: mutmut made no mutant of {module.files}:\n{run.stdout[-4000:]}")
-        survivors = sorted(n for n, s in statuses.items() if s != "killed")
+        survivors = sorted(n for n, s in statuses.items() if s not in DETECTED)
         details = {
             n: subprocess.run(["mutmut", "show", n], cwd=root, env=env, capture_output=True, text=True).stdout
             for n in survivors
@@ -220,8 +220,14 @@ def diff_lines(show: str) -> str:
     return " | ".join(" ".join(ln.split()) for ln in out)
 
 
+# A mutant is detected when a test fails on it, or when the tests hang on it (mutmut's time-out: a CI
+# run would time out too). Every other status (survived, no tests, suspicious...) is a survivor.
+DETECTED = ("killed", "timeout")
+
+
 def survived(entry: dict[str, object]) -> int:
-    return len(entry["survivors"])  # type: ignore[arg-type]
+    counts: dict[str, int] = entry["counts"]  # type: ignore[assignment]
+    return sum(n for status, n in counts.items() if status not in DETECTED)
 
 
 def record(
@@ -253,8 +259,9 @@ def record(
                 ", ".join(f"`{f.rsplit('/', 1)[-1]}`" for f in entry["files"]),  # type: ignore[union-attr]
                 str(total),
                 str(killed),
+                str(counts.get("timeout", 0)),
                 str(survived(entry)),
-                f"{100.0 * killed / total:.1f} %",
+                f"{100.0 * (total - survived(entry)) / total:.1f} %",
                 str(survived(before[name])) if name in before else "",
             ]
         )
@@ -267,7 +274,16 @@ def record(
         runs=1,
         tables={
             "modules": {
-                "columns": ["module", "files", "mutants", "killed", "survived", "score", "survived before"],
+                "columns": [
+                    "module",
+                    "files",
+                    "mutants",
+                    "killed",
+                    "timed out",
+                    "survived",
+                    "detected",
+                    "survived before",
+                ],
                 "rows": rows,
             }
         },

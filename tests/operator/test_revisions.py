@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from conftest import plan
 from trtforge_operator import labels
+from trtforge_operator.plan import Plan
 from trtforge_operator.revisions import stale_config_maps, superseded_jobs
 
 
@@ -17,8 +18,8 @@ def job(name: str, stage: str, done: str | None = None, deleting: bool = False) 
     return {"metadata": meta, "status": status}
 
 
-def test_only_running_stage_jobs_of_other_revisions_are_superseded() -> None:
-    p = plan()
+def test_only_running_stage_jobs_of_other_revisions_are_superseded(make_plan: Callable[[], Plan]) -> None:
+    p = make_plan()
     current = p.train_job
     jobs = {
         current: job(current, "train"),

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from trtforge_operator import handlers
 
-    handlers.register_child_watches(settings)
+    handlers.register_autoscaler_watches(settings)
 
     kopf_main.main(args=argv, prog_name="trtforge operator", standalone_mode=False)
     return 0

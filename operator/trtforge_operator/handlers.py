@@ -118,21 +118,27 @@ async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, *
     runtime.controller.trigger(key)
 
 
+for _group, _version, _plural in CHILD_KINDS:
+    if _plural != "deployments":  # (its handler above also feeds the autoscaler's cache)
+        kopf.on.event(_group, _version, _plural, labels=CHILD_FILTER, id=f"{_plural}-event")(child_event)
+
 AUTOSCALER_CHILD_KINDS = {
     "hpa": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "keda": ("keda.sh", "v1alpha1", "scaledobjects"),
 }
 
 
-def register_child_watches(settings: OperatorSettings, registry: kopf.OperatorRegistry | None = None) -> None:
-    """Watch every owned kind; the hpa / keda children only where that mode is served (their RBAC and,
-    for KEDA, a CRD that kopf starts watching once it appears). `trtforge operator` calls this before
-    kopf starts, with the settings it validated."""
+def register_autoscaler_watches(
+    settings: OperatorSettings, registry: kopf.OperatorRegistry | None = None
+) -> None:
+    """Watch the hpa / keda children only where that mode is served (their RBAC and, for KEDA, a CRD
+    that kopf starts watching once it appears). `trtforge operator` calls this before kopf starts, with
+    the settings it validated (settings are never read at import time)."""
+    if not settings.autoscaler_enabled:
+        return
     registry = registry or kopf.get_default_registry()
-    kinds = [k for k in CHILD_KINDS if k[2] != "deployments"]
-    if settings.autoscaler_enabled:
-        kinds += [AUTOSCALER_CHILD_KINDS[m] for m in settings.autoscaler_modes]
-    for group, version, plural in kinds:
+    for mode in settings.autoscaler_modes:
+        group, version, plural = AUTOSCALER_CHILD_KINDS[mode]
         kopf.on.event(group, version, plural, labels=CHILD_FILTER, id=f"{plural}-event", registry=registry)(
             child_event
         )

@@ -58,7 +58,7 @@ MODULES: dict[str, Module] = {
     ),
     "batcher": Module(
         ("trtforge_runtime/serve/batcher.py",),
-        ("tests/runtime/serve/test_batcher.py",),
+        ("tests/runtime/serve/test_batcher*.py",),
     ),
     "autoscaler": Module(
         ("trtforge_operator/autoscaling/algorithm.py",),

@@ -26,7 +26,9 @@ def test_digits_loop_on_the_cluster(cluster: Cluster, release: str) -> None:
     # 1 CPU per serving pod in the example: a 4-CPU kind node fits 2 replicas (+1 during a rollout)
     loop.max_replicas = int(os.environ.get("TRTFORGE_E2E_LOOP_MAX_REPLICAS", "2"))
     with loop:
-        report = run_loop(loop)
-    print(json.dumps({k: v for k, v in report.items() if k != "timeline"}, indent=1))
+        try:
+            report = run_loop(loop)
+        finally:  # the figures also when a step failed
+            print(json.dumps({k: v for k, v in loop.report.items() if k != "timeline"}, indent=1))
     for step in ("scale-down", "rollout", "after gate failure"):
         assert report["requests"][step]["failed"] == 0, (step, report["requests"][step])

@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="REST port (V2 and /metrics)")
     p.add_argument("--grpc-port", type=int, default=8081, help="gRPC port (0 disables gRPC)")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes sharing the ports, one model copy each "
+        "(default: $TRTFORGE_WORKERS, else the container's CPU limit in whole cores)",
+    )
+    p.add_argument(
         "--backend",
         choices=["auto", "tensorrt", "tensorrt-rtx", "onnxruntime"],
         default="auto",

@@ -2,7 +2,8 @@
 
 Reads the settings (flags > TRTFORGE_* env > `-f` manifest > defaults), optionally switches logs to one
 JSON object per line (`TRTFORGE_LOG_FORMAT=json`, for log pipelines in the cluster) and runs the server on
-uvloop when it is installed (it is in the `serve` extra), plain asyncio otherwise.
+uvloop when it is installed (it is in the `serve` extra), plain asyncio otherwise; with more than one
+worker (`--workers`, default: the container's CPU limit) in that many processes (`workers`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def localize_engine(args: argparse.Namespace) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     settings = ServeSettings.from_sources(localize_engine(args))
     configure_logging(settings.log_format)
+    from trtforge_runtime.serve.workers import default_workers, run_workers
+
+    workers = settings.workers or default_workers()
+    if workers > 1:
+        from trtforge_runtime.serve.app import read_engine_doc
+
+        read_engine_doc(settings.engine_dir)  # a missing or malformed folder fails once, here
+        return run_workers(settings, workers)
     from trtforge_runtime.serve.server import Server
 
     async def main() -> int:

@@ -113,9 +113,11 @@ class DataPlane:
 
     def ready(self) -> bool:
         """Every model ready and no SIGTERM seen (with workers: every worker's models ready)."""
-        if self.draining or not self.models or not all(m.ready for m in self.models.values()):
-            return False
-        return self.peers_ready is None or self.peers_ready()
+        return self.ready_here() and (self.peers_ready is None or self.peers_ready())
+
+    def ready_here(self) -> bool:
+        """This process's models ready and no SIGTERM seen."""
+        return not self.draining and bool(self.models) and all(m.ready for m in self.models.values())
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": self.server_name, "version": self.server_version, "extensions": list(EXTENSIONS)}

@@ -125,6 +125,7 @@ async def start_grpc(
     port: int = 8081,
     *,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    reuse_port: bool = False,
 ) -> GrpcServer:
     """Bind `host:port` (0: any free port) and start serving; call from the server's event loop.
 
@@ -135,7 +136,7 @@ async def start_grpc(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,11 @@ class Server:
             from trtforge_runtime.serve.grpc_server import start_grpc
 
             self._grpc = await start_grpc(
-                self.dataplane, s.host, s.grpc_port, max_message_bytes=s.max_body_bytes
+                self.dataplane,
+                s.host,
+                s.grpc_port,
+                max_message_bytes=s.max_body_bytes,
+                reuse_port=self.reuse_port,
             )
             self.grpc_port = self._grpc.port
         self._load_task = loop.create_task(self._load())
@@ -175,10 +180,21 @@ class Server:
                 await asyncio.wait_for(self._http.wait_closed(), 1.0)
         log.info("stopped")
 
-    async def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (or a fatal load error); returns the exit code."""
+    async def run(self, on_loaded: Callable[[bool], None] | None = None) -> int:
+        """Serve until SIGTERM/SIGINT (or a fatal load error); returns the exit code.
+
+        `on_loaded(ready)` is called once the model has loaded (or failed to), and with False on SIGTERM.
+        """
         await self.start()
         self.install_signal_handlers()
+        if on_loaded is not None:
+            await asyncio.wait(
+                [asyncio.ensure_future(self.wait_loaded()), asyncio.ensure_future(self.stopping.wait())],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            on_loaded(self.dataplane.ready_here())
         await self.stopping.wait()
+        if on_loaded is not None:
+            on_loaded(False)
         await self.shutdown()
         return self.load_error.exit_code if self.load_error is not None else 0

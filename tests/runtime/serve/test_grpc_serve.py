@@ -51,7 +51,12 @@ def serve_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "TRTFORGE_BACKEND": "onnxruntime", "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "TRTFORGE_BACKEND": "onnxruntime",
+                "TRTFORGE_WORKERS": "2",
+                "PYTHONUNBUFFERED": "1",
+            },
         )
     url = f"127.0.0.1:{grpc_port}"
     client = tc.InferenceServerClient(url)

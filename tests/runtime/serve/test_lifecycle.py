@@ -158,7 +158,12 @@ def trtforge() -> list[str]:
 def test_sigterm_drains_in_flight_requests_then_exits(engine_dir: Path) -> None:
     port = free_port()
     # marked requests hold the backend (in its worker thread, so the loop still sees SIGTERM) for 1.5 s
-    env = dict(os.environ, TRTFORGE_BACKEND_THREAD="true", TRTFORGE_SHUTDOWN_DELAY_SECONDS="0.5")
+    env = dict(
+        os.environ,
+        TRTFORGE_BACKEND_THREAD="true",
+        TRTFORGE_SHUTDOWN_DELAY_SECONDS="0.5",
+        TRTFORGE_WORKERS="1",
+    )
     cmd = [sys.executable, "-c", SLOW_SERVER, "1.5"]
     cmd += ["serve", "--engine", str(engine_dir), "--port", str(port), "--grpc-port", "0"]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)

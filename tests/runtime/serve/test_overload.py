@@ -84,6 +84,7 @@ class Process:
             "TRTFORGE_BACKEND": "onnxruntime",
             "TRTFORGE_BACKEND_THREAD": "true",
             "TRTFORGE_MAX_QUEUE_SIZE": "1",
+            "TRTFORGE_WORKERS": "1",  # one process, so the slow backend patched here is the one serving
             "TRTFORGE_MAX_BATCH_SIZE": "1",
             "TRTFORGE_REQUEST_TIMEOUT_SECONDS": "30",
             "PYTHONUNBUFFERED": "1",

@@ -190,10 +190,7 @@ def run_module(name: str, module: Module, args: argparse.Namespace) -> dict[str,
         if not statuses:
             raise SystemExit(f"mutation: mutmut made no mutant of {module.files}:\n{run.stdout[-4000:]}")
         survivors = sorted(n for n, s in statuses.items() if s not in DETECTED)
-        details = {
-            n: subprocess.run(["mutmut", "show", n], cwd=root, env=env, capture_output=True, text=True).stdout
-            for n in survivors
-        }
+        details = show(survivors, root, env)
         if keep:
             print(f"mutation: kept {root}", file=sys.stderr)
         commit = subprocess.run(
@@ -214,9 +211,35 @@ def run_module(name: str, module: Module, args: argparse.Namespace) -> dict[str,
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def diff_lines(show: str) -> str:
+SHOW = """
+import json, sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+names = json.load(sys.stdin)
+json.dump({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in names}, sys.stdout)
+"""
+
+
+def show(names: list[str], root: Path, env: dict[str, str]) -> dict[str, str]:
+    """`mutmut show` of each mutant, in one process (mutmut's own diff of the mutant)."""
+    if not names:
+        return {}
+    done = subprocess.run(
+        [sys.executable, "-c", SHOW],
+        input=json.dumps(names),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return dict.fromkeys(names, f"(diff not available: {done.stderr.strip()[-300:]})")
+    shown: dict[str, str] = json.loads(done.stdout)
+    return shown
+
+
+def diff_lines(diff: str) -> str:
     """The changed lines of a `mutmut show` diff, on one line."""
-    out = [ln for ln in show.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    out = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
     return " | ".join(" ".join(ln.split()) for ln in out)
 
 

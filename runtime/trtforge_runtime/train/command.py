@@ -478,7 +478,16 @@ def _publish(
         _make_readable(tmp)
         return outcome
     log.info("quality gate: %s", gate["why"])
+    outcome.digest, outcome.parity = _write_model(tmp, md, trained, task, metrics, export)
+    _make_readable(tmp)
+    log.info("model %s: %s", outcome.digest, ", ".join(sorted(p.name for p in tmp.iterdir())))
+    return outcome
 
+
+def _write_model(
+    tmp: Path, md: ModelDeployment, trained: _Trained, task: str, metrics: dict[str, Any], export: Any
+) -> tuple[str, dict[str, Any]]:
+    """SavedModel, ONNX (checked against TensorFlow), samples, metrics and manifest; (digest, parity)."""
     trained.write_saved_model(tmp / "saved_model")
     for name, source in trained.extra_files.items():
         shutil.copy2(source, tmp / name)
@@ -519,11 +528,7 @@ def _publish(
             **trained.extra_manifest,
         },
     )
-    outcome.digest = digest
-    outcome.parity = parity.as_json()
-    _make_readable(tmp)
-    log.info("model %s: %s", digest, ", ".join(sorted(p.name for p in tmp.iterdir())))
-    return outcome
+    return digest, parity.as_json()
 
 
 def _make_readable(folder: Path) -> None:

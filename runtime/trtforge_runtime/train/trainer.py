@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
@@ -95,7 +95,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from trtforge_runtime.train import architecture, loop
+    from trtforge_runtime.train import architecture
     from trtforge_runtime.train import progress as progress_mod
 
     architecture.check_last_activation(arch, task)
@@ -146,6 +146,28 @@ def train(
 
     callbacks = progress_mod.callbacks(progress, spec.epochs, stream or sys.stderr)
     start = time.perf_counter()
+    _fit(model, strategy, plan, spec, splits, t, loss, task, callbacks)
+    seconds = time.perf_counter() - start
+    scores = _scores(model, splits, t, loss, task)
+    return TrainResult(
+        model=model, splits=splits, scores=scores, epochs=spec.epochs, seconds=seconds, plan=plan, task=task
+    )
+
+
+def _fit(
+    model: Any,
+    strategy: Any,
+    plan: StrategyPlan,
+    spec: Train,
+    splits: Splits,
+    t: Callable[[np.ndarray], np.ndarray],
+    loss: str,
+    task: str,
+    callbacks: list[Any],
+) -> None:
+    """Keras `fit`, or the custom loop under MultiWorkerMirroredStrategy (see loop.py)."""
+    from trtforge_runtime.train import loop
+
     if plan.kind == "multi_worker":
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
@@ -164,18 +186,24 @@ def train(
             seed=spec.seed,
             callbacks=callbacks,
         )
-    else:
-        model.fit(
-            splits.x_train,
-            t(splits.y_train),
-            validation_data=(splits.x_val, t(splits.y_val)),
-            epochs=spec.epochs,
-            batch_size=spec.batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=callbacks,
-        )
-    seconds = time.perf_counter() - start
+        return
+    model.fit(
+        splits.x_train,
+        t(splits.y_train),
+        validation_data=(splits.x_val, t(splits.y_val)),
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+
+
+def _scores(
+    model: Any, splits: Splits, t: Callable[[np.ndarray], np.ndarray], loss: str, task: str
+) -> dict[str, dict[str, float]]:
+    """Loss and the task's metrics on every split."""
+    from trtforge_runtime.train import loop
 
     scores: dict[str, dict[str, float]] = {}
     for split_name, x, y in (
@@ -185,6 +213,4 @@ def train(
     ):
         result = loop.evaluate(model, x, y, t(y), loss, task)
         scores[split_name] = {k: round(v, 6) for k, v in result.items()}
-    return TrainResult(
-        model=model, splits=splits, scores=scores, epochs=spec.epochs, seconds=seconds, plan=plan, task=task
-    )
+    return scores

@@ -7,6 +7,7 @@ scripts, one per way user code can fail, and check the error names which way it 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 import time
@@ -284,3 +285,48 @@ def test_a_non_chief_worker_runs_the_code_and_publishes_nothing(
     assert json.loads(seen.read_text())["task"] == {"type": "worker", "index": 1}  # the code saw TF_CONFIG
     assert "as a non-chief worker: the custom training code finished; nothing written" in stdout
     assert not (tmp_path / "model").exists()
+
+
+def test_sigterm_stops_the_code_and_leaves_nothing(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    body = """
+    import os, sys, time
+    open(os.environ["PIDS_FILE"], "w").write(str(os.getpid()))
+    print("custom code training", file=sys.stderr, flush=True)
+    time.sleep(300)
+    """
+    script(tmp_path, "long.py", body)
+    pids = tmp_path / "pids"
+    custom = {"command": [sys.executable, "long.py"], "code": ".", "env": {"PIDS_FILE": str(pids)}}
+    out = tmp_path / "model"
+    env = {**os.environ, "TRTFORGE_TERMINATION_MESSAGE_PATH": str(tmp_path / "term")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "trtforge_runtime.cli",
+        "train",
+        "-f",
+        str(manifest(tmp_path, custom)),
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stderr is not None
+        while time.monotonic() < deadline:  # wait until the user's code runs
+            line = proc.stderr.readline()
+            if "custom code training" in line:
+                break
+            assert line or proc.poll() is None, "trtforge train exited early"
+        proc.send_signal(signal.SIGTERM)  # the Job's pod is stopped
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert _gone(int(pids.read_text())), "the user's code outlived trtforge train"
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    assert read(tmp_path / "term")["ok"] is False

@@ -168,5 +168,5 @@ def test_int8_engine_json_reports_the_calibration(
     spec = write_spec({"precision": "int8", "calibration": {"method": "entropy", "rows": 500}})
     assert tools.run(spec, model_dir, tmp_path / "e", tmp_path / "c") == 0
     calibration = tools.read(tmp_path / "e")["gate"]["calibration"]
-    assert calibration["method"] == "entropy" and calibration["rows"] == 448 and calibration["batch"] == 64
+    assert calibration["method"] == "entropy" and calibration["rows"] == 496 and calibration["batch"] == 62
     assert calibration["origin"].endswith("samples.npz")

@@ -89,7 +89,7 @@ def test_int8_calibration_methods_keep_quality(
     result, _ = g.evaluate("int8", out)
     assert result.top1_drop <= 0.01 and result.max_abs_diff < 0.1
     report = options.report(samples["x_calib"])
-    assert report["method"] == method and report["rows"] == 256 and report["batch"] == 64
+    assert report["method"] == method and report["rows"] == 300 and report["batch"] == 60
 
 
 def _activation_scales(path: Path) -> dict[str, float]:
@@ -117,6 +117,20 @@ def test_entropy_calibration_clips_where_minmax_does_not(
     assert scales["entropy"].keys() == scales["minmax"].keys() and scales["minmax"]
     assert all(scales["entropy"][k] <= scales["minmax"][k] * (1 + 1e-6) for k in scales["minmax"])
     assert any(scales["entropy"][k] < 0.99 * scales["minmax"][k] for k in scales["minmax"])
+
+
+def test_calibration_rows_are_equal_batches_of_at_most_64() -> None:
+    for n, batch, used in [
+        (1, 1, 1),
+        (30, 30, 30),
+        (64, 64, 64),
+        (65, 32, 64),
+        (96, 48, 96),
+        (1000, 62, 992),
+    ]:
+        rows = precision.calibration_rows(np.zeros((n, 2), np.float32), 1024)
+        assert (precision.calibration_batch(n), len(rows)) == (batch, used), n
+    assert len(precision.calibration_rows(np.zeros((2000, 2), np.float32), 1024)) == 1024
 
 
 def test_unknown_calibration_method(tmp_path: Path, model_dir: Path, samples: dict[str, np.ndarray]) -> None:

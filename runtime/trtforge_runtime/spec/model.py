@@ -276,8 +276,16 @@ TASK_LOSSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _cel_list(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+def _loss_rule(task: str, losses: tuple[str, ...]) -> Rule:
+    """spec.model: a model of `task` trains with one of `losses` (when train.loss is set)."""
+    names = " or ".join(losses)
+    return Rule(
+        cel=f"self.task != '{task}' || !has(self.train) || !has(self.train.loss) "
+        f"|| self.train.loss in [{', '.join(spec_rules.cel_string(v) for v in losses)}]",
+        message=f"task {task} trains with loss {names}",
+        check=lambda m: m.task != task or m.train is None or m.train.loss is None or m.train.loss in losses,
+        describe=lambda m: f"task {task} trains with loss {names}; train.loss is {m.train.loss}",
+    )
 
 
 class Resources(Model):
@@ -345,18 +353,13 @@ class CustomTraining(Model):
         description="Name of the served output (default: the model's own output name).",
     )
 
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {
-            "rule": "has(self.command) != has(self.entryPoint)",
-            "message": "custom needs exactly one of command or entryPoint",
-        }
-    ]
-
-    @model_validator(mode="after")
-    def _one_way_to_run(self) -> CustomTraining:
-        if (self.command is None) == (self.entry_point is None):
-            raise ValueError("custom needs exactly one of command or entryPoint")
-        return self
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.command) != has(self.entryPoint)",
+            message="custom needs exactly one of command or entryPoint",
+            check=lambda c: (c.command is None) != (c.entry_point is None),
+        ),
+    )
 
 
 class Train(Model):
@@ -406,18 +409,13 @@ class Train(Model):
     )
     backoff_limit: int = Field(default=2, ge=0, le=100, description="Retries of a failed training pod.")
 
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {
-            "rule": "has(self.architecture) != has(self.custom)",
-            "message": "train needs exactly one of architecture or custom",
-        }
-    ]
-
-    @model_validator(mode="after")
-    def _one_model(self) -> Train:
-        if (self.architecture is None) == (self.custom is None):
-            raise ValueError("train needs exactly one of architecture or custom")
-        return self
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.architecture) != has(self.custom)",
+            message="train needs exactly one of architecture or custom",
+            check=lambda t: (t.architecture is None) != (t.custom is None),
+        ),
+    )
 
 
 class SourceFormat(StrEnum):
@@ -465,48 +463,32 @@ class ModelSection(Model):
             "rule": "has(self.train) != has(self.source)",
             "message": "exactly one of train or source must be set",
         },
-        *(
-            {
-                "rule": f"self.task != '{task}' || !has(self.train) || !has(self.train.loss) "
-                f"|| self.train.loss in {_cel_list(losses)}",
-                "message": f"task {task} trains with loss {' or '.join(losses)}",
-            }
-            for task, losses in TASK_LOSSES.items()
-        ),
-        {
-            "rule": "self.task == 'regression' || !has(self.train) "
-            "|| (!has(self.train.maxMae) && !has(self.train.minR2))",
-            "message": "train.maxMae and train.minR2 gate regression models; use minAccuracy",
-        },
-        {
-            "rule": "self.task != 'regression' || !has(self.train) || !has(self.train.minAccuracy) "
-            "|| self.train.minAccuracy == 0.0",
-            "message": "train.minAccuracy does not apply to regression; use maxMae or minR2",
-        },
     ]
+    rules: ClassVar[tuple[Rule, ...]] = (
+        *(_loss_rule(task, losses) for task, losses in TASK_LOSSES.items()),
+        Rule(
+            cel="self.task == 'regression' || !has(self.train) "
+            "|| (!has(self.train.maxMae) && !has(self.train.minR2))",
+            message="train.maxMae and train.minR2 gate regression models; use minAccuracy",
+            check=lambda m: (
+                m.task == Task.REGRESSION
+                or m.train is None
+                or (m.train.max_mae is None and m.train.min_r2 is None)
+            ),
+        ),
+        Rule(
+            cel="self.task != 'regression' || !has(self.train) || !has(self.train.minAccuracy) "
+            "|| self.train.minAccuracy == 0.0",
+            message="train.minAccuracy does not apply to regression; use maxMae or minR2",
+            check=lambda m: m.task != Task.REGRESSION or m.train is None or not m.train.min_accuracy,
+        ),
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSection:
         if (self.train is None) == (self.source is None):
             raise ValueError("exactly one of train or source must be set")
-        if self.train is not None:
-            self._task_fits_training(self.train)
         return self
-
-    def _task_fits_training(self, train: Train) -> None:
-        task = str(self.task)
-        losses = TASK_LOSSES[task]
-        if train.loss is not None and str(train.loss) not in losses:
-            raise ValueError(
-                f"task {task} trains with loss {' or '.join(losses)}; train.loss is {train.loss}"
-            )
-        if task == Task.REGRESSION:
-            if train.min_accuracy:
-                raise ValueError("train.minAccuracy does not apply to regression; use maxMae or minR2")
-        elif train.max_mae is not None or train.min_r2 is not None:
-            raise ValueError(
-                f"train.maxMae and train.minR2 gate regression models; a {task} model uses minAccuracy"
-            )
 
     @property
     def loss(self) -> str:
@@ -872,31 +854,33 @@ class ModelDeploymentSpec(Model):
         default=5, ge=1, le=100, description="Serving revisions remembered in status for rollback."
     )
 
-    cel_rules: ClassVar[list[dict[str, str]]] = [
-        {
-            "rule": "!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'regression' "
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'regression' "
             "|| (!has(self.engine.accuracy.minR2) && !has(self.engine.accuracy.maxMae))",
-            "message": "engine.accuracy.minR2 and maxMae gate regression models (spec.model.task)",
-        },
-        {
-            "rule": "!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'multilabel' "
+            message="engine.accuracy.minR2 and maxMae gate regression models (spec.model.task)",
+            check=lambda s: (
+                s.model.task == Task.REGRESSION
+                or (s.engine.accuracy.min_r2 is None and s.engine.accuracy.max_mae is None)
+            ),
+            describe=lambda s: (
+                "engine.accuracy.minR2 and maxMae gate regression models "
+                f"(spec.model.task); spec.model.task is {s.model.task}"
+            ),
+        ),
+        Rule(
+            cel="!has(self.engine) || !has(self.engine.accuracy) || self.model.task == 'multilabel' "
             "|| !has(self.engine.accuracy.maxLabelDisagreement)",
-            "message": "engine.accuracy.maxLabelDisagreement gates multilabel models (spec.model.task)",
-        },
-    ]
-
-    @model_validator(mode="after")
-    def _gate_fits_task(self) -> ModelDeploymentSpec:
-        task, gate = str(self.model.task), self.engine.accuracy
-        if task != Task.REGRESSION and (gate.min_r2 is not None or gate.max_mae is not None):
-            raise ValueError(
-                f"engine.accuracy.minR2 and maxMae gate regression models; spec.model.task is {task}"
-            )
-        if task != Task.MULTILABEL and gate.max_label_disagreement is not None:
-            raise ValueError(
-                f"engine.accuracy.maxLabelDisagreement gates multilabel models; spec.model.task is {task}"
-            )
-        return self
+            message="engine.accuracy.maxLabelDisagreement gates multilabel models (spec.model.task)",
+            check=lambda s: (
+                s.model.task == Task.MULTILABEL or s.engine.accuracy.max_label_disagreement is None
+            ),
+            describe=lambda s: (
+                "engine.accuracy.maxLabelDisagreement gates multilabel models "
+                f"(spec.model.task); spec.model.task is {s.model.task}"
+            ),
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- status

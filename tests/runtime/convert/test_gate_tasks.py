@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from trtforge_runtime.convert import gate
 from trtforge_runtime.spec.model import AccuracyGate
 
@@ -45,3 +49,53 @@ def test_classification_keeps_its_checks() -> None:
     ref = np.array([[0.8, 0.2], [0.3, 0.7]], dtype=np.float32)
     _, checks = gate.judge_outputs(ref, ref[::-1], gate.Limits.from_spec(AccuracyGate(), "classification"))
     assert [c.metric for c in checks] == ["top1Drop", "maxAbsDiff"] and not checks[0].passed
+
+
+@pytest.mark.slow
+def test_multilabel_model_trains_converts_and_is_gated_per_label(tmp_path: Path) -> None:
+    """trtforge train -> trtforge convert (best) for a multi-label model: the gate's checks are per label."""
+    from sklearn.datasets import make_multilabel_classification
+    from trtforge_runtime.cli import main
+
+    x, y = make_multilabel_classification(n_samples=600, n_features=12, n_classes=4, random_state=3)
+    np.savez(tmp_path / "tags.npz", x=x.astype(np.float32), y=y)
+    doc = {
+        "apiVersion": "trtforge.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "tags"},
+        "spec": {
+            "model": {
+                "task": "multilabel",
+                "train": {
+                    "dataset": {"uri": "tags.npz", "normalize": "standard"},
+                    "architecture": {
+                        "inputName": "features",
+                        "outputName": "tags",
+                        "layers": [
+                            {"type": "Dense", "units": 32, "activation": "relu"},
+                            {"type": "Dense", "units": 4, "activation": "sigmoid"},
+                        ],
+                    },
+                    "learningRate": 0.01,
+                    "epochs": 20,
+                    "minAccuracy": 0.7,
+                },
+            },
+            "engine": {
+                "backend": "onnxruntime",
+                "precision": "best",
+                "accuracy": {"maxLabelDisagreement": 0.02, "maxAbsDiff": 0.2, "samples": 200},
+            },
+        },
+    }
+    manifest = tmp_path / "tags.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    assert main(["train", "-f", str(manifest), "-o", str(tmp_path / "m"), "--progress", "none"]) == 0
+    assert (
+        main(["convert", "-f", str(manifest), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "e")]) == 0
+    )
+    gate = json.loads((tmp_path / "e" / "engine.json").read_text())["gate"]
+    assert gate["task"] == "multilabel" and 0.7 <= gate["referenceAccuracy"] <= 1.0
+    chosen = next(c for c in gate["candidates"] if c["precision"] == gate["chosen"])
+    assert [c["metric"] for c in chosen["checks"]] == ["maxAbsDiff", "labelDisagreement"]
+    assert all(c["passed"] for c in chosen["checks"]) and chosen["checks"][1]["limit"] == 0.02

@@ -29,6 +29,7 @@ MD_LABEL = "trtforge.dev/modeldeployment"
 STAGE_LABEL = "trtforge.dev/stage"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 REVISION_LABEL = "trtforge.dev/revision"
+AUTOSCALER_COMPONENT = "trtforge-autoscaler"  # the source of the built-in autoscaler's Events
 # short autoscaler windows (spec.serving.autoscaling) so that a test sees a whole up-and-down cycle
 AUTOSCALING = {
     "target": 2,
@@ -126,6 +127,7 @@ class DigitsLoop:
         self.log = log
         self.report: dict[str, Any] = {"phases": {}, "steps": {}, "timeline": {}, "requests": {}}
         self.load: ClosedLoopLoad | None = None
+        self._test_split: tuple[np.ndarray, np.ndarray] | None = None
         self.ready_timeout = 420.0  # apply -> Ready (a real cluster may need longer: image pulls)
         self.max_replicas = int(AUTOSCALING["maxReplicas"])  # what the load scales to
 
@@ -243,6 +245,12 @@ class DigitsLoop:
 
     # ------------------------------------------------------------------ 2. predictions
     def test_split(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._test_split is None:
+            self._test_split = self._load_test_split()
+        return self._test_split
+
+    @staticmethod
+    def _load_test_split() -> tuple[np.ndarray, np.ndarray]:
         from trtforge_runtime.spec.load import load_manifest
         from trtforge_runtime.train.datasets import load_dataset
 
@@ -360,6 +368,16 @@ class DigitsLoop:
     def serving_revision(self) -> str | None:
         return (self.status().get("serving") or {}).get("revision")
 
+    def autoscaler_events(self) -> list[str]:
+        """What the built-in autoscaler decided, and why (its Events), oldest first."""
+        events = [
+            e
+            for e in self.c.objects("v1", "Event")
+            if (e.get("source") or {}).get("component") == AUTOSCALER_COMPONENT
+        ]
+        events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return [f"{e.get('lastTimestamp')} {e.get('reason')}: {e.get('message')}" for e in events]
+
     def children(self) -> dict[str, list[str]]:
         """The ModelDeployment's objects by kind (the operator labels all of them and their pod templates)."""
         out: dict[str, list[str]] = {}
@@ -415,6 +433,7 @@ def autoscaling_cycle(loop: DigitsLoop) -> None:
     """3. closed-loop load raises the replicas to maxReplicas (built-in autoscaler, short windows from the
     spec); 4. the load drops below one replica's target: back to minReplicas."""
     loop.set_autoscaling()
+    loop.test_split()  # loaded before the clocks start
     load = loop.start_load(8)
     top = loop.max_replicas
     loop.under_load(
@@ -520,6 +539,7 @@ def run_loop(loop: DigitsLoop, strict: bool = True) -> dict[str, Any]:
     idle(loop)
     gate_failure(loop, second)
     no_loss("after gate failure")
+    report["autoscaler"] = loop.autoscaler_events()
     deletion(loop)
     loop.c.check()
     return report

@@ -27,6 +27,7 @@ RESOURCES = {
     ("v1", "Pod"): "pods",
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Event"): "events",
 }
 
 

@@ -449,6 +449,7 @@ def autoscaling_cycle(loop: DigitsLoop) -> None:
             loop.wanted_replicas() == 1 and loop.ready_replicas() == 1 and len(loop.pods("predictor")) == 1
         ),
     )
+    loop.report["autoscaler"] = loop.autoscaler_events()
 
 
 def rollout(loop: DigitsLoop, first_revision: str) -> str:

@@ -75,7 +75,22 @@ class OutputConflictError(ArtifactError):
 
 
 class RemoteStorageError(ArtifactError):
-    """A remote artifact URI (s3://, memory://...) is unreachable, missing, incomplete or denied."""
+    """A remote artifact URI (s3://, memory://...) is missing, incomplete, corrupt or denied.
+
+    Retrying cannot fix these (no such object or bucket, access denied, bad credentials, a folder
+    without its completion marker): the Job fails at once, like any `ArtifactError`.
+    """
+
+
+class RemoteStorageUnavailableError(RemoteStorageError):
+    """The remote store did not answer usably this time: a connection refused or reset, a time-out,
+    throttling (SlowDown), a 5xx, or an artifact that changed while it was read. Another attempt may
+    succeed, so the Job's backoffLimit retries it (`trtforge_runtime.remote.transient` decides)."""
+
+    exit_code = 11
+    http_status = 503
+    reason = "RemoteStorageUnavailable"
+    permanent = False
 
 
 class ConversionError(TrtforgeError):

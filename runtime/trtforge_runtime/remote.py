@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from trtforge_runtime.artifacts import sha256_file
-from trtforge_runtime.errors import ArtifactError, LibraryMissingError, RemoteStorageError, TrtforgeError
+from trtforge_runtime.errors import (
+    ArtifactError,
+    LibraryMissingError,
+    RemoteStorageError,
+    RemoteStorageUnavailableError,
+    TrtforgeError,
+)
 
 CACHE_ENV = "TRTFORGE_CACHE_DIR"
 MODEL_MARKER = "manifest.json"
@@ -75,19 +82,67 @@ def _hint(exc: BaseException) -> str:
     return ""
 
 
+# What retrying can fix, decided by the store's error. s3fs turns S3's error codes into Python's
+# (s3fs/errors.py): NoSuchKey/NoSuchBucket/404 -> FileNotFoundError, AccessDenied/InvalidAccessKeyId/
+# SignatureDoesNotMatch/ExpiredToken/403 -> PermissionError, RequestTimeout -> TimeoutError,
+# SlowDown/ServiceUnavailable/OperationAborted/409/503 -> EBUSY, InternalError/500 -> EREMOTEIO, a code it
+# does not know -> EIO, and requests it refuses (InvalidBucketName, 400, redirects to another region...)
+# -> EINVAL/EPERM/ENOSYS/EREMCHG... Network failures arrive as ConnectionError / TimeoutError, as
+# aiohttp's OSErrors with a socket errno (a negative one: name resolution) or, from botocore
+# (EndpointConnectionError, ReadTimeoutError...), without an errno: not a known permanent kind.
+_PERMANENT_TYPES = (
+    FileNotFoundError,
+    PermissionError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ValueError,
+    TypeError,
+    NotImplementedError,
+)
+_TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EBUSY", "EREMOTEIO", "EIO", "EAGAIN", "ETIMEDOUT", "ECONNRESET", "ECONNREFUSED",
+        "ECONNABORTED", "EHOSTUNREACH", "EHOSTDOWN", "ENETUNREACH", "ENETDOWN", "ENETRESET", "EPIPE",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+def transient(exc: BaseException) -> bool:
+    """True when the store's error may go away on another attempt (network, time-out, throttling, 5xx).
+
+    Missing objects or buckets, denied access, missing or wrong credentials and refused requests are
+    permanent. An error of a kind not known here counts as transient, like any unexpected error (exit 1):
+    the Job's backoffLimit bounds the retries.
+    """
+    names = [cls.__name__.lower() for cls in type(exc).__mro__]
+    if isinstance(exc, _PERMANENT_TYPES) or any("credential" in n for n in names):
+        return False
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno in _TRANSIENT_ERRNOS or exc.errno < 0  # < 0: getaddrinfo's (DNS) codes
+    status = getattr(exc, "status", None)  # aiohttp's ClientResponseError: the HTTP status
+    if isinstance(status, int) and 400 <= status < 500:
+        return status in (408, 429)
+    return True
+
+
 @contextlib.contextmanager
 def _storage_errors(uri: str, action: str) -> Iterator[None]:
-    """Turn fsspec / botocore failures into RemoteStorageError naming the URI and what was being done."""
+    """Turn fsspec / botocore failures into RemoteStorageError naming the URI and what was being done:
+    RemoteStorageUnavailableError (retried) when `transient` says another attempt may succeed."""
     try:
         yield
     except TrtforgeError:
         raise
     except FileNotFoundError as exc:
         raise RemoteStorageError(f"{action} {uri}: not found ({exc})") from None
-    except Exception as exc:  # s3fs/botocore/aiohttp raise many types; all mean "the store failed"
-        raise RemoteStorageError(
-            f"{action} {uri}: {type(exc).__name__}: {exc}{_hint(exc)}".rstrip()
-        ) from None
+    except Exception as exc:  # s3fs/botocore/aiohttp raise many types
+        error = RemoteStorageUnavailableError if transient(exc) else RemoteStorageError
+        raise error(f"{action} {uri}: {type(exc).__name__}: {exc}{_hint(exc)}".rstrip()) from None
 
 
 def _json_object(raw: bytes, where: str) -> dict[str, Any]:
@@ -272,7 +327,7 @@ def mirrored_output(uri: str, marker: str, prefix: str = "trtforge-") -> Iterato
         def check_unchanged() -> None:
             now = folder.read_bytes(marker) if folder.has(marker) else None
             if now != before:
-                raise RemoteStorageError(
+                raise RemoteStorageUnavailableError(
                     f"output {uri} was changed by another run while this one worked; "
                     "nothing of this run's marker was uploaded: run it again to reuse or extend that artifact"
                 )
@@ -356,7 +411,7 @@ def fetch(uri: str, marker: str, what: str) -> Path:
     try:
         folder.download([f for f in files if f != marker], tmp)
         if folder.read_bytes(marker) != marker_bytes:
-            raise RemoteStorageError(f"{uri} changed while it was being downloaded; try again")
+            raise RemoteStorageUnavailableError(f"{uri} changed while it was being downloaded; try again")
         (tmp / marker).write_bytes(marker_bytes)
         verify(tmp, doc, uri)
         old = base / f".{target.name}.old-{os.getpid()}"

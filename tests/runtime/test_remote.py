@@ -7,6 +7,7 @@ marker, a corrupt download, and s3:// without the `s3` extra.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import importlib.util
 import json
@@ -21,9 +22,10 @@ import fsspec
 import numpy as np
 import pytest
 import yaml
-from trtforge_runtime import remote
+from fsspec.implementations.memory import MemoryFileSystem
+from trtforge_runtime import errors, remote
 from trtforge_runtime.cli import build_parser, main
-from trtforge_runtime.errors import RemoteStorageError
+from trtforge_runtime.errors import RemoteStorageError, RemoteStorageUnavailableError
 
 HERE = Path(__file__).parent
 
@@ -196,6 +198,111 @@ def test_convert_refuses_a_remote_output_without_its_marker(
     spec = write_spec(model_dir.parent)
     code, _, err = cli(capsys, "convert", "-f", str(spec), "--model", str(model_dir), "-o", out)
     assert code == 5 and f"output {out} holds files but no engine.json" in err
+
+
+# ---- transient or permanent: decided by the store's error ----------------------------------------
+
+
+class NoCredentialsError(Exception):
+    """Named like botocore's (not installed here): no credentials found at all."""
+
+
+class EndpointConnectionError(Exception):
+    """Named like botocore's: the endpoint did not answer (no errno, not an OSError)."""
+
+
+def _refused_connection() -> BaseException:
+    """The real error aiohttp (under s3fs and fsspec's http) raises when nothing listens on the port."""
+    fs = fsspec.filesystem("http")
+    try:
+        fs.cat_file("http://127.0.0.1:9/bucket/key")  # port 9 (discard): nothing listens here
+    except Exception as exc:
+        return exc
+    raise AssertionError("a connection to 127.0.0.1:9 succeeded")
+
+
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        # what s3fs raises for S3's error codes (s3fs/errors.py)
+        (FileNotFoundError("NoSuchKey"), False),
+        (FileNotFoundError("NoSuchBucket"), False),
+        (PermissionError("AccessDenied"), False),
+        (PermissionError("InvalidAccessKeyId"), False),
+        (OSError(errno.EINVAL, "InvalidBucketName"), False),
+        (OSError(errno.EPERM, "MethodNotAllowed"), False),
+        (NoCredentialsError("Unable to locate credentials"), False),
+        (ValueError("bad URI"), False),
+        (TimeoutError("RequestTimeout"), True),
+        (OSError(errno.EBUSY, "SlowDown"), True),
+        (OSError(errno.EBUSY, "ServiceUnavailable"), True),
+        (OSError(getattr(errno, "EREMOTEIO", errno.EIO), "InternalError"), True),
+        (OSError(errno.EIO, "an S3 code s3fs does not know"), True),
+        # the network
+        (ConnectionResetError(errno.ECONNRESET, "reset by peer"), True),
+        (OSError(-3, "Temporary failure in name resolution"), True),
+        (EndpointConnectionError("Could not connect to the endpoint URL"), True),
+    ],
+    ids=repr,
+)
+def test_transient_store_errors_are_retried_permanent_ones_are_not(exc: BaseException, retry: bool) -> None:
+    assert remote.transient(exc) is retry
+    error = RemoteStorageUnavailableError if retry else RemoteStorageError
+    with pytest.raises(error) as caught, remote._storage_errors("s3://b/k", "cannot read"):
+        raise exc
+    assert type(caught.value) is error and "s3://b/k" in str(caught.value)
+
+
+def test_a_refused_connection_is_transient() -> None:
+    exc = _refused_connection()
+    assert isinstance(exc, OSError) and remote.transient(exc)
+
+
+class FlakyFileSystem(MemoryFileSystem):
+    """fsspec's in-memory store (shared with memory://) whose downloads fail with `failure`, as S3 would."""
+
+    protocol = "flaky"
+    failure: BaseException | None = None
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return str(MemoryFileSystem._strip_protocol(path.replace("flaky://", "memory://", 1)))
+
+    def get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
+        if self.failure is not None:
+            raise self.failure
+        super().get_file(rpath, lpath, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (OSError(errno.EBUSY, "SlowDown"), 11),
+        (ConnectionResetError("reset"), 11),
+        (PermissionError("AccessDenied"), 5),
+    ],
+    ids=["slow-down", "reset", "access-denied"],
+)
+def test_serve_exits_transient_on_a_store_blip_and_permanent_when_denied(
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: BaseException,
+    code: int,
+) -> None:
+    fsspec.register_implementation("flaky", FlakyFileSystem, clobber=True)
+    monkeypatch.setattr(FlakyFileSystem, "failure", failure)
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "engine.json").write_text("{}")
+    (engine / "model.onnx").write_bytes(b"onnx")
+    upload(engine, f"{bucket}/engines/1")
+    uri = f"{bucket}/engines/1".replace("memory://", "flaky://")
+    rc, _, err = cli(capsys, "serve", "--engine", uri)
+    assert rc == code and f"cannot download from {uri}" in err
+    permanent = errors.permanent_exit_codes()
+    assert (rc in permanent) is isinstance(failure, PermissionError)
 
 
 # ---- real conversion and serving through memory:// ------------------------------------------------

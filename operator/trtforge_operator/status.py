@@ -58,7 +58,7 @@ def set_condition(
     cond: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message}
     if generation is not None:
         cond["observedGeneration"] = generation
-    cond["lastTransitionTime"] = old["lastTransitionTime"] if old and old.get("status") == status else now
+    cond["lastTransitionTime"] = old.get("lastTransitionTime") if old and old.get("status") == status else now
     if old and old.get("status") == status and not old.get("lastTransitionTime"):
         cond["lastTransitionTime"] = now
     out = [c for c in conditions if c.get("type") != type_] + [cond]

@@ -66,7 +66,11 @@ MODULES: dict[str, Module] = {
     ),
     "status": Module(
         ("trtforge_operator/status.py", "trtforge_operator/errors.py"),
-        ("tests/operator/test_status*.py", "tests/operator/test_failure_table.py"),
+        (
+            "tests/operator/test_status*.py",
+            "tests/operator/test_failure_table.py",
+            "tests/operator/test_errors.py",
+        ),
     ),
     "crd": Module(
         ("trtforge_runtime/spec/crd.py", "trtforge_runtime/spec/rules.py"),

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (ratios use the multiplication sign)
 """Serving benchmark: `trtforge serve` against the servers users would pick instead, side by side, one run.
 
 Servers (each but trtforge installed by this script in its own virtual environment under WORKDIR/venvs):
@@ -56,9 +57,16 @@ VENVS: dict[str, list[str]] = {
     "mlserver": ["mlserver==1.7.1", "uvloop==0.21.0", "onnxruntime==1.32.0", "numpy==2.4.6"],
     "kserve": ["kserve==0.21.0", "onnxruntime==1.32.0", "numpy==2.4.6"],
     "fastapi": ["fastapi==0.165.0", "uvicorn[standard]==0.54.0", "onnxruntime==1.32.0", "numpy==2.4.6"],
+    # Triton's Python backend stub needs numpy < 2 (docs/benchmarks.md)
+    "triton": ["nvidia-pytriton==0.7.0", "numpy==1.26.4", "onnxruntime==1.20.1"],
 }
-ALL_SERVERS = ("trtforge", "mlserver-batching", "mlserver", "kserve", "fastapi")
-BINARY_SERVERS = {"trtforge", "kserve"}  # servers that speak the binary tensor data extension
+ALL_SERVERS = ("trtforge", "trtforge-uvicorn", "triton", "mlserver-batching", "mlserver", "kserve", "fastapi")
+BINARY_SERVERS = {
+    "trtforge",
+    "trtforge-uvicorn",
+    "triton",
+    "kserve",
+}  # servers that speak the binary tensor data extension
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -176,15 +184,38 @@ class ServerSpec:
     binary: bool
 
 
-def server_spec(name: str, workdir: Path, model: Path, engine: Path) -> ServerSpec:
+def server_spec(name: str, workdir: Path, model: Path, engine: Path, workers: int = 1) -> ServerSpec:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("VIRTUAL_ENV", None)
-    if name == "trtforge":
-        trtforge = Path(sys.executable).with_name("trtforge")
-        argv = [str(trtforge), "serve", "--engine", str(engine), "--name", NAME, "--host", "127.0.0.1"]
-        argv += ["--port", str(port), "--grpc-port", "0", "--backend", "onnxruntime"]
-        return ServerSpec(name, argv, env, REPO, port, True)
+    runtime_path = os.pathsep.join([str(REPO / "runtime"), env.get("PYTHONPATH", "")])
+    if name == "trtforge":  # the CLI module, so that an uninstalled checkout runs it too
+        argv = [
+            sys.executable,
+            "-m",
+            "trtforge_runtime.cli",
+            "serve",
+            "--engine",
+            str(engine),
+            "--name",
+            NAME,
+        ]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--backend", "onnxruntime"]
+        argv += ["--workers", str(workers)]
+        return ServerSpec(name, argv, {**env, "PYTHONPATH": runtime_path}, REPO, port, True)
+    if name == "trtforge-uvicorn":
+        argv = [sys.executable, str(APPS / "trtforge_asgi.py"), "--engine", str(engine), "--name", NAME]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        return ServerSpec(name, argv, {**env, "PYTHONPATH": runtime_path}, REPO, port, True)
+    if name == "triton":
+        venv = ensure_venv(workdir, "triton")
+        lib = Path(getattr(sys, "base_prefix", sys.prefix)) / "lib"  # the stub must find this libpython
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([str(lib), env.get("LD_LIBRARY_PATH", "")])
+        env["PYTHONPATH"] = str(APPS)
+        argv = [str(venv / "bin" / "python"), str(APPS / "triton_app.py"), "--model", str(model)]
+        argv += ["--name", NAME, "--http-port", str(port), "--grpc-port", str(free_port())]
+        argv += ["--metrics-port", str(free_port())]
+        return ServerSpec(name, argv, env, APPS, port, True)
     if name.startswith("mlserver"):
         venv = ensure_venv(workdir, "mlserver")
         folder = workdir / "run" / name
@@ -246,7 +277,7 @@ def tree_rss_mb(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def running(spec: ServerSpec, cpu: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(spec: ServerSpec, cpu: int | str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     log = log_path.open("wb")
     proc = subprocess.Popen(
         ["taskset", "-c", str(cpu), *spec.argv],
@@ -357,6 +388,8 @@ class Cell:
     requests: int = 0
     checked: int = 0
     wrong: list[str] = field(default_factory=list)
+    rps_runs: list[float] = field(default_factory=list)
+    p99_runs: list[float] = field(default_factory=list)
 
     @property
     def rows_per_s(self) -> float:
@@ -364,14 +397,21 @@ class Cell:
 
 
 def wrk(
-    url: str, body_file: Path, body: Body, conns: int, seconds: float, cpu: int, samples: Path
+    url: str,
+    body_file: Path,
+    body: Body,
+    conns: int,
+    seconds: float,
+    cpu: int | str,
+    samples: Path,
+    threads: int = 1,
 ) -> dict[str, Any]:
     argv = [
         "taskset",
         "-c",
         str(cpu),
         "wrk",
-        "-t1",
+        f"-t{threads}",
         f"-c{conns}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
@@ -388,16 +428,25 @@ def wrk(
 
 
 def measure(
-    server: str, port: int, body: Body, expected: np.ndarray, conns: int, args: argparse.Namespace, tmp: Path
+    server: str,
+    port: int,
+    body: Body,
+    expected: np.ndarray,
+    conns: int,
+    args: argparse.Namespace,
+    tmp: Path,
+    load_cpu: int | str | None = None,
+    threads: int = 1,
 ) -> Cell:
     url = f"http://127.0.0.1:{port}/v2/models/{NAME}/infer"
     body_file = tmp / f"body-{body.rows}-{body.encoding}"
     body_file.write_bytes(body.data)
     samples = Path(tempfile.mkdtemp(dir=tmp))
-    wrk(url, body_file, body, conns, args.warmup, args.load_cpu, samples)
+    cpu = args.load_cpu if load_cpu is None else load_cpu
+    wrk(url, body_file, body, conns, args.warmup, cpu, samples, threads)
     shutil.rmtree(samples)
     samples.mkdir()
-    r = wrk(url, body_file, body, conns, args.duration, args.load_cpu, samples)
+    r = wrk(url, body_file, body, conns, args.duration, cpu, samples, threads)
     cell = Cell(server, conns, body.rows, body.encoding)
     cell.requests = r["requests"]
     cell.rps = r["requests"] / (r["duration_us"] / 1e6)
@@ -482,6 +531,148 @@ def targets(cells: list[Cell], rss: dict[str, tuple[float, float]]) -> list[str]
     return out
 
 
+def median_cell(tries: list[Cell]) -> Cell:
+    """The round with the median req/s, carrying every round's figures and the summed errors."""
+    ordered = sorted(tries, key=lambda c: c.rps)
+    cell = ordered[len(ordered) // 2]
+    cell.rps_runs = [c.rps for c in tries]
+    cell.p99_runs = [c.p99_ms for c in tries]
+    cell.errors = sum(c.errors for c in tries)
+    cell.wrong = [w for c in tries for w in c.wrong]
+    cell.checked = sum(c.checked for c in tries)
+    return cell
+
+
+def _results_module() -> Any:
+    sys.path.insert(0, str(REPO))
+    from benchmarks import results
+
+    return results
+
+
+def write_results(args: argparse.Namespace, cells: list[Cell], rss: dict[str, tuple[float, float]]) -> None:
+    """benchmarks/results/NAME.json: one row per cell (median of the rounds), ratios against peers."""
+    results = _results_module()
+    fmt = results.fmt
+    rows = [
+        [
+            c.server,
+            str(c.concurrency),
+            str(c.rows),
+            c.encoding,
+            fmt(c.rps_runs, "req/s", 0),
+            fmt(c.p99_runs, "ms", 2),
+            str(c.errors),
+        ]
+        for c in cells
+    ]
+    values: dict[str, str] = {}
+    by_key = {(c.server, c.concurrency, c.rows, c.encoding): c for c in cells}
+    for c in cells:
+        if c.server == "trtforge":
+            continue
+        mine = by_key.get(("trtforge", c.concurrency, c.rows, c.encoding))
+        if mine is None or not c.rps_runs:
+            continue
+        ratios = [a / b for a, b in zip(mine.rps_runs, c.rps_runs, strict=False) if b]
+        key = f"{c.server}.c{c.concurrency}_r{c.rows}_{c.encoding}".replace("-", "_")
+        values[f"ratio.{key}"] = fmt(ratios, "×", 2)
+        values[f"p99.{key}"] = f"{np.median(mine.p99_runs):.2f} ms vs {np.median(c.p99_runs):.2f} ms"
+    for c in cells:
+        values[f"rps.{c.server}.c{c.concurrency}_r{c.rows}_{c.encoding}".replace("-", "_")] = fmt(
+            c.rps_runs, "req/s", 0
+        )
+    results.write(
+        args.results,
+        command="python benchmarks/serving_bench.py " + " ".join(sys.argv[1:]),
+        runs=args.rounds,
+        tables={
+            "cells": {
+                "columns": ["server", "clients", "rows", "body", "req/s", "p99", "errors"],
+                "rows": rows,
+            }
+        },
+        values=values,
+        data={
+            "cells": [{**c.__dict__, "rows_per_s": c.rows_per_s} for c in cells],
+            "rss_mb": {k: {"idle": v[0], "after_load": v[1]} for k, v in rss.items()},
+        },
+        packages=["onnxruntime", "uvloop", "httptools", "uvicorn", "orjson", "prometheus-client", "numpy"],
+    )
+
+
+def scaling(args: argparse.Namespace, workdir: Path, model: Path, engine: Path, tmp: Path) -> int:
+    """req/s of `trtforge serve --workers N` (server on CPUs 0..N-1, wrk on others), 1-row JSON."""
+    counts = [int(n) for n in args.scaling.split(",")]
+    body = make_body(1, "json")
+    expected = run_onnx(model, body.x)
+    logs = workdir / "logs"
+    runs: dict[int, list[Cell]] = {}
+    for round_no in range(1, args.rounds + 1):
+        for n in counts:
+            spec = server_spec("trtforge", workdir, model, engine, workers=n)
+            conns = 64 * n
+            print(f"[workers={n}] round {round_no}: {' '.join(spec.argv)}", flush=True)
+            with running(spec, f"0-{n - 1}", logs / f"trtforge-w{n}.log"):
+                time.sleep(1.0)
+                cell = measure(
+                    f"trtforge-w{n}",
+                    spec.port,
+                    body,
+                    expected,
+                    conns,
+                    args,
+                    tmp,
+                    load_cpu=args.scaling_load_cpus,
+                    threads=args.scaling_threads,
+                )
+            runs.setdefault(n, []).append(cell)
+            print(
+                f"[workers={n}] c={conns} {cell.rps:9.0f} req/s p99 {cell.p99_ms:7.2f} ms "
+                f"errors {cell.errors}"
+            )
+    cells = {n: median_cell(tries) for n, tries in runs.items()}
+    base = cells[counts[0]]
+    for n, c in cells.items():
+        print(
+            f"workers {n:>2}: {c.rps:9.0f} req/s ({c.rps / base.rps:.2f}x of {counts[0]}) "
+            f"p99 {c.p99_ms:.2f} ms"
+        )
+    if args.results:
+        results = _results_module()
+        fmt = results.fmt
+        rows = []
+        values = {}
+        for n, c in cells.items():
+            speedup = [a / b for a, b in zip(c.rps_runs, base.rps_runs, strict=False) if b]
+            rows.append(
+                [
+                    str(n),
+                    str(64 * n),
+                    fmt(c.rps_runs, "req/s", 0),
+                    fmt(speedup, "×", 2),
+                    fmt(c.p99_runs, "ms", 2),
+                ]
+            )
+            values[f"speedup.w{n}"] = fmt(speedup, "×", 2)
+            values[f"rps.w{n}"] = fmt(c.rps_runs, "req/s", 0)
+        results.write(
+            args.results,
+            command="python benchmarks/serving_bench.py " + " ".join(sys.argv[1:]),
+            runs=args.rounds,
+            tables={
+                "workers": {
+                    "columns": ["workers", "clients", "req/s", "vs 1 worker", "p99"],
+                    "rows": rows,
+                }
+            },
+            values=values,
+            data={"cells": {str(n): c.__dict__ for n, c in cells.items()}},
+            packages=["onnxruntime", "uvloop", "httptools", "orjson", "prometheus-client", "numpy"],
+        )
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -496,11 +687,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--big-concurrency", type=int, default=16)
     p.add_argument("--duration", type=int, default=6, help="measured seconds per cell")
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell")
-    p.add_argument("--rounds", type=int, default=1, help="repeat everything; each cell keeps its best round")
+    p.add_argument("--rounds", type=int, default=1, help="repeat everything; cells report the median round")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     p.add_argument("--setup-only", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--results", default=None, help="write benchmarks/results/NAME.json (docs figures)")
+    p.add_argument(
+        "--scaling",
+        default=None,
+        help="instead: trtforge with these worker counts (e.g. 1,2,4,8), server on CPUs 0..N-1",
+    )
+    p.add_argument("--scaling-load-cpus", default="8-15", help="CPUs of wrk in --scaling")
+    p.add_argument("--scaling-threads", type=int, default=8, help="wrk threads in --scaling")
     args = p.parse_args(argv)
 
     if shutil.which("wrk") is None:
@@ -508,9 +707,14 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("taskset") is None:
         raise SystemExit("taskset is not installed (util-linux)")
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if args.scaling:
+        servers = ["trtforge"]
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in {"mlserver" if s.startswith("mlserver") else s for s in servers} - {"trtforge"}:
+    for name in {"mlserver" if s.startswith("mlserver") else s for s in servers} - {
+        "trtforge",
+        "trtforge-uvicorn",
+    }:
         ensure_venv(workdir, name)
     if args.setup_only:
         return 0
@@ -526,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=workdir))
 
+    if args.scaling:
+        return scaling(args, workdir, model, engine, tmp)
+
     plan: list[tuple[int, Body]] = []
     for rows in (int(r) for r in args.rows.split(",")):
         body = make_body(rows, "json")
@@ -537,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         expected[big_json.data] = expected[big_binary.data] = run_onnx(model, big_json.x)
 
     # rounds: every server once per round (interleaved, so slow drifts of the machine hit all alike);
-    # each cell keeps its round with the most requests per second, errors summed over the rounds
+    # each cell reports its median round (and the spread), errors summed over the rounds
     runs: dict[tuple[str, int, int, str], list[Cell]] = {}
     rss: dict[str, tuple[float, float]] = {}
     for round_no in range(1, args.rounds + 1):
@@ -567,13 +774,7 @@ def main(argv: list[str] | None = None) -> int:
                     rss[name] = (min(before[0], idle), max(before[1], loaded))
             except RuntimeError as exc:
                 print(f"[{name}] FAILED: {exc}", flush=True)
-    cells = []
-    for tries in runs.values():
-        best = max(tries, key=lambda c: c.rps)
-        best.errors = sum(c.errors for c in tries)
-        best.wrong = [w for c in tries for w in c.wrong]
-        best.checked = sum(c.checked for c in tries)
-        cells.append(best)
+    cells = [median_cell(tries) for tries in runs.values()]
     shutil.rmtree(tmp, ignore_errors=True)
 
     print()
@@ -581,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in targets(cells, rss):
         print(line)
+    if args.results:
+        write_results(args, cells, rss)
     if args.json:
         args.json.write_text(
             json.dumps(

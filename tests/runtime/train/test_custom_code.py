@@ -22,7 +22,9 @@ def test_code_locations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     )
     monkeypatch.setenv("TRTFORGE_PVC_ROOT", str(tmp_path / "pvc"))
     assert custom.code_location("pvc://team/src", manifest_dir, tmp_path) == tmp_path / "pvc" / "team" / "src"
-    with pytest.raises(TrainingError, match=r"spec\.model\.train\.custom\.code pvc://team: .*pvc://CLAIM/PATH"):
+    with pytest.raises(
+        TrainingError, match=r"spec\.model\.train\.custom\.code pvc://team: .*pvc://CLAIM/PATH"
+    ):
         custom.code_location("pvc://team", manifest_dir, tmp_path)
 
 

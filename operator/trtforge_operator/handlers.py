@@ -6,6 +6,9 @@
   autoscaling modes' HorizontalPodAutoscaler / KEDA ScaledObject where served), filtered by the
   `trtforge.dev/modeldeployment` label, trigger their owner's reconcile, so a Job completion moves the
   pipeline on, and a deleted or edited child is repaired, within a second.
+- A PersistentVolumeClaim that appears (created, or first listed) triggers the ModelDeployments of its
+  namespace whose pods mount it (by claim name: the store's pvc://CLAIM and pvc:// inputs), so one that
+  Failed because the claim was missing goes on within a second of its creation, not at the resync.
 
 Watch-event handlers are used instead of kopf's create/update/delete handlers and daemons on purpose:
 those persist their progress in annotations and put kopf's finalizer on every object; here every
@@ -96,6 +99,16 @@ async def modeldeployment_event(type: str | None, body: kopf.Body, memo: kopf.Me
     if runtime.controller.is_own_write(key, meta.get("resourceVersion")):
         return
     runtime.controller.trigger(key)
+
+
+@kopf.on.event("", "v1", "persistentvolumeclaims", id="persistentvolumeclaims-event")
+async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type not in ("ADDED", None):  # None: listed when the watch (re)starts
+        return  # changes of an existing claim (binding, resizing) change nothing the operator decides
+    runtime = _runtime(memo)
+    namespace, claim = _key(body.get("metadata", {}))
+    for key in runtime.cache.claim_users(namespace, claim, runtime.settings):
+        runtime.controller.trigger(key)
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:

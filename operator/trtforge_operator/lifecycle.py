@@ -12,11 +12,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from trtforge_runtime.errors import ManifestError
+from trtforge_runtime.spec.load import parse_spec
+
+from trtforge_operator import storage
 from trtforge_operator.apply import Kube
 from trtforge_operator.autoscaling.controller import AutoscalingLoop, Decisions
 from trtforge_operator.controller import Controller, Key
 from trtforge_operator.leader import LeaderElector, LeaseConfig
 from trtforge_operator.pipeline import Pipeline
+from trtforge_operator.plan import storage_uri_of
 from trtforge_operator.probes import ProbeServer
 from trtforge_operator.settings import OperatorSettings
 
@@ -29,6 +34,29 @@ class ObjectCache:
     def __init__(self) -> None:
         self.modeldeployments: dict[Key, dict[str, Any]] = {}
         self.deployments: dict[Key, dict[str, Any]] = {}
+        self._claims: dict[Key, tuple[Any, frozenset[str]]] = {}  # key -> (resourceVersion, claims)
+
+    def claim_users(self, namespace: str, claim: str, settings: OperatorSettings) -> list[Key]:
+        """The ModelDeployments of `namespace` whose pods mount `claim` (each spec parsed once per
+        resourceVersion; one the schema refuses mounts nothing)."""
+        for key in [k for k in self._claims if k not in self.modeldeployments]:
+            del self._claims[key]  # deleted ModelDeployments
+        users = []
+        for key, body in list(self.modeldeployments.items()):
+            if key[0] != namespace:
+                continue
+            version = body.get("metadata", {}).get("resourceVersion")
+            cached = self._claims.get(key)
+            if cached is None or cached[0] != version:
+                try:
+                    spec = parse_spec(body.get("spec"), source=f"ModelDeployment {key[0]}/{key[1]}")
+                    claims = frozenset(storage.claims_in_use(spec, storage_uri_of(spec, settings)))
+                except ManifestError:
+                    claims = frozenset()
+                cached = self._claims[key] = (version, claims)
+            if claim in cached[1]:
+                users.append(key)
+        return users
 
 
 class OperatorRuntime:

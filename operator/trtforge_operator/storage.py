@@ -144,6 +144,12 @@ async def ensure_claims(
     return created
 
 
+def claims_in_use(spec: ModelDeploymentSpec, storage_uri: str) -> list[str]:
+    """Every claim a ModelDeployment's pods mount: its store's (pvc://CLAIM/...) and its input claims."""
+    store = [storage_uri.removeprefix("pvc://").partition("/")[0]] if storage_uri.startswith("pvc://") else []
+    return list(dict.fromkeys([*store, *input_claims(spec)]))
+
+
 def input_claims(spec: ModelDeploymentSpec) -> list[str]:
     """PersistentVolumeClaims named by pvc:// dataset or model-source URIs, in order, deduplicated."""
     uris: list[str] = []

@@ -37,7 +37,7 @@ NAMESPACED = {
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create"},
-    ("", "persistentvolumeclaims"): {"get", "create"},
+    ("", "persistentvolumeclaims"): {"get", "list", "watch", "create"},
 }
 # Secrets: only in the Roles of watched namespaces, never cluster-wide
 SECRETS = {("", "secrets"): {"get"}}

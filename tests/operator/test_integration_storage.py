@@ -1,9 +1,10 @@
 """Artifact storage per namespace: the default store's claim is created where the ModelDeployment lives
 (before any Job), survives the ModelDeployment, and a claim that is missing fails the object at once,
-naming the claim and the namespace."""
+naming the claim and the namespace; creating the claim then resumes it (the claims are watched)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,27 @@ def test_an_existing_claim_is_used_as_it_is(cluster: Kube, operator_with: Any) -
         ({}, {"model.train.dataset.uri": "pvc://datasets/digits.npz"}, "spec.model", "datasets"),
     ],
 )
-def test_a_missing_claim_fails_before_any_job(
+def test_a_missing_claim_fails_before_any_job_and_its_creation_resumes_the_object(
     cluster: Kube, operator_with: Any, env: dict[str, str], changes: dict[str, Any], field: str, claim: str
 ) -> None:
-    operator_with(**env)
+    # no resync within the test: only the claim's watch event can resume the object
+    operator_with(TRTFORGE_RESYNC_SECONDS="3600", **env)
     cluster.apply(digits(**changes))
     obj = wait_phase(cluster, "Failed")
     message = obj["status"]["message"]
     assert message.startswith(field) and f"PersistentVolumeClaim {NS}/{claim} does not exist" in message
     assert conditions(obj)["Degraded"]["reason"] == "InvalidSpec"
     assert not jobs(cluster, "train")
+
+    time.sleep(2)  # let the reconciles already queued (start-up listing, leadership) run out first
+    assert wait_phase(cluster, "Failed") and not jobs(cluster, "train")
+    other = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "unrelated"}}
+    other["spec"] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    cluster.create(other, NS)  # a claim nobody mounts changes nothing
+    cluster.create({**other, "metadata": {"name": claim}}, NS)
+    # the product's promise is "within a second"; the wait only guards against a hang (the resync is
+    # an hour away, so the Job can only come from the claim's watch event)
+    (train,) = wait_jobs(cluster, "train")
+    volumes = train["spec"]["template"]["spec"]["volumes"]
+    assert any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in volumes)
+    assert wait_phase(cluster, "Training")["status"].get("reason") != "InvalidSpec"

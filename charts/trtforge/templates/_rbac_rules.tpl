@@ -42,10 +42,11 @@ there with the code path that needs it). Pass (list $ "cluster") or (list $ "nam
     resources: [poddisruptionbudgets]
     verbs: [get, list, watch, create, patch, delete]
   # the default store's artifact claim, created in a ModelDeployment's namespace when missing; claims
-  # the spec names are only read (a missing one fails the ModelDeployment before any Job)
+  # the spec names are only read (a missing one fails the ModelDeployment before any Job) and watched,
+  # so that creating a missing claim resumes the ModelDeployments that wait for it at once
   - apiGroups: [""]
     resources: [persistentvolumeclaims]
-    verbs: [get, create]
+    verbs: [get, list, watch, create]
   # Job pods: termination messages (stage results), a container that cannot start (a missing Secret),
   # the serving pods the built-in autoscaler scrapes; the last log lines of a failure
   - apiGroups: [""]

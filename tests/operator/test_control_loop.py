@@ -142,8 +142,16 @@ def test_a_training_failure_posts_one_warning_event(cluster: Kube, operator: Any
     ],
 )
 def test_a_deleted_child_is_recreated_within_two_seconds(
-    cluster: Kube, operator: Any, api_version: str, kind: str, name: str | None
+    cluster: Kube,
+    operator: Any,
+    api_version: str,
+    kind: str,
+    name: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Issue 10 item 7's promise: drift is repaired within 2 s (by the child's watch event; the resync is
+    120 s away). The gap is taken from the API server's own record of the DELETED and ADDED events, so
+    the test's polling does not count; the wait only guards against a hang."""
     doc = digits()
     doc["spec"]["serving"]["autoscaling"] = {"enabled": False}
     doc["spec"]["serving"]["replicas"] = 2  # a PodDisruptionBudget is made for more than one replica
@@ -152,10 +160,29 @@ def test_a_deleted_child_is_recreated_within_two_seconds(
     if name is None:  # the serving revision's ConfigMap
         name = naming.config_map_name("digits", deployment.STAGE, ready["status"]["serving"]["revision"])
     assert cluster.get(api_version, kind, name, NS) is not None
+    events = _recorded_events(cluster, monkeypatch)
     cluster.delete(api_version, kind, name, NS)
-    started = time.monotonic()
-    cluster.wait_for(lambda: cluster.get(api_version, kind, name, NS), timeout=2, message=f"{kind} back")
-    assert time.monotonic() - started < 2.0
+    cluster.wait_for(lambda: cluster.get(api_version, kind, name, NS), timeout=60, message=f"{kind} back")
+    times = {type_: at for at, type_, k, n in events if (k, n) == (kind, name)}
+    assert times["ADDED"] - times["DELETED"] < REPAIR_PROMISE_SECONDS
+
+
+REPAIR_PROMISE_SECONDS = 2.0  # docs/operator.md: a deleted or edited child is repaired within a second or so
+
+
+def _recorded_events(cluster: Kube, monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, str, str, str]]:
+    """(monotonic time, type, kind, name) of every watch event the API server emits from now on."""
+    store = cluster.emulator.store
+    emit = store._emit
+    events: list[tuple[float, str, str, str]] = []
+
+    def recording(skey: Any, event: Any) -> None:
+        meta = event.obj.get("metadata") or {}
+        events.append((time.monotonic(), event.type, event.obj.get("kind", ""), meta.get("name", "")))
+        emit(skey, event)
+
+    monkeypatch.setattr(store, "_emit", recording)
+    return events
 
 
 def test_kubectl_scale_with_autoscaling_on_says_it_is_ignored(cluster: Kube, operator: Any) -> None:

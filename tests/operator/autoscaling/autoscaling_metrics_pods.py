@@ -2,7 +2,9 @@
 
 One aiohttp server in a background thread listens on one 127.0.0.1 port per fake pod and answers what the
 test sets: the in-flight gauge, the request counter, a raw body, an HTTP status, or a delay (a pod that
-does not answer in time). Used by the scrape and controller tests and by benchmarks/autoscaler_bench.py.
+does not answer in time). With `gate = N` no pod answers before N requests are in flight at once (a
+scraper that asks one pod after another never gets an answer): concurrency tested without a clock.
+Used by the scrape and controller tests and by benchmarks/autoscaler_bench.py.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class MetricsPods:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="metrics-pods", daemon=True)
         self._runner: web.AppRunner | None = None
+        self.gate = 0  # answer only once this many requests are in flight together (0: at once)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._opened: asyncio.Event | None = None
 
     def start(self) -> MetricsPods:
         self._thread.start()
@@ -109,6 +115,19 @@ class MetricsPods:
         if pod is None:
             return web.Response(status=404)
         pod.hits += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.gate:
+                self._opened = self._opened or asyncio.Event()
+                if self.in_flight >= self.gate:
+                    self._opened.set()
+                await self._opened.wait()  # the scraper's own time-out ends a wait that never opens
+            return await self._answer(pod)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, pod: FakePod) -> web.Response:
         if pod.delay:
             await asyncio.sleep(pod.delay)
         if pod.status != 200:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 from autoscaling_metrics_pods import MetricsPods
@@ -91,9 +90,7 @@ async def test_scrape_reads_every_pod_and_reports_each_failure(metrics_pods: Met
     targets.append(ScrapeTarget("refused", f"http://127.0.0.1:{_closed_port()}/metrics"))
 
     async with MetricsScraper(timeout=0.5) as scraper:
-        started = time.perf_counter()
         results = await scraper.scrape(targets, INFLIGHT_METRIC)
-        elapsed = time.perf_counter() - started
 
     by_pod = {r.pod: r for r in results}
     assert [r.pod for r in results] == [t.pod for t in targets]
@@ -110,8 +107,6 @@ async def test_scrape_reads_every_pod_and_reports_each_failure(metrics_pods: Met
     for pod, problem in expected_problems.items():
         assert by_pod[pod].value is None, pod
         assert problem in (by_pod[pod].problem or ""), (pod, by_pod[pod].problem)
-    # concurrent and bounded: the slow pod costs the time-out once, not per pod
-    assert elapsed < 1.5
 
 
 @pytest.mark.asyncio
@@ -128,13 +123,13 @@ async def test_scrape_reads_large_answers_whole_and_refuses_huge_ones(metrics_po
 
 @pytest.mark.asyncio
 async def test_scrape_of_many_pods_is_concurrent(metrics_pods: MetricsPods) -> None:
-    pods = [metrics_pods.add(f"p{i}", inflight=i, delay=0.2) for i in range(20)]
-    async with MetricsScraper(timeout=2.0) as scraper:
-        started = time.perf_counter()
+    pods = [metrics_pods.add(f"p{i}", inflight=i) for i in range(20)]
+    metrics_pods.gate = 20  # no pod answers before all 20 are asked: one after another would time out
+    # the time-out only guards against a hang (how long a scrape of 50 pods takes: autoscaler_bench.py)
+    async with MetricsScraper(timeout=10.0) as scraper:
         results = await scraper.scrape([ScrapeTarget(p.name, p.url) for p in pods], INFLIGHT_METRIC)
-        elapsed = time.perf_counter() - started
-    assert [r.value for r in results] == [float(i) for i in range(20)]
-    assert elapsed < 1.0  # 20 x 0.2 s sequentially would be 4 s
+    assert [r.value for r in results] == [float(i) for i in range(20)], [r.problem for r in results]
+    assert metrics_pods.max_in_flight == 20
 
 
 @pytest.mark.asyncio

@@ -245,7 +245,7 @@ def owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
     return any(r.get("uid") == owner_uid for r in refs)
 
 
-_MISSING: Any = object()
+MISSING: Any = object()  # `ensure(existing=...)` left out: read it from the API
 
 
 async def ensure(
@@ -253,7 +253,7 @@ async def ensure(
     desired: dict[str, Any],
     *,
     owner_uid: str,
-    existing: dict[str, Any] | None = _MISSING,
+    existing: dict[str, Any] | None = MISSING,
     immutable: bool = False,
     keep: Iterable[tuple[str, ...]] = (),
 ) -> tuple[Action, dict[str, Any]]:
@@ -261,7 +261,7 @@ async def ensure(
     api_version, kind = desired["apiVersion"], desired["kind"]
     meta = desired["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    if existing is _MISSING:
+    if existing is MISSING:
         existing = await kube.get(api_version, kind, ns, name)
     if existing is None:
         body = json.loads(json.dumps(desired))

@@ -33,6 +33,9 @@ class _KeyState:
     failures: int = 0
     retry: asyncio.TimerHandle | None = None
     own_resource_version: str | None = None
+    # ModelDeployment events that came while a reconcile ran: the watch may deliver the event of that
+    # reconcile's own status write before the write's answer is back, so they are judged when it ends
+    unsettled: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -108,10 +111,17 @@ class Controller:
             state.task = asyncio.get_running_loop().create_task(self._run(key, state))
 
     def is_own_write(self, key: Key, resource_version: str | None) -> bool:
-        """True for the watch event of our own last status write (nothing new to react to)."""
+        """True when the ModelDeployment's event needs no trigger: the watch event of our own last status
+        write (nothing new to react to), or any event while a reconcile runs, which is settled when it
+        ends (reconciled again unless it was the event of that reconcile's own status write)."""
         state = self._states.get(key)
-        if state is not None and resource_version and state.own_resource_version == resource_version:
+        if state is None or not resource_version or not self.active:
+            return False
+        if state.own_resource_version == resource_version:
             self.stats.skipped_own_writes += 1
+            return True
+        if state.task is not None and not state.task.done() and not state.dirty:
+            state.unsettled.append(resource_version)
             return True
         return False
 
@@ -142,6 +152,7 @@ class Controller:
             except Exception as exc:
                 self.stats.errors += 1
                 state.failures += 1
+                state.unsettled.clear()  # the retry reconciles anyway
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** (state.failures - 1))
                 log.warning("reconcile of %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
                 log.debug("reconcile failure", exc_info=True)
@@ -155,6 +166,15 @@ class Controller:
             self.stats.last[key] = result
             if result.resource_version:
                 state.own_resource_version = result.resource_version
+            self._settle(state)
+
+    def _settle(self, state: _KeyState) -> None:
+        """Events that came during the reconcile: anything but its own status write asks for another."""
+        own = [v for v in state.unsettled if v == state.own_resource_version]
+        self.stats.skipped_own_writes += len(own)
+        if len(own) < len(state.unsettled):
+            state.dirty = True
+        state.unsettled.clear()
 
     async def _resync_loop(self) -> None:
         while True:

@@ -150,8 +150,21 @@ def register_autoscaler_watches(
     if not settings.autoscaler_enabled:
         return
     registry = registry or kopf.get_default_registry()
-    for mode in settings.autoscaler_modes:
+    modes = tuple(settings.autoscaler_modes)
+    for mode in modes:
         group, version, plural = AUTOSCALER_CHILD_KINDS[mode]
         kopf.on.event(group, version, plural, labels=CHILD_FILTER, id=f"{plural}-event", registry=registry)(
-            child_event
+            autoscaler_child_event
         )
+
+    async def watched(memo: kopf.Memo, **_: Any) -> None:  # after `startup` (registered after it)
+        _runtime(memo).pipeline.autoscaler_children.watch(modes)
+
+    kopf.on.startup(id="autoscaler-children-watched", registry=registry)(watched)
+
+
+async def autoscaler_child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """An HPA / ScaledObject event: kept in the reconcile's cache (absent children cost no GET)."""
+    runtime = _runtime(memo)
+    runtime.pipeline.autoscaler_children.observe(type, body)
+    runtime.controller.trigger(_owner_key(body))

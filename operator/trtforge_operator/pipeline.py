@@ -25,6 +25,7 @@ from trtforge_runtime.spec.model import API_VERSION, KIND
 
 from trtforge_operator import events, feasibility, finalizer, labels, retry, revisions, scaling, storage
 from trtforge_operator.apply import Action, Kube, ensure, remove
+from trtforge_operator.autoscaling.children import ChildCache
 from trtforge_operator.autoscaling.controller import Decisions
 from trtforge_operator.errors import (
     AutoscalingError,
@@ -69,6 +70,8 @@ class Pipeline:
         self.kube = kube
         self.settings = settings
         self.decisions: Decisions = {} if decisions is None else decisions  # the autoscaler's, to apply
+        # the hpa / keda children as the operator's watches see them (fed by `handlers`)
+        self.autoscaler_children = ChildCache()
         self._scale_notes: dict[tuple[str, str], str] = {}  # ignored `kubectl scale md` Events posted
 
     # ------------------------------------------------------------------ entry
@@ -399,7 +402,8 @@ class Pipeline:
         the hpa / keda child kept in line. Returns the Deployment as it now is."""
         dep = await scaling.apply_builtin_decision(self.kube, plan, st, body, dep, self.decisions)
         try:
-            for change in await scaling.reconcile_children(self.kube, plan, body):
+            children = await scaling.reconcile_children(self.kube, plan, body, self.autoscaler_children)
+            for change in children:
                 log.info("%s/%s: %s", plan.owner.namespace, plan.owner.name, change)
         except AutoscalingError as exc:  # e.g. no KEDA in the cluster: the Deployment serves meanwhile
             st.keep_degraded("AutoscalingUnavailable", str(exc))

@@ -17,7 +17,7 @@ from typing import Any
 from trtforge_runtime.spec.model import Autoscaling, Serving
 
 from trtforge_operator.apply import Kube
-from trtforge_operator.autoscaling.children import ChildrenReconciler
+from trtforge_operator.autoscaling.children import ChildCache, ChildrenReconciler
 from trtforge_operator.autoscaling.controller import Decisions, apply_decision
 from trtforge_operator.plan import Plan
 from trtforge_operator.reconcilers import deployment
@@ -47,14 +47,19 @@ async def apply_builtin_decision(
     return dep
 
 
-async def reconcile_children(kube: Kube, plan: Plan, body: dict[str, Any]) -> list[str]:
-    """The hpa / keda child of the spec's mode exists and matches; the other mode's child is gone."""
+async def reconcile_children(
+    kube: Kube, plan: Plan, body: dict[str, Any], cache: ChildCache | None = None
+) -> list[str]:
+    """The hpa / keda child of the spec's mode exists and matches; the other mode's child is gone.
+
+    `cache`: the watched children (the operator's watches), so that absent ones cost no request."""
     settings = plan.settings
     if not settings.autoscaler_enabled or not settings.autoscaler_modes:
         return []
     children = ChildrenReconciler(kube, settings.prometheus_url, modes=settings.autoscaler_modes)
     spec: Autoscaling = plan.spec.serving.autoscaling
-    return await children.reconcile(body, spec)
+    known = cache.known(plan.owner.namespace, plan.owner.name) if cache is not None else None
+    return await children.reconcile(body, spec, known)
 
 
 def ignored_scale(plan: Plan) -> str | None:

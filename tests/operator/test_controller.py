@@ -58,6 +58,30 @@ async def test_own_status_write_is_recognised() -> None:
     assert c.is_own_write(("ml", "a"), "42") and not c.is_own_write(("ml", "a"), "43")
 
 
+async def test_events_during_a_reconcile_are_settled_when_it_ends() -> None:
+    """The watch may deliver the event of a reconcile's own status write before the write's answer is
+    back: that one must not cost another reconcile; any other event then must."""
+
+    def handler(c: Controller, version: str) -> None:  # what handlers.modeldeployment_event does
+        if not c.is_own_write(("ml", "a"), version):
+            c.trigger(("ml", "a"))
+
+    p = RecordingPipeline(delay=0.05)
+    c = controller(p)
+    c.trigger(("ml", "a"))
+    await asyncio.sleep(0.01)
+    handler(c, "42")  # the event of its own status write, early
+    await c.idle()
+    assert p.calls == [("ml", "a")]
+
+    c.trigger(("ml", "a"))
+    await asyncio.sleep(0.01)
+    handler(c, "42")
+    handler(c, "43")  # someone else's change meanwhile: reconciled again
+    await c.idle()
+    assert p.calls == [("ml", "a")] * 3
+
+
 async def test_failures_back_off_instead_of_looping() -> None:
     p = RecordingPipeline(fail_times=10, delay=0)
     c = controller(p)

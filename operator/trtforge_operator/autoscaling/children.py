@@ -7,6 +7,12 @@ kind when this ModelDeployment owns one (the mode changed, or autoscaling was tu
 only asked again when the desired objects change or every `resync_seconds`. The operator never touches
 the Deployment's replicas in these modes: the HPA (or KEDA's HPA) owns them, so nothing fights.
 
+In the operator, `ChildCache` holds these children as the hpa / keda watches deliver them (every event
+of such a child also triggers its owner's reconcile), so a reconcile reads them from there: a child that
+is not wanted and not there costs no request (a builtin-mode object at rest asks nothing about HPAs or
+ScaledObjects), one that is not wanted but there is deleted without a GET first, and a wanted one is
+compared with its cached body (a create that conflicts reads it then).
+
 The kinds of modes the operator does not serve (TRTFORGE_AUTOSCALER_MODES: what the cluster has and the
 chart granted RBAC for) are never read, listed or deleted: on a real cluster that would be a 403. A spec
 asking for such a mode is an AutoscalingError naming spec.serving.autoscaling.mode and the setting.
@@ -82,6 +88,42 @@ def desired_children(
     return out
 
 
+ChildKey = tuple[str, str]  # (apiVersion, kind)
+
+
+class ChildCache:
+    """The hpa / keda children as their watches last delivered them, by owner (namespace, name).
+
+    Authoritative only for the modes `watch` named (the operator's watches of those kinds run): for any
+    other kind `known` leaves it out and the reconcile asks the API.
+    """
+
+    def __init__(self) -> None:
+        self._watched: tuple[str, ...] = ()
+        self._objects: dict[tuple[str, str], dict[ChildKey, dict[str, Any]]] = {}
+
+    def watch(self, modes: Collection[str]) -> None:
+        self._watched = tuple(m for m in ALL_MODES if m in modes)
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event (ADDED / MODIFIED / DELETED, or None: listed) of an hpa / keda child."""
+        meta = body.get("metadata") or {}
+        owner = (str(meta.get("namespace")), str((meta.get("labels") or {}).get(labels.MODELDEPLOYMENT)))
+        kind = (str(body.get("apiVersion")), str(body.get("kind")))
+        children = self._objects.setdefault(owner, {})
+        if event_type == "DELETED":
+            children.pop(kind, None)
+        else:
+            children[kind] = dict(body)
+        if not children:
+            del self._objects[owner]
+
+    def known(self, namespace: str, name: str) -> dict[ChildKey, dict[str, Any] | None]:
+        """(apiVersion, kind) -> the cached child or None (absent), for the watched kinds only."""
+        children = self._objects.get((namespace, name), {})
+        return {MODE_KEYS[m]: children.get(MODE_KEYS[m]) for m in self._watched}
+
+
 class ChildrenReconciler:
     """Keeps one ModelDeployment's HPA / ScaledObject in line with its spec.
 
@@ -108,8 +150,17 @@ class ChildrenReconciler:
         self.clock = clock
         self._last: tuple[str, float] | None = None
 
-    async def reconcile(self, md: Mapping[str, Any], spec: Autoscaling) -> list[str]:
-        """Creates, patches or deletes children; returns what it did (e.g. "created ScaledObject")."""
+    async def reconcile(
+        self,
+        md: Mapping[str, Any],
+        spec: Autoscaling,
+        known: Mapping[ChildKey, dict[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Creates, patches or deletes children; returns what it did (e.g. "created ScaledObject").
+
+        `known`: the children of the kinds a watch keeps (`ChildCache.known`), None where absent; the
+        API is read only for the kinds left out."""
+        known = known or {}
         desired = desired_children(md, spec, self.prometheus_url, self.modes)
         if not desired:  # builtin only: no child kind to look after
             return []
@@ -124,8 +175,9 @@ class ChildrenReconciler:
         ordered = sorted(desired.items(), key=lambda item: item[1] is None)
         for (api_version, kind), manifest in ordered:
             if manifest is not None:
+                existing = known.get((api_version, kind), apply.MISSING)  # MISSING: ask the API
                 try:
-                    action, _ = await apply.ensure(self.kube, manifest, owner_uid=uid)
+                    action, _ = await apply.ensure(self.kube, manifest, owner_uid=uid, existing=existing)
                 except KubeApiError as exc:
                     if exc.status == 404:
                         raise AutoscalingError(
@@ -138,7 +190,10 @@ class ChildrenReconciler:
                     done.append(f"{action.value} {kind}")
             else:
                 name = naming.predictor_name(md["metadata"]["name"])
-                existing = await self.kube.get(api_version, kind, namespace, name)
+                if (api_version, kind) in known:
+                    existing = known[(api_version, kind)]
+                else:
+                    existing = await self.kube.get(api_version, kind, namespace, name)
                 if await apply.remove(self.kube, api_version, kind, existing, uid):
                     done.append(f"deleted {kind}")
         self._last = (key, now)

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from trtforge_operator.apply import Kube as ApiKube
-from trtforge_operator.autoscaling.children import ChildrenReconciler
+from trtforge_operator.autoscaling.children import ChildCache, ChildrenReconciler
 from trtforge_operator.autoscaling.controller import parse_autoscaling
 from trtforge_operator.errors import AutoscalingError, ChildConflictError
 from trtforge_runtime.spec.model import API_VERSION, KIND
@@ -142,3 +142,50 @@ async def test_modes_the_operator_does_not_serve_are_never_requested(cluster: An
 def test_unknown_mode_setting_is_refused() -> None:
     with pytest.raises(AutoscalingError, match="unknown mode"):
         ChildrenReconciler(ApiKube(None), "http://prometheus:9090", modes=("kpa",))
+
+
+def test_child_cache_follows_the_watch_events() -> None:
+    cache = ChildCache()
+    hpa = {
+        "apiVersion": HPA[0],
+        "kind": HPA[1],
+        "metadata": {"name": CHILD, "namespace": NS, "labels": {"trtforge.dev/modeldeployment": "digits"}},
+    }
+    cache.observe(None, hpa)  # listed before any mode is watched: kept, not yet authoritative
+    assert cache.known(NS, "digits") == {}
+    cache.watch(("keda", "hpa"))
+    assert cache.known(NS, "digits") == {HPA: hpa, SO: None}
+    assert cache.known(NS, "other") == {HPA: None, SO: None}
+    cache.observe("DELETED", hpa)
+    assert cache.known(NS, "digits") == {HPA: None, SO: None}
+    cache.watch(("hpa",))
+    assert cache.known(NS, "digits") == {HPA: None}
+
+
+@pytest.mark.asyncio
+async def test_known_children_are_not_read_again(cluster: Any) -> None:
+    """With the watch cache's view, an absent unwanted child costs no request, a present one is deleted
+    without a GET first, and a wanted one is created from the cached absence."""
+    kube = ApiKube(cluster.client())
+    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=("hpa",), resync_seconds=0)
+    md = create_md(cluster, mode="builtin")
+    before = kube.requests
+    assert await children.reconcile(md, parse_autoscaling(md), {HPA: None}) == []
+    assert kube.requests == before  # no request at all
+
+    md = set_autoscaling(cluster, mode="hpa")
+    assert await children.reconcile(md, parse_autoscaling(md), {HPA: None}) == [
+        "created HorizontalPodAutoscaler"
+    ]
+    assert kube.requests == before + 1  # the create only
+    hpa = cluster.get(*HPA, CHILD, NS)
+    assert await children.reconcile(md, parse_autoscaling(md), {HPA: hpa}) == []
+    assert kube.requests == before + 1
+
+    md = set_autoscaling(cluster, mode="builtin")
+    assert await children.reconcile(md, parse_autoscaling(md), {HPA: hpa}) == [
+        "deleted HorizontalPodAutoscaler"
+    ]
+    assert kube.requests == before + 2  # the DELETE only
+    assert cluster.get(*HPA, CHILD, NS) is None
+    kube.close()

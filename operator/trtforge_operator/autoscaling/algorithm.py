@@ -21,8 +21,15 @@ of the stable window (default 60 s) and of the panic window (default 6 s) and re
   samples; a real surge still trips panic, which has no such prior.
 
 Observations come from `aggregate`: a ready pod without a usable value (it did not answer, or its metric
-was missing, malformed, NaN or negative) counts as exactly at target, so a silent pod neither scales the
-deployment to zero nor triggers panic. For the rps metric, `RateTracker` turns per-pod request counters
+was missing, malformed, NaN or negative) counts as its last usable value of the last stable window
+(`LastKnown`: an overloaded pod whose scrape times out is as busy as it was; counting it any lower reads
+as a load drop and scales down under constant load), and a pod with none counts as exactly at target, so
+a silent pod neither scales the deployment to zero nor triggers panic.
+
+The Deployment's count is reported every tick (`observe_replicas`): only a change made from outside is
+adopted. A count that merely lags behind this autoscaler's own decision (not applied or not seen yet)
+changes nothing; adopting it would drop the recommendations the scale-down delay holds and, in panic,
+the floor that keeps panic from scaling down. For the rps metric, `RateTracker` turns per-pod request counters
 into rates, treating a counter that went down as a restarted process that counted from zero.
 """
 
@@ -157,6 +164,28 @@ class RateTracker:
         return rates
 
 
+class LastKnown:
+    """Per-pod last usable values, so that a pod's unusable value counts as its last usable one."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def fill(self, now: float, values: Mapping[str, float | None], horizon: float) -> dict[str, float | None]:
+        """`values` with each unusable one replaced by the pod's last usable value of the last `horizon`
+        seconds (None when it has none). Pods no longer listed are forgotten."""
+        out: dict[str, float | None] = {}
+        for pod, value in values.items():
+            if value is not None and usable(value):
+                self._last[pod] = (now, value)
+                out[pod] = value
+                continue
+            last = self._last.get(pod)
+            out[pod] = last[1] if last is not None and now - last[0] <= horizon else None
+        for pod in set(self._last) - set(values):
+            del self._last[pod]
+        return out
+
+
 class Mode(StrEnum):
     STABLE = "stable"
     PANIC = "panic"
@@ -221,6 +250,7 @@ class Autoscaler:
         # a restarted operator neither scales on its first noisy sample nor forgets the current size.
         self._prior = self._desired * config.target
         self._updates = 0
+        self._seen = initial_replicas  # the Deployment's count at the previous look
 
     @property
     def config(self) -> AutoscalerConfig:
@@ -243,6 +273,20 @@ class Autoscaler:
         recommendation made now, so going below it still waits for the scale-down delay."""
         self._desired = self._config.clamp(replicas)
         self._recommendations = deque([(now, self._desired)])
+
+    def observe_replicas(self, replicas: int, now: float) -> bool:
+        """The Deployment's count as seen this tick; True when it was set from outside and adopted.
+
+        A count that changed since the previous look to something this autoscaler did not decide (the
+        operator creating the Deployment, a rollback, someone scaling it) is adopted. One that is only
+        behind this autoscaler's own decision (the reconcile has not applied it, or the watch has not
+        delivered it yet) is not: adopting it would forget the recommendations the scale-down delay
+        holds and lower the floor that keeps panic from scaling down."""
+        seen, self._seen = self._seen, replicas
+        if replicas == self._desired or replicas == seen:
+            return False
+        self.reset_replicas(replicas, now)
+        return True
 
     def update(self, now: float, observation: Observation | None) -> Decision:
         cfg = self._config

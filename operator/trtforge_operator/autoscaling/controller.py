@@ -32,6 +32,7 @@ from trtforge_operator.autoscaling.algorithm import (
     Autoscaler,
     AutoscalerConfig,
     Decision,
+    LastKnown,
     RateTracker,
     aggregate,
 )
@@ -139,6 +140,7 @@ class AutoscalerController:
         self.default_port = default_port
         self.autoscaler: Autoscaler | None = None
         self.rates = RateTracker()
+        self.last_known = LastKnown()
         self._problems: dict[str, str] = {}
 
     async def close(self) -> None:
@@ -166,9 +168,8 @@ class AutoscalerController:
             self.autoscaler = Autoscaler(config, initial_replicas=current)
         else:
             self.autoscaler.reconfigure(config)
-            if current != self.autoscaler.desired:
-                # someone else set the count (the operator creating the Deployment, a rollback): adopt it
-                self.autoscaler.reset_replicas(current, self.clock())
+            # a count set from outside is adopted; one only behind our own decision is not
+            self.autoscaler.observe_replicas(current, self.clock())
 
         selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
@@ -184,6 +185,7 @@ class AutoscalerController:
         values: Mapping[str, float | None] = {s.pod: s.value for s in scrapes}
         if str(spec.metric) == "rps":
             values = self.rates.update(now, values)
+        values = self.last_known.fill(now, values, config.stable_window)
         observation = aggregate(values, config.target) if scrapes else None
         decision = self.autoscaler.update(now, observation)
         result = TickResult(decision, current, scrapes, scrape_seconds=scrape_seconds)
@@ -201,7 +203,7 @@ class AutoscalerController:
             elif self._problems.get(s.pod) != s.problem:
                 self._problems[s.pod] = s.problem
                 log.warning(
-                    "%s/%s: pod %s metrics ignored (counted as at target): %s",
+                    "%s/%s: pod %s metrics unusable (counted as its last value, else at target): %s",
                     self.namespace,
                     self.name,
                     s.pod,

@@ -4,7 +4,8 @@ One aiohttp session (keep-alive connections, a bounded connection pool) fetches 
 Prometheus text at once, each request bounded by a time-out, and `parse_metric` reads one metric from
 it with prometheus_client's parser. A pod that fails in any way (refused, timed out, HTTP error, not
 Prometheus text, the metric missing, NaN, infinite or negative) yields `value=None` with the problem in
-words; the algorithm then counts that pod as at target. Nothing here raises for a bad pod.
+words; the algorithm then counts that pod as its last usable value, else at target. Nothing here raises
+for a bad pod.
 """
 
 from __future__ import annotations

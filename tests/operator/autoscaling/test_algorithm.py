@@ -11,6 +11,7 @@ from trtforge_operator.autoscaling.algorithm import (
     Autoscaler,
     AutoscalerConfig,
     Decision,
+    LastKnown,
     Mode,
     Observation,
     RateTracker,
@@ -289,3 +290,70 @@ def test_start_up_prior_damps_first_samples_but_not_a_real_increase() -> None:
     # a surge trips panic at once, prior or not
     scaler = Autoscaler(config(), initial_replicas=1)
     assert scaler.update(0.0, Observation(total=80.0, ready_pods=1)).desired == 10
+
+
+# the cluster box's whole-loop windows (tests/cluster_box/scenario.py AUTOSCALING)
+BOX = AutoscalerConfig(
+    min_replicas=1,
+    max_replicas=3,
+    target=2.0,
+    stable_window=8.0,
+    panic_window=4.0,
+    scale_down_delay=4.0,
+    tick=1.0,
+)
+
+
+def box_run(scaler: Autoscaler, lag: int, busy_scrape_fails: Callable[[float], bool]) -> list[int]:
+    """Constant load of 8 in-flight requests, all on the first pod (clients keep their connections), as
+    the built-in autoscaler's controller feeds it once a second: the Deployment's count as the watch
+    delivered it (each decision applied and seen `lag` ticks later), then the scrape of the ready pods
+    (the two new ones ready from t=20, idle)."""
+    last = LastKnown()
+    desired: list[int] = []
+    for i in range(40):
+        now = float(i)
+        scaler.observe_replicas(desired[i - lag] if i >= lag else 1, now)
+        scrape: dict[str, float | None] = {"p0": None if busy_scrape_fails(now) else 8.0}
+        if now >= 20:
+            scrape.update(p1=0.0, p2=0.0)
+        obs = aggregate(last.fill(now, scrape, BOX.stable_window), BOX.target)
+        desired.append(scaler.update(now, obs).desired)
+    return desired
+
+
+@pytest.mark.parametrize("lag", [1, 2, 3])
+@pytest.mark.parametrize("fails", ["never", "mostly"])
+def test_constant_load_is_not_scaled_down_while_the_new_pods_start(lag: int, fails: str) -> None:
+    """The whole-loop run that went 3 -> 2 -> 1 within seconds under a constant 8 clients, before the new
+    pods were ready: the one busy pod's scrape timed out while they started (CPU), and the Deployment in
+    the watch cache lagged behind the decisions (the reconcile applying them was slow). Neither the
+    stale count nor the missed scrapes may lower the count."""
+    scaler = Autoscaler(BOX, initial_replicas=1)
+    if fails == "never":
+        desired = box_run(scaler, lag, lambda t: False)
+    else:  # the busy pod answers only every 5th scrape from t=2
+        desired = box_run(scaler, lag, lambda t: t >= 2 and t % 5 != 0)
+    assert desired == [3] * 40
+
+
+def test_a_count_behind_the_own_decision_is_not_adopted_but_an_outside_change_is() -> None:
+    scaler = Autoscaler(BOX, initial_replicas=1)
+    scaler.update(0.0, Observation(total=8.0, ready_pods=1))  # panic: 3
+    assert scaler.desired == 3
+    assert not scaler.observe_replicas(1, 1.0)  # the decision is not applied yet: nothing changed outside
+    assert scaler.desired == 3
+    assert not scaler.observe_replicas(3, 2.0)  # applied
+    assert scaler.observe_replicas(2, 3.0)  # someone scaled it to 2: adopted
+    assert scaler.desired == 2
+    assert not scaler.observe_replicas(2, 4.0)
+
+
+def test_a_failed_scrape_counts_as_the_pods_last_value_within_the_horizon() -> None:
+    last = LastKnown()
+    assert last.fill(0.0, {"a": 8.0, "b": None}, 8.0) == {"a": 8.0, "b": None}
+    assert last.fill(4.0, {"a": None, "b": math.nan}, 8.0) == {"a": 8.0, "b": None}
+    assert last.fill(8.0, {"a": -1.0, "b": 2.0}, 8.0) == {"a": 8.0, "b": 2.0}
+    assert last.fill(8.5, {"a": None, "b": None}, 8.0) == {"a": None, "b": 2.0}  # a's is too old
+    assert last.fill(9.0, {"b": None}, 8.0) == {"b": 2.0}
+    assert last.fill(10.0, {"a": None, "b": None}, 8.0) == {"a": None, "b": 2.0}  # a was forgotten

@@ -278,3 +278,35 @@ def test_pod_readiness_and_metrics_url() -> None:
     ):
         assert not is_ready({**pod, "status": broken})
     assert not is_ready({**pod, "metadata": {"name": "p", "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+
+
+@pytest.mark.asyncio
+async def test_missed_scrapes_of_a_busy_pod_and_a_lagging_deployment_keep_the_count(
+    cluster: Any, metrics_pods: MetricsPods, controller: AutoscalerController
+) -> None:
+    """The whole-loop run's 3 -> 2 -> 1 under constant load: the one busy pod stops answering its
+    scrapes while new pods start, and the Deployment as the watch delivered it still says 1 replica (the
+    reconcile applying the decision lags). Its last value stands in for it, the stale count is not
+    adopted: the count stays at 3."""
+    windows = {
+        "stableWindowSeconds": 8,
+        "panicWindowSeconds": 4,
+        "scaleDownDelaySeconds": 4,
+        "tickSeconds": 1,
+    }
+    md = create_md(cluster, minReplicas=1, maxReplicas=3, target=2, **windows)
+    create_deployment(cluster, md, replicas=1)
+    serving = Serving(cluster, metrics_pods, capacity=1)
+    serving.kubelet()
+    serving.load(8.0)
+    stale = cluster.get("apps/v1", "Deployment", "digits-predictor", NS)  # never updated below
+    now = 0.0
+    controller.clock = lambda: now
+    desired = []
+    for i in range(16):
+        now = float(i)
+        serving.fake[0].status = 200 if i < 2 or i % 5 == 0 else 503  # answers every 5th scrape
+        result = await controller.tick(md, stale)
+        assert result.decision is not None
+        desired.append(result.decision.desired)
+    assert desired == [3] * 16

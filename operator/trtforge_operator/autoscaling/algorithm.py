@@ -251,6 +251,7 @@ class Autoscaler:
         self._prior = self._desired * config.target
         self._updates = 0
         self._seen = initial_replicas  # the Deployment's count at the previous look
+        self._decided: set[int] = set()  # counts decided here since that count last changed
 
     @property
     def config(self) -> AutoscalerConfig:
@@ -283,7 +284,11 @@ class Autoscaler:
         delivered it yet) is not: adopting it would forget the recommendations the scale-down delay
         holds and lower the floor that keeps panic from scaling down."""
         seen, self._seen = self._seen, replicas
-        if replicas == self._desired or replicas == seen:
+        if replicas == seen:
+            return False
+        own = replicas == self._desired or replicas in self._decided
+        self._decided.clear()
+        if own:  # one of this autoscaler's decisions arrived (perhaps overtaken by a later one)
             return False
         self.reset_replicas(replicas, now)
         return True
@@ -332,6 +337,7 @@ class Autoscaler:
         if not self._recommendations:  # scale_down_delay == 0 drops even the newest one
             self._recommendations.append((now, recommendation))
         self._desired = cfg.clamp(max(r for _, r in self._recommendations))
+        self._decided.add(self._desired)
         return self._decision(
             now, previous, mode, observed, window, stable_average, panic_average, observation.ready_pods
         )

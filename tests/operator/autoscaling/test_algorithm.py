@@ -347,6 +347,11 @@ def test_a_count_behind_the_own_decision_is_not_adopted_but_an_outside_change_is
     assert scaler.observe_replicas(2, 3.0)  # someone scaled it to 2: adopted
     assert scaler.desired == 2
     assert not scaler.observe_replicas(2, 4.0)
+    # decided 3, then 1 before the 3 was seen: the 3 arriving late is this autoscaler's own, not adopted
+    scaler.update(5.0, Observation(total=8.0, ready_pods=1))
+    assert scaler.desired == 3
+    scaler.reset_replicas(1, 6.0)  # (a decision of 1, as if the load had gone)
+    assert not scaler.observe_replicas(3, 7.0) and scaler.desired == 1
 
 
 def test_a_failed_scrape_counts_as_the_pods_last_value_within_the_horizon() -> None:

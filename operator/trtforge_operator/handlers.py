@@ -6,6 +6,9 @@
   autoscaling modes' HorizontalPodAutoscaler / KEDA ScaledObject where served), filtered by the
   `trtforge.dev/modeldeployment` label, trigger their owner's reconcile, so a Job completion moves the
   pipeline on, and a deleted or edited child is repaired, within a second.
+- A pod of a child (a stage's Job, the serving Deployment) whose container cannot start (a missing
+  Secret or ConfigMap: CreateContainerConfigError) triggers its owner, so that the status says so at
+  once: neither the Job's nor the Deployment's status changes when the kubelet gives that reason.
 - A PersistentVolumeClaim that appears (created, or first listed) triggers the ModelDeployments of its
   namespace whose pods mount it (by claim name: the store's pvc://CLAIM and pvc:// inputs), so one that
   Failed because the claim was missing goes on within a second of its creation, not at the resync.
@@ -29,6 +32,7 @@ from trtforge_operator import labels
 from trtforge_operator.apply import Kube
 from trtforge_operator.lifecycle import OperatorRuntime
 from trtforge_operator.settings import OperatorSettings
+from trtforge_operator.status import blocked_pod
 
 log = logging.getLogger(__name__)
 MEMO_KEY = "trtforge_runtime"
@@ -109,6 +113,12 @@ async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
     namespace, claim = _key(body.get("metadata", {}))
     for key in runtime.cache.claim_users(namespace, claim, runtime.settings):
         runtime.controller.trigger(key)
+
+
+@kopf.on.event("", "v1", "pods", labels=CHILD_FILTER, id="pods-event")
+async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type != "DELETED" and blocked_pod([dict(body)]) is not None:
+        _runtime(memo).controller.trigger(_owner_key(body))
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:

@@ -541,8 +541,28 @@ class Pipeline:
             return msg
         if not done:
             st.running("Deploying")
-            return f"rolling out serving revision {plan.serving}"
+            blocked = await self._serving_blocked(plan, st, dep)
+            return blocked or f"rolling out serving revision {plan.serving}"
         return f"serving revision {plan.serving} at {plan.url}"
+
+    async def _serving_blocked(self, plan: Plan, st: StatusBuilder, dep: dict[str, Any]) -> str | None:
+        """A serving pod of the new revision that cannot start (its storage Secret or a ConfigMap is
+        missing), as for a stage's Job pod: with no replica ready the ModelDeployment is Failed
+        (InvalidSpec) while it lasts; with an earlier revision still serving it stays Deploying and
+        Degraded (InvalidSpec). Once the pod starts, the rollout goes on."""
+        selector = labels.selector_string(
+            {**labels.predictor_selector(plan.owner.name), labels.REVISION: plan.serving}
+        )
+        problem = blocked_pod(await self.kube.list("v1", "Pod", plan.owner.namespace, selector))
+        if problem is None:
+            return None
+        message = f"serving Deployment {plan.predictor}: {problem}"
+        if int((dep.get("status") or {}).get("readyReplicas") or 0) > 0:
+            st.keep_degraded("InvalidSpec", message)
+        else:
+            st.set("Available", "False", "PodCannotStart", message)
+            st.fail("InvalidSpec", message)
+        return message
 
     @staticmethod
     def _good_template(dep: dict[str, Any] | None) -> dict[str, Any] | None:

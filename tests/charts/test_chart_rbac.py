@@ -34,7 +34,7 @@ NAMESPACED = {
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "delete"},
     ("policy", "poddisruptionbudgets"): OWN,
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create"},

@@ -48,10 +48,11 @@ there with the code path that needs it). Pass (list $ "cluster") or (list $ "nam
     resources: [persistentvolumeclaims]
     verbs: [get, list, watch, create]
   # Job pods: termination messages (stage results), a container that cannot start (a missing Secret),
-  # the serving pods the built-in autoscaler scrapes; the last log lines of a failure
+  # the serving pods the built-in autoscaler scrapes; the last log lines of a failure; the children's
+  # pods (by label) are watched so that a pod that cannot start is reported at once
   - apiGroups: [""]
     resources: [pods]
-    verbs: [list]
+    verbs: [list, watch]
   - apiGroups: [""]
     resources: [pods/log]
     verbs: [get]

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "runtime"))
 sys.path.insert(0, str(REPO))
+# --runtime DIR profiles another checkout's runtime package (e.g. before a change); default: this one's
+_runtime = sys.argv[sys.argv.index("--runtime") + 1] if "--runtime" in sys.argv else str(REPO / "runtime")
+sys.path.insert(0, _runtime)
 
 STAGES = [  # (stage, substrings of "file:function" that belong to it), first match wins
     ("backend (onnxruntime)", ["onnxruntime", "backends/"]),
@@ -136,6 +138,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--requests", type=int, default=5000)
     p.add_argument("--results", default=None)
+    p.add_argument("--runtime", default=None, help="folder holding trtforge_runtime (default: runtime/)")
     args = p.parse_args()
     engine = args.engine
     if engine is None:

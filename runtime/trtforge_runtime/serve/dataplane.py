@@ -74,6 +74,12 @@ class DataPlane:
         self.models: dict[str, ServedModel] = {}
         self.draining = False
         self.inflight = 0
+        self._inflight_counts: dict[str, int] = {}
+        # per-request deadlines, expired by one timer (see _bounded)
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tick = min(0.05, (request_timeout or 1.0) / 4)
         # with several worker processes: whether the others are ready too (set by the worker)
         self.peers_ready: Callable[[], bool] | None = None
         # prometheus-client's labels() costs microseconds per call: resolve each child once
@@ -133,6 +139,23 @@ class DataPlane:
         """Count a request a front end answered itself (malformed body, oversize...)."""
         self._child("requests", model, protocol, str(code)).inc()
 
+    def _inflight_gauge(self, label: str) -> Any:
+        """The in-flight gauge to inc/dec per request, or None where it reads the counts at scrape time.
+
+        In one process the gauge is a function of `_inflight_counts` (two metric updates per request
+        saved); with several worker processes each worker's value lives in prometheus-client's
+        multiprocess files, so there it is updated per request.
+        """
+        key = ("inflight", label)
+        if key not in self._children:
+            child: Any = self.metrics.inflight.labels(label)
+            if self.metrics.multiprocess_dir is None:
+                counts = self._inflight_counts
+                child.set_function(lambda: counts.get(label, 0))
+                child = None
+            self._children[key] = child
+        return self._children[key]
+
     def _child(self, metric: str, *labels: str) -> Any:
         key = (metric, *labels)
         child = self._children.get(key)
@@ -145,8 +168,11 @@ class DataPlane:
     ) -> InferResponse:
         started = time.perf_counter()
         label = name if name in self.models else "<unknown>"
-        gauge = self._child("inflight", label)
-        gauge.inc()
+        gauge = self._inflight_gauge(label)
+        if gauge is not None:
+            gauge.inc()
+        counts = self._inflight_counts
+        counts[label] = counts.get(label, 0) + 1
         self.inflight += 1
         code = 200
         try:
@@ -155,16 +181,7 @@ class DataPlane:
                 raise NotReadyError(f"model '{name}' is not ready: {model.reason or 'loading'}")
             inputs = self._check_inputs(model, request)
             wanted = self._check_outputs(model, request)
-            try:
-                if self.request_timeout:
-                    async with asyncio.timeout(self.request_timeout):
-                        outputs = await model.infer(inputs)
-                else:
-                    outputs = await model.infer(inputs)
-            except TimeoutError:
-                raise RequestTimeoutError(
-                    f"model '{name}': request timed out after {self.request_timeout:g} s"
-                ) from None
+            outputs = await self._bounded(model.infer(inputs), name)
             return InferResponse(
                 model_name=model.name,
                 model_version=model.version,
@@ -179,9 +196,48 @@ class DataPlane:
             raise
         finally:
             self.inflight -= 1
-            gauge.dec()
+            counts[label] -= 1
+            if gauge is not None:
+                gauge.dec()
             self._child("requests", label, protocol, str(code)).inc()
             self._child("latency", label, protocol).observe(time.perf_counter() - started)
+
+    async def _bounded(self, call: Awaitable[Arrays], name: str) -> Arrays:
+        """Await `call` for at most `request_timeout` seconds (RequestTimeoutError after that).
+
+        asyncio.timeout costs a timer and a context object per request; here each request costs a dict
+        entry, and one timer (armed only while requests are in flight) expires them every `_tick`.
+        """
+        task = asyncio.current_task()
+        if not self.request_timeout or task is None:
+            return await call
+        cancelling = task.cancelling()
+        self._deadlines[task] = time.monotonic() + self.request_timeout
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._tick, self._expire)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if task in self._expired:
+                self._expired.discard(task)
+                if task.uncancel() <= cancelling:
+                    raise RequestTimeoutError(
+                        f"model '{name}': request timed out after {self.request_timeout:g} s"
+                    ) from None
+            raise
+        finally:
+            self._deadlines.pop(task, None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for task, deadline in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[task]
+                self._expired.add(task)
+                task.cancel()
+        if self._deadlines:
+            self._timer = asyncio.get_running_loop().call_later(self._tick, self._expire)
 
     @staticmethod
     def _check_inputs(model: ServedModel, request: InferRequest) -> Arrays:

@@ -31,6 +31,7 @@ OCTET = b"application/octet-stream"
 READ_METHODS = (b"GET", b"HEAD")
 ALLOW_READ = b"GET, HEAD"
 ALLOW_INFER = b"POST"
+MAX_CACHED_TARGETS = 1024
 _SERVER_ROUTES = ("/v2/health/live", "/v2/health/ready", "/metrics", "/v2", "/v2/")
 
 Headers = list[tuple[bytes, bytes]]
@@ -77,6 +78,8 @@ class RestApp:
         self.connections: set[HttpProtocol] = set()
         self.closing = False  # after SIGTERM's delay: answer with connection: close
         self._sweeper: asyncio.Task[None] | None = None
+        # infer paths already parsed -> (model name, version); bounded, the paths come from clients
+        self._infer_targets: dict[str, tuple[str, str | None]] = {}
 
     # ------------------------------------------------------------------------------------------ sweeper
     def start_sweeper(self) -> None:
@@ -113,10 +116,14 @@ class RestApp:
             if method not in READ_METHODS:
                 return _not_allowed(method, path, ALLOW_READ)
             return self._server_route(path)
+        if path in self._infer_targets:  # the hot path: a model's infer route seen before
+            return None if method == b"POST" else _not_allowed(method, path, ALLOW_INFER)
         parts = path.split("/")
         if len(parts) >= 4 and parts[1] == "v2" and parts[2] == "models" and parts[3]:
             name, version, rest = _model_path(parts)
             if rest == "infer":
+                if len(self._infer_targets) < MAX_CACHED_TARGETS:
+                    self._infer_targets[path] = (name, version)
                 return None if method == b"POST" else _not_allowed(method, path, ALLOW_INFER)
             if rest in ("", "ready"):
                 if method not in READ_METHODS:
@@ -145,7 +152,8 @@ class RestApp:
         return Answer(200 if ready else 503, codec_json.dumps({"name": name, "ready": ready}))
 
     async def infer(self, path: str, body: bytes, header_length: bytes | None) -> Answer:
-        name, version, _ = _model_path(path.split("/"))
+        target = self._infer_targets.get(path)
+        name, version = target if target is not None else _model_path(path.split("/"))[:2]
         dp = self.dataplane
         try:
             length = codec_binary.parse_header_length(header_length, len(body))

@@ -190,15 +190,18 @@ class HttpProtocol(asyncio.Protocol):
                 self._head_too_large()
 
     def _feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._replay_without_upgrade(data[exc.args[0] :] if exc.args else b"")
-        except httptools.HttpParserError as exc:
-            if not self.too_large and self.transport is not None:
-                self._fail(400, f"malformed HTTP request: {exc}")
+        while True:  # a loop, not recursion: a chunk may hold thousands of pipelined upgrade requests
+            try:
+                self.parser.feed_data(data)
+                return
+            except httptools.HttpParserUpgrade as exc:
+                data = self._without_upgrade(data[exc.args[0] :] if exc.args else b"")
+            except httptools.HttpParserError as exc:
+                if not self.too_large and self.transport is not None:
+                    self._fail(400, f"malformed HTTP request: {exc}")
+                return
 
-    def _replay_without_upgrade(self, rest: bytes) -> None:
+    def _without_upgrade(self, rest: bytes) -> bytes:
         """Serve an `Upgrade` request as plain HTTP/1.1 (the upgrade is optional for the server).
 
         llhttp stops at the end of an upgrade request's head and treats what follows as the new
@@ -212,7 +215,7 @@ class HttpProtocol(asyncio.Protocol):
                 head += [name, b": ", value, b"\r\n"]
         head.append(b"\r\n")
         self.parser = httptools.HttpRequestParser(self)
-        self._feed(b"".join(head) + rest)
+        return b"".join(head) + rest
 
     @property
     def idle(self) -> bool:

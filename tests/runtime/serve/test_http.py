@@ -365,3 +365,11 @@ def test_many_connections_stay_independent(server: ServerThread) -> None:
         for t in threads:
             t.join(20)
         assert not errors
+
+
+def test_thousands_of_pipelined_upgrade_requests_in_one_read(server: ServerThread) -> None:
+    h2c = {"Connection": "Upgrade", "Upgrade": "h2c"}
+    with RawConnection(server.url) as conn:
+        conn.send(request("GET", "/v2/health/live", headers=h2c) * 3000)
+        for _ in range(3000):
+            assert conn.read_response().status == 200

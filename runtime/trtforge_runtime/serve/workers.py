@@ -87,8 +87,19 @@ def _reserve(host: str, port: int) -> tuple[int, socket.socket | None]:
     return port, None
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the parent dies (a SIGKILLed parent leaves no orphan serving)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def worker_main(settings_doc: dict[str, Any], index: int, flags: Any, log_level: int) -> None:
     """Entry point of one worker process (spawned: a fresh interpreter with the parent's environment)."""
+    _die_with_parent()
     logging.basicConfig(
         level=log_level,
         format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s",

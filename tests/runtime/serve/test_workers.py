@@ -38,6 +38,15 @@ def children(pid: int) -> list[int]:
     return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def post(port: int, body: bytes) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     try:
@@ -118,8 +127,7 @@ def test_sigterm_drains_every_worker(two_workers) -> None:  # type: ignore[no-un
         t.join(30)
     assert statuses == [200] * 6
     assert proc.wait(30) == 0
-    for pid in workers:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not any(alive(pid) for pid in workers)
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert "stopping 2 workers" in stderr and stderr.count("stopped") >= 2
 
@@ -139,3 +147,23 @@ def test_default_workers_follow_the_cgroup_cpu_limit(tmp_path: Path) -> None:
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
     assert cgroup_cpu_limit(v1) == 3.0
     assert sys.platform != "linux" or default_workers(Path("/nonexistent")) == usable
+
+
+def test_workers_do_not_outlive_a_killed_parent(engine_dir: Path) -> None:
+    port = free_port()
+    cmd = [*trtforge(), "serve", "--engine", str(engine_dir), "--port", str(port), "--grpc-port", "0"]
+    proc = subprocess.Popen([*cmd, "--workers", "2"], stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc, timeout=120)
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "workers still running after the parent was killed"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

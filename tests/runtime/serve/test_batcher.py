@@ -107,7 +107,8 @@ async def test_profile_max_caps_batches_and_large_requests_are_chunked() -> None
 
 
 MODES = pytest.mark.parametrize("use_thread", [False, True], ids=["inline", "thread"])
-LONG = 10_000_000  # a 10 s maxQueueDelayMicroseconds: any wait for it shows as a failed time bound
+LONG = 600_000_000  # a 10 min maxQueueDelayMicroseconds: any wait for it shows as a failed time bound
+HANG = 60.0  # seconds: far below LONG, far above any loaded machine's pace (figures: benchmarks/)
 
 
 @MODES
@@ -120,7 +121,7 @@ async def test_lone_request_on_an_idle_backend_does_not_wait_for_the_delay(use_t
         x = x_rows(1, i)
         out = await b.infer({"x": x})
         np.testing.assert_allclose(out["y"], x @ W, rtol=1e-5, atol=1e-5)
-    assert time.perf_counter() - started < 2.0  # five requests, each far below the 10 s delay
+    assert time.perf_counter() - started < HANG  # five requests, far below the 10 min delay
     assert backend.batches == [1] * 5
     await b.stop()
 
@@ -138,7 +139,7 @@ async def test_requests_arriving_in_consecutive_loop_iterations_are_collected(us
             tasks.append(asyncio.ensure_future(b.infer({"x": x_rows(1, i)})))
             await asyncio.sleep(0)
         await asyncio.gather(*tasks)
-        assert time.perf_counter() - started < 2.0
+        assert time.perf_counter() - started < HANG
         if use_thread and len(expected) > 1:  # after the first batch, rule 2: what the thread's pace allows
             assert backend.batches[0] == limit and max(backend.batches) <= limit
             assert sum(backend.batches) == 10
@@ -163,7 +164,7 @@ async def test_requests_arriving_while_a_batch_runs_merge_into_the_next_batch() 
     assert backend.batches == [] and b.queued == 5
     backend.gate.set()
     outs = await asyncio.gather(first, *waiting)
-    assert time.perf_counter() - started < 2.0  # no wait for the 10 s delay once the backend frees
+    assert time.perf_counter() - started < HANG  # no wait for the 10 min delay once the backend frees
     assert backend.batches == [1, 6, 6, 3]  # merged, never above maxBatchSize 8 (3 + 3 + 3 would be 9)
     for x, out in zip(xs, outs[1:], strict=True):
         np.testing.assert_allclose(out["y"], x @ W, rtol=1e-5, atol=1e-5)
@@ -176,13 +177,11 @@ async def test_delay_bounds_how_long_a_forming_batch_waits_for_company() -> None
     b = make(backend, max_queue_delay_us=20_000, max_batch_size=65536, max_queue_size=1_000_000)
     started = time.perf_counter()
     tasks = []
-    while not backend.batches and time.perf_counter() - started < 5.0:  # a request every iteration
+    while not backend.batches and time.perf_counter() - started < HANG:  # a request every iteration
         tasks.append(asyncio.ensure_future(b.infer({"x": x_rows(1, len(tasks))})))
         await asyncio.sleep(0)
-    first_batch = time.perf_counter() - started
     await asyncio.gather(*tasks)
     assert backend.batches, "arrivals that never stop must not hold a batch back beyond the delay"
-    assert first_batch < 2.0, first_batch
     assert 1 < backend.batches[0] < len(tasks)  # it collected company, then left without the rest
     assert sum(backend.batches) == len(tasks)
     await b.stop()
@@ -192,10 +191,8 @@ async def test_delay_bounds_how_long_a_forming_batch_waits_for_company() -> None
 async def test_zero_delay_runs_immediately() -> None:
     backend = LinearBackend()
     b = make(backend, max_queue_delay_us=0)
-    started = time.perf_counter()
     for i in range(5):
-        await b.infer({"x": x_rows(1, i)})
-    assert time.perf_counter() - started < 0.5
+        await asyncio.wait_for(b.infer({"x": x_rows(1, i)}), HANG)
     assert backend.batches == [1] * 5
     await b.stop()
 
@@ -209,11 +206,11 @@ async def test_full_queue_answers_overloaded_at_once() -> None:
     await asyncio.sleep(0.05)  # the first request is now running (blocked) in the backend
     queued = [asyncio.ensure_future(b.infer({"x": x_rows(1, i)})) for i in range(4)]
     await asyncio.sleep(0)
-    started = time.perf_counter()
+    # at once: refused while the backend is still blocked (a queued request would wait for the gate,
+    # which opens only below, and the hang guard would end it)
     with pytest.raises(OverloadedError, match="overloaded: 4 requests queued") as info:
-        await b.infer({"x": x_rows(1, 9)})
+        await asyncio.wait_for(b.infer({"x": x_rows(1, 9)}), HANG)
     assert info.value.http_status == 503
-    assert time.perf_counter() - started < 0.05
     backend.gate.set()
     await asyncio.gather(first, *queued)
     await b.stop()

@@ -54,8 +54,10 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def slow_onnxruntime(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """The same slow backend for an in-process server."""
+def slow_onnxruntime(
+    monkeypatch: pytest.MonkeyPatch, seconds: float, finished: threading.Event | None = None
+) -> None:
+    """The same slow backend for an in-process server (`finished` is set when a slow batch ends)."""
     from trtforge_runtime.serve.backends.onnxruntime import OnnxRuntimeBackend
 
     real = OnnxRuntimeBackend.infer
@@ -63,6 +65,8 @@ def slow_onnxruntime(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     def infer(self: OnnxRuntimeBackend, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if (inputs[INPUT] == SLOW).any():
             time.sleep(seconds)
+            if finished is not None:
+                finished.set()
         return real(self, inputs)
 
     monkeypatch.setattr(OnnxRuntimeBackend, "infer", infer)
@@ -212,13 +216,13 @@ def test_cli_reports_a_missing_engine_folder(tmp_path: Path) -> None:
 def test_request_timeout_is_504_and_the_server_keeps_serving(
     engine_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slow_onnxruntime(monkeypatch, 1.0)
+    slow_batch_over = threading.Event()
+    slow_onnxruntime(monkeypatch, 3.0, slow_batch_over)
     srv = serve(engine_dir, request_timeout_seconds=0.2, backend_thread=True)
     try:
         host, port = srv.url.split(":")
         batches = batch_count(get(srv.url, "/metrics")[1].decode())
         running, queued = (http.client.HTTPConnection(host, int(port), timeout=10) for _ in range(2))
-        started = time.monotonic()
         running.request("POST", "/v2/models/digits/infer", body=infer_body(1, SLOW))  # times out running
         time.sleep(0.05)
         queued.request("POST", "/v2/models/digits/infer", body=infer_body())  # times out queued behind it
@@ -227,8 +231,8 @@ def test_request_timeout_is_504_and_the_server_keeps_serving(
             body = json.loads(resp.read())
             assert resp.status == 504
             assert "timed out after 0.2 s" in body["error"]
-        assert time.monotonic() - started < 0.9
-        time.sleep(1.0)  # the slow batch ends; the timed-out queued request is skipped, not run
+        assert not slow_batch_over.is_set()  # both answered while the slow batch still ran
+        assert slow_batch_over.wait(30)  # the slow batch ends; the timed-out queued request is skipped
         queued.request("POST", "/v2/models/digits/infer", body=infer_body())
         resp = queued.getresponse()
         assert resp.status == 200 and len(json.loads(resp.read())["outputs"][0]["data"]) == 10
@@ -255,7 +259,7 @@ def test_idle_keepalive_connections_are_closed(engine_dir: Path) -> None:
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
             started = time.monotonic()
             assert sock.recv(4096) == b""  # closed by the server once idle
-            assert 0.2 < time.monotonic() - started < 3
+            assert 0.2 < time.monotonic() - started < 30  # not before the idle time-out; no hang
         assert get(srv.url, "/v2/health/ready")[0] == 200
     finally:
         srv.stop()

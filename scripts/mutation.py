@@ -9,15 +9,12 @@ mutmut never touches this checkout: the tracked and untracked (not ignored) file
 temporary folder, where the two packages are lifted to the top level (mutmut names a mutant after the
 path of its file, which must match the module's import name), and mutmut runs there with the module's
 own tests only (`pytest_add_cli_args_test_selection`). A mutant is *killed* when a selected test fails,
-*survived* when all pass; the count per module is what to drive down (docs/testing.md). Calls of the
-logging API are left alone (marked `# pragma: no mutate block` in the copy): their text is for people
-reading logs, not behaviour a test should pin.
+*survived* when all pass; the count per module is what to drive down (docs/testing.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import os
@@ -122,35 +119,6 @@ def mutmut_config(module: Module, tests: list[str]) -> str:
     return "\n".join(lines)
 
 
-LOG_LEVELS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
-
-
-def is_log_call(node: ast.AST) -> bool:
-    """`log.info(...)`, `logger.warning(...)`, `logging.error(...)` as a statement of its own."""
-    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
-        return False
-    func = node.value.func
-    return (
-        isinstance(func, ast.Attribute)
-        and func.attr in LOG_LEVELS
-        and isinstance(func.value, ast.Name)
-        and func.value.id in {"log", "logger", "logging", "_log", "LOG"}
-    )
-
-
-def silence_logging(path: Path) -> int:
-    """Marks every logging call in `path` `# pragma: no mutate block`; returns how many."""
-    text = path.read_text()
-    lines = text.splitlines(keepends=True)
-    starts = sorted({n.lineno for n in ast.walk(ast.parse(text)) if is_log_call(n)})
-    for number in starts:
-        line = lines[number - 1]
-        body = line.rstrip("\r\n")
-        lines[number - 1] = body + "  # pragma: no mutate block" + line[len(body) :]
-    path.write_text("".join(lines))
-    return len(starts)
-
-
 RESULT_LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+?)\s*$")
 
 
@@ -164,9 +132,6 @@ def run_module(name: str, module: Module, args: argparse.Namespace) -> dict[str,
         for pattern in args.without:
             for path in root.glob(pattern):
                 path.unlink()
-        for file in module.files:
-            if (root / file).is_file():  # (a module may not exist yet in an older checkout)
-                silence_logging(root / file)
         pyproject = root / "pyproject.toml"
         tests = test_files(module, root)
         pyproject.write_text(pyproject.read_text() + mutmut_config(module, tests))

@@ -108,25 +108,3 @@ def test_record_writes_counts_and_keeps_modules_not_run(tmp_path: Path) -> None:
     }
     assert doc["data"]["commands"]["baseline:autoscaler"] == "bash scripts/mutation.sh --baseline"
     assert doc["versions"]["mutmut"]
-
-
-def test_logging_calls_are_marked_not_to_mutate(tmp_path: Path) -> None:
-    source = tmp_path / "m.py"
-    source.write_text(
-        "import logging\n"
-        "log = logging.getLogger(__name__)\n"
-        "def f(x):\n"
-        "    log.info(\n"
-        '        "x is %s", x\n'
-        "    )  # fmt: skip\n"
-        "    logger.warning('w')  # a comment\n"
-        "    y = log.info('not a statement of its own')\n"
-        "    return x + 1\n"
-    )
-    assert mutation.silence_logging(source) == 2
-    lines = source.read_text().splitlines()
-    assert lines[3] == "    log.info(  # pragma: no mutate block"
-    assert lines[6] == "    logger.warning('w')  # a comment  # pragma: no mutate block"
-    assert lines[7] == "    y = log.info('not a statement of its own')"
-    assert lines[8] == "    return x + 1"
-    compile(source.read_text(), "m.py", "exec")

@@ -119,6 +119,7 @@ NOT_EXERCISED = {
     ("trtforge.dev", "modeldeployments", "patch"): "finalizers (retainOnDelete: false), the retry annotation",
     ("trtforge.dev", "modeldeployments/finalizers", "update"): "ownerReferences with blockOwnerDeletion",
     ("", "secrets", "get"): "spec.storage.secretRef in a watched namespace",
+    ("autoscaling", "horizontalpodautoscalers", "get"): "hpa mode, a create that conflicts (else watched)",
     ("autoscaling", "horizontalpodautoscalers", "create"): "autoscaling mode hpa",
     ("autoscaling", "horizontalpodautoscalers", "patch"): "autoscaling mode hpa",
     ("autoscaling", "horizontalpodautoscalers", "delete"): "leaving autoscaling mode hpa",

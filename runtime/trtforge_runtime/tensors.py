@@ -20,6 +20,7 @@ ONNX_TO_V2: dict[int, str] = {
     5: "INT16",
     6: "INT32",
     7: "INT64",
+    8: "BYTES",
     9: "BOOL",
     10: "FP16",
     11: "FP64",
@@ -42,7 +43,12 @@ ORT_TO_V2: dict[str, str] = {
     "tensor(uint32)": "UINT32",
     "tensor(uint64)": "UINT64",
     "tensor(bool)": "BOOL",
+    "tensor(string)": "BYTES",
 }
+
+# The datatypes trtforge converts and serves as model inputs and outputs (TensorRT, TensorRT-RTX and
+# onnxruntime all take them); BYTES (strings) is refused: TensorRT has no string tensors.
+SUPPORTED_DATATYPES = ("FP32", "FP16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
 
 
 @dataclass(frozen=True)

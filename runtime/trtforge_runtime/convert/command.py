@@ -203,21 +203,71 @@ def check_existing_output(output: Path) -> None:
         read_json(output / publish.ENGINE_JSON, publish.ENGINE_JSON)
 
 
-def gate_rows(src: source.ModelSource, n: int) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The gate's rows: held-out test rows when the model comes with data, else seeded synthetic rows."""
-    shape = src.input.shape[1:]
+def gate_rows(src: source.ModelSource, n: int) -> tuple[gate.Feeds, np.ndarray | None, str]:
+    """The gate's rows, one array per input: held-out test rows when the model comes with data, else
+    seeded synthetic rows (uniform [0, 1) floats, 0/1 integers, random booleans)."""
     x = src.samples.x_test
     if x is not None:
-        if tuple(x.shape[1:]) != tuple(shape):
-            raise DatasetError(
-                f"gate samples ({src.samples.origin}) have shape {list(x.shape)}, but model input "
-                f"{src.input.name!r} wants [-1, {', '.join(map(str, shape))}]"
-            )
+        feeds = check_feeds(src, x, f"gate samples ({src.samples.origin})")
         y = src.samples.y_test
-        return x[:n], (None if y is None else np.asarray(y)[:n]), "test"
-    _log.warning("no held-out data: the accuracy gate runs on synthetic uniform [0, 1) rows")
+        return gate.slice_feeds(feeds, slice(0, n)), (None if y is None else np.asarray(y)[:n]), "test"
+    _log.warning("no held-out data: the accuracy gate runs on synthetic rows (uniform [0, 1) floats)")
     rng = np.random.default_rng(0)
-    return rng.random((min(n, SYNTHETIC_ROWS), *shape), dtype=np.float32), None, "synthetic"
+    rows = min(n, SYNTHETIC_ROWS)
+    return {t.name: synthetic(rng, t, rows) for t in src.inputs}, None, "synthetic"
+
+
+def synthetic(rng: np.random.Generator, t: source.TensorInfo, rows: int) -> np.ndarray:
+    """Seeded rows for input `t`: uniform [0, 1) floats, 0/1 integers (valid indices), random booleans."""
+    shape = (rows, *t.shape[1:])
+    if t.datatype in ("FP32", "FP16"):
+        return rng.random(shape, dtype=np.float32).astype(np.float16 if t.datatype == "FP16" else np.float32)
+    if t.datatype == "BOOL":
+        return rng.random(shape) < 0.5
+    return rng.integers(0, 2, shape).astype(_NUMPY[t.datatype])
+
+
+_NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64}
+
+
+def check_feeds(src: source.ModelSource, x: np.ndarray | gate.Feeds, what: str) -> gate.Feeds:
+    """Sample rows as one array per model input, checked against the inputs' names, shapes and types."""
+    if not isinstance(x, dict):
+        if len(src.inputs) != 1:
+            raise DatasetError(
+                f"{what} hold one array, but the model has {len(src.inputs)} inputs "
+                f"({', '.join(t.name for t in src.inputs)}): give one array per input "
+                "(samples.npz keys x_test.<input> and x_calib.<input>)"
+            )
+        x = {src.input.name: x}
+    names = [t.name for t in src.inputs]
+    missing, extra = [n for n in names if n not in x], [n for n in x if n not in names]
+    if missing or extra:
+        raise DatasetError(
+            f"{what} do not match the model's inputs {names}: "
+            + "; ".join(
+                ([f"missing {missing}"] if missing else [])
+                + ([f"not inputs of the model {extra}"] if extra else [])
+            )
+        )
+    out = {}
+    for t in src.inputs:
+        a = np.asarray(x[t.name])
+        if tuple(a.shape[1:]) != tuple(t.shape[1:]):
+            raise DatasetError(
+                f"{what} have shape {list(a.shape)} for input {t.name!r}, but the model input "
+                f"{t.name!r} wants [-1, {', '.join(map(str, t.shape[1:]))}]"
+            )
+        out[t.name] = np.ascontiguousarray(a.astype(_dtype(t.datatype), copy=False))
+    if len({len(a) for a in out.values()}) > 1:
+        raise DatasetError(
+            f"{what}: the inputs have different numbers of rows {[len(a) for a in out.values()]}"
+        )
+    return out
+
+
+def _dtype(datatype: str) -> Any:
+    return {"FP32": np.float32, "FP16": np.float16, "BOOL": np.bool_}.get(datatype) or _NUMPY[datatype]
 
 
 def convert(settings: ConvertSettings) -> Outcome:
@@ -239,11 +289,6 @@ def convert(settings: ConvertSettings) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="trtforge-convert-") as tmp:
         work = Path(tmp)
         src = source.resolve(spec, settings.model, work, base_dir=settings.file.resolve().parent)
-        if len(src.inputs) != 1:
-            raise ConversionError(
-                f"the model has {len(src.inputs)} inputs ({[t.name for t in src.inputs]}); "
-                "trtforge gates and serves single-input models"
-            )
         targets = builder.select_targets(requested) if builder is not None else []
         fp = engine_json.fingerprint(src.digest, engine_spec_json(engine))
         existing = publish.existing_document(settings.output, fp)
@@ -274,8 +319,8 @@ def convert(settings: ConvertSettings) -> Outcome:
         cache, engines, results, data = choice.cache, choice.engines, choice.results, choice.data
         ort_entry = _build_onnxruntime(cache, src, chosen, chosen_path, network_digest)
 
-        outputs = _all_outputs(chosen_path, src.input.name, the_gate.x)
-        reference = engine_json.reference_sample(the_gate.x, src.input.name, outputs, src.output.name, chosen)
+        outputs = gate.run_all(chosen_path, the_gate.feeds, [t.name for t in src.outputs])
+        reference = engine_json.reference_sample(the_gate.feeds, None, outputs, src.output.name, chosen)
         lib_versions = versions(["trtforge", "onnx", "onnxruntime", "onnxconverter-common"])
         if builder is not None:
             lib_versions[library.module_name(builder.backend)] = builder.library_version()
@@ -364,7 +409,13 @@ def _choose(
     """
     x, y, data = gate_rows(src, engine.accuracy.samples)
     the_gate = gate.Gate(
-        src.onnx_path, src.input.name, src.output.name, x, gate.Limits.from_spec(engine.accuracy, task), y
+        src.onnx_path,
+        None,
+        src.output.name,
+        x,
+        gate.Limits.from_spec(engine.accuracy, task),
+        y,
+        output_names=[t.name for t in src.outputs],
     )
     options = precision.Int8Options.from_spec(engine.calibration)
     results: list[gate.GateResult] = []
@@ -394,7 +445,7 @@ def _choose(
         engines = [(d, entry) for d, entry in built if d["computeCapability"] in targets.publish]
         calibration = None
         if p == precision.INT8:
-            calibration = options.report(src.samples.x_calib) | {"origin": src.samples.origin}
+            calibration = options.report(_calibration(src)) | {"origin": src.samples.origin}
         return _Choice(p, path, the_gate, digest, cache, engines, results, data, calibration)
     raise ConversionError(
         "no precision passed and built: " + "; ".join(f"{r.precision}: {r.reason}" for r in results)
@@ -427,8 +478,8 @@ def _candidate(
             src.onnx_path,
             p,
             work / f"{p}.onnx",
-            input_name=src.input.name,
-            calib=src.samples.x_calib,
+            input_name=None,
+            calib=_calibration(src),
             options=options,
         )
     except precision.CalibrationDataMissing as exc:
@@ -464,7 +515,7 @@ def _build_engines(
     if builder is None:
         return []
     version = builder.library_version()
-    verify = VerifySamples(src.input.name, src.output.name, the_gate.x, the_gate.reference, the_gate.limits)
+    verify = VerifySamples(None, src.output.name, the_gate.feeds, the_gate.reference, the_gate.limits)
     out = []
     for cc in targets:
         key = CacheKey(
@@ -529,8 +580,7 @@ def _build_onnxruntime(
     return cache.get_or_build(key, fill)
 
 
-def _all_outputs(path: Path, input_name: str, x: np.ndarray) -> dict[str, np.ndarray]:
-    sess = gate.session(path)
-    names = [o.name for o in sess.get_outputs()]
-    values = sess.run(names, {input_name: x})
-    return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, values, strict=True)}
+def _calibration(src: source.ModelSource) -> gate.Feeds | None:
+    """The int8 calibration rows, one array per input (None: no calibration data)."""
+    x = src.samples.x_calib
+    return None if x is None else check_feeds(src, x, f"calibration rows ({src.samples.origin})")

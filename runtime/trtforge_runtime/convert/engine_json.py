@@ -23,13 +23,28 @@ REFERENCE_ROWS = 4
 REFERENCE_ATOL: dict[str, float] = {"fp32": 0.01, "fp16": 0.02, "int8": 0.05}
 
 
-def tensor_json(array: np.ndarray, datatype: str = "FP32") -> dict[str, Any]:
-    """A tensor as V2 JSON: shape, datatype, row-major flat data."""
-    return {
-        "shape": list(array.shape),
-        "datatype": datatype,
-        "data": [float(v) for v in np.asarray(array, dtype=np.float32).reshape(-1)],
-    }
+def tensor_json(array: np.ndarray, datatype: str | None = None) -> dict[str, Any]:
+    """A tensor as V2 JSON: shape, datatype (by default the array's own), row-major flat data."""
+    a = np.asarray(array)
+    datatype = datatype or _DATATYPE_OF_KIND.get((a.dtype.kind, a.dtype.itemsize), "FP32")
+    if datatype == "BOOL":
+        data: list[Any] = [bool(v) for v in a.reshape(-1)]
+    elif datatype.startswith(("INT", "UINT")):
+        data = [int(v) for v in a.reshape(-1)]
+    else:
+        data = [float(v) for v in a.astype(np.float32).reshape(-1)]
+    return {"shape": list(a.shape), "datatype": datatype, "data": data}
+
+
+_DATATYPE_OF_KIND = {
+    ("b", 1): "BOOL",
+    ("i", 1): "INT8",
+    ("u", 1): "UINT8",
+    ("i", 4): "INT32",
+    ("i", 8): "INT64",
+    ("f", 2): "FP16",
+    ("f", 4): "FP32",
+}
 
 
 def top1_margins(out: np.ndarray) -> np.ndarray:
@@ -52,17 +67,19 @@ def select_rows(out: np.ndarray, atol: float, rows: int = REFERENCE_ROWS) -> lis
 
 
 def reference_sample(
-    x: np.ndarray,
-    input_name: str,
+    x: np.ndarray | dict[str, np.ndarray],
+    input_name: str | None,
     outputs: dict[str, np.ndarray],
     primary_output: str,
     precision: str,
 ) -> dict[str, Any]:
+    """A few rows of the inputs (`x`: one array, or one per input name) and the outputs for them."""
     atol = REFERENCE_ATOL.get(precision, 0.05)
     idx = select_rows(outputs[primary_output], atol)
     primary = outputs[primary_output][idx]
+    feeds = x if isinstance(x, dict) else {str(input_name): x}
     return {
-        "inputs": {input_name: tensor_json(x[idx])},
+        "inputs": {name: tensor_json(a[idx]) for name, a in feeds.items()},
         "outputs": {name: tensor_json(out[idx]) for name, out in outputs.items()},
         "atol": atol,
         "top1": [int(v) for v in np.argmax(primary.reshape(len(primary), -1), axis=1)],

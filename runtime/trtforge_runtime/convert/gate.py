@@ -12,6 +12,9 @@ For `spec.model.task: regression` and `multilabel` the checks are the task's ins
 (trtforge_runtime.tasks.conversion_verdicts: R² against fp32 >= `minR2`, MAE <= `maxMae`; per-label
 disagreement <= `maxLabelDisagreement`, plus `maxAbsDiff` on the multilabel probabilities); top-1 and KL
 mean nothing there. For classification:
+A model with several outputs is judged on every output: each check names its output, and the candidate
+passes only when every output passes (top-1 accuracy against the labels is the first output's). A model
+with several inputs takes one array per input (`Feeds`, a dict by input name).
 Every bound the spec sets (`maxTop1Drop`, `maxAbsDiff`, `maxMeanKl`; null turns one off) must hold:
 `value <= limit`, exactly, on the values engine.json reports. Each candidate's report lists every check
 (metric, value, limit, passed) and, when rejected, a reason naming the metric that failed. `best` walks
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,28 @@ TASK_METRICS = {
     "label disagreement with fp32": "labelDisagreement",
 }
 BOUNDS |= {"r2": "minR2", "mae": "maxMae", "labelDisagreement": "maxLabelDisagreement"}
+
+
+Feeds = dict[str, np.ndarray]
+
+
+def as_feeds(input_name: str | None, x: np.ndarray | Feeds) -> Feeds:
+    """The model's inputs by name: `x` itself when it is a dict already, else {input_name: x}."""
+    if isinstance(x, dict):
+        return dict(x)
+    if input_name is None:
+        raise ConversionError("an input array without an input name")
+    return {input_name: x}
+
+
+def feed_rows(feeds: Feeds) -> int:
+    """The number of rows (the batch dimension) of the inputs."""
+    return len(next(iter(feeds.values()))) if feeds else 0
+
+
+def slice_feeds(feeds: Feeds, index: Any) -> Feeds:
+    """The same rows (a slice or an index array) of every input."""
+    return {name: np.ascontiguousarray(a[index]) for name, a in feeds.items()}
 
 
 @dataclass(frozen=True)
@@ -91,16 +116,20 @@ class Check:
     limit: float
     passed: bool
     at_least: bool = False  # a lower bound (R²) instead of an upper one
+    output: str | None = None  # the output it measures (set when the model has several)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"metric": self.metric, "value": self.value, "limit": self.limit, "passed": self.passed}
-        return out | ({"atLeast": True} if self.at_least else {})
+        out: dict[str, Any] = {"metric": self.metric, "value": self.value, "limit": self.limit}
+        out["passed"] = self.passed
+        out |= {"atLeast": True} if self.at_least else {}
+        return out | ({"output": self.output} if self.output is not None else {})
 
     def sentence(self) -> str:
+        where = f"output {self.output!r}: " if self.output is not None else ""
         if self.value is None:
-            return f"{self.metric} cannot be measured (the outputs are not probability distributions)"
+            return f"{where}{self.metric} cannot be measured (the outputs are not probability distributions)"
         op = ("<=" if self.passed else ">") if not self.at_least else (">=" if self.passed else "<")
-        return f"{self.metric} {self.value:.6g} {op} {self.limit:.6g} ({BOUNDS[self.metric]})"
+        return f"{where}{self.metric} {self.value:.6g} {op} {self.limit:.6g} ({BOUNDS[self.metric]})"
 
 
 def sentence(check_json: dict[str, Any]) -> str:
@@ -111,6 +140,7 @@ def sentence(check_json: dict[str, Any]) -> str:
         float(check_json["limit"]),
         bool(check_json["passed"]),
         bool(check_json.get("atLeast", False)),
+        check_json.get("output"),
     )
     return c.sentence()
 
@@ -197,6 +227,7 @@ class GateResult:
     accuracy: float | None = None
     reason: str | None = None
     stage: str = "gate"  # gate | target | calibration | build
+    per_output: dict[str, Metrics] = field(default_factory=dict)  # with several outputs: each one's
 
     @property
     def top1_drop(self) -> float:
@@ -218,6 +249,8 @@ class GateResult:
         if self.metrics is not None:
             out |= self.metrics.to_json()
         out |= {"passed": self.passed, "seconds": round(self.seconds, 4)}
+        if len(self.per_output) > 1:
+            out["outputs"] = {name: m.to_json() for name, m in self.per_output.items()}
         if self.checks:
             out["checks"] = [c.to_json() for c in self.checks]
         if self.accuracy is not None:
@@ -240,17 +273,42 @@ def session(path: Path) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run(path: Path, input_name: str, x: np.ndarray, output_name: str | None = None) -> np.ndarray:
+def run(
+    path: Path, input_name: str | None, x: np.ndarray | Feeds, output_name: str | None = None
+) -> np.ndarray:
     """Outputs of the model at `path` for rows `x` (first output unless named), in EVAL_BATCH chunks."""
+    sess = _session_for(path)
+    name = output_name or sess.get_outputs()[0].name
+    return run_all(path, as_feeds(input_name, x), [name], sess)[name]
+
+
+def _session_for(path: Path) -> Any:
     try:
-        sess = session(path)
-        name = output_name or sess.get_outputs()[0].name
-        chunks = [
-            sess.run([name], {input_name: x[i : i + EVAL_BATCH]})[0] for i in range(0, len(x), EVAL_BATCH)
-        ]
+        return session(path)
     except Exception as exc:  # onnxruntime's pybind errors (Fail, InvalidArgument...) share no useful base
         raise ConversionError(f"onnxruntime cannot run {path.name} for the accuracy gate: {exc}") from None
-    return np.concatenate(chunks).astype(np.float32)
+
+
+def run_all(path: Path, feeds: Feeds, output_names: list[str], sess: Any = None) -> dict[str, np.ndarray]:
+    """The named outputs of the model at `path` for the rows of `feeds`, in EVAL_BATCH chunks.
+
+    Float outputs come back as float32, others (INT64 class ids, BOOL masks) in their own dtype.
+    """
+    sess = sess if sess is not None else _session_for(path)
+    rows = feed_rows(feeds)
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
+    try:
+        for i in range(0, rows, EVAL_BATCH):
+            values = sess.run(output_names, slice_feeds(feeds, slice(i, i + EVAL_BATCH)))
+            for n, v in zip(output_names, values, strict=True):
+                chunks[n].append(np.asarray(v))
+    except Exception as exc:  # onnxruntime's pybind errors (Fail, InvalidArgument...) share no useful base
+        raise ConversionError(f"onnxruntime cannot run {path.name} for the accuracy gate: {exc}") from None
+    out = {}
+    for n, parts in chunks.items():
+        a = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+        out[n] = a.astype(np.float32) if a.dtype.kind == "f" else a
+    return out
 
 
 class Gate:
@@ -259,19 +317,25 @@ class Gate:
     def __init__(
         self,
         reference: Path,
-        input_name: str,
+        input_name: str | None,
         output_name: str,
-        x: np.ndarray,
+        x: np.ndarray | Feeds,
         limits: Limits | float,
         y: np.ndarray | None = None,
+        *,
+        output_names: list[str] | None = None,
     ) -> None:
         self.input_name = input_name
-        self.output_name = output_name
+        self.output_names = list(output_names or [output_name])
+        self.output_name = self.output_names[0]
         self.x = x
+        self.feeds = as_feeds(input_name, x)
+        self.rows = feed_rows(self.feeds)
         self.y = y
         self.limits = limits if isinstance(limits, Limits) else Limits(float(limits))
         start = time.perf_counter()
-        self.reference = run(reference, input_name, x, output_name)
+        self.references = run_all(reference, self.feeds, self.output_names)
+        self.reference = self.references[self.output_name]
         self.reference_seconds = time.perf_counter() - start
 
     @property
@@ -287,22 +351,49 @@ class Gate:
             return tasks.scores(self.limits.task, out, self.y)[tasks.headline(self.limits.task)]
         return float(np.mean(np.argmax(out.reshape(len(out), -1), axis=1) == self.y.reshape(-1)))
 
-    def judge(self, precision: str, out: np.ndarray, seconds: float = 0.0) -> GateResult:
-        """The result of outputs `out` (same rows as the reference) against every bound."""
-        metrics, checks = judge_outputs(self.reference, out, self.limits)
+    def judge(
+        self, precision: str, out: np.ndarray | dict[str, np.ndarray], seconds: float = 0.0
+    ) -> GateResult:
+        """The result of outputs `out` (same rows as the reference) against every bound, per output.
+
+        `out` is the first output's array, or every output by name.
+        """
+        if isinstance(out, dict):
+            pairs = [(name, self.references[name], got) for name, got in out.items()]
+            primary = self.output_name
+        else:
+            pairs, primary = [("", self.reference, out)], ""
+        several = len(pairs) > 1
+        per_output: dict[str, Metrics] = {}
+        checks: list[Check] = []
+        for name, reference, got in pairs:
+            metrics, mine = judge_outputs(reference, got, self.limits)
+            per_output[name] = metrics
+            checks += [replace(c, output=name) for c in mine] if several else mine
         passed = all(c.passed for c in checks)
         failed = [c.sentence() for c in checks if not c.passed]
         reason = None if passed else "accuracy gate: " + "; ".join(failed)
-        return GateResult(precision, metrics, passed, checks, seconds, self._accuracy(out), reason)
+        best = out[primary] if isinstance(out, dict) else out
+        return GateResult(
+            precision,
+            per_output[primary],
+            passed,
+            checks,
+            seconds,
+            self._accuracy(best),
+            reason,
+            per_output=per_output if several else {},
+        )
 
     def evaluate(self, precision: str, path: Path) -> tuple[GateResult, np.ndarray]:
         start = time.perf_counter()
-        out = run(path, self.input_name, self.x, self.output_name)
-        result = self.judge(precision, out, time.perf_counter() - start)
+        outs = run_all(path, self.feeds, self.output_names)
+        result = self.judge(precision, outs, time.perf_counter() - start)
+        out = outs[self.output_name]
         _log.info(
             "gate %s on %d rows: %s: %s",
             precision,
-            len(self.x),
+            self.rows,
             "; ".join(c.sentence() for c in result.checks),
             "passed" if result.passed else "rejected",
         )
@@ -314,13 +405,13 @@ class Gate:
         return AccuracyGateError(
             f"precision {result.precision} rejected by the accuracy gate: "
             + "; ".join(c.sentence() for c in failed)
-            + f" ({len(self.x)} samples; measured top-1 drop {result.top1_drop:.4f}, max abs diff "
+            + f" ({self.rows} samples; measured top-1 drop {result.top1_drop:.4f}, max abs diff "
             f"{result.max_abs_diff:.3g}); loosen {names} or choose a higher precision"
         )
 
     def report(self, candidates: list[GateResult], chosen: str, data: str) -> dict[str, Any]:
         return {
-            "samples": len(self.x),
+            "samples": self.rows,
             "task": self.limits.task,
             **self.limits.to_json(),
             "candidates": [c.to_json() for c in candidates],

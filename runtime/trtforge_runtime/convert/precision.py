@@ -13,6 +13,9 @@ the operators' outputs, biases (Add after MatMul, Conv's bias input), normalizat
 scale/offset of the `normalize` layer, which TensorRT refuses as quantized constants) and the final
 softmax/probabilities stay float, so the builder fuses bias and activation in float/int32 and served
 probabilities are not rounded to steps of 1/127.
+
+A model with several inputs calibrates on one array per input (a dict by input name, the same rows of
+each); integer and boolean inputs pass through calibration in their own types.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from trtforge_runtime.convert.gate import Feeds, as_feeds, feed_rows, slice_feeds
 from trtforge_runtime.errors import ConversionError
 
 FP32, FP16, INT8 = "fp32", "fp16", "int8"
@@ -53,9 +57,9 @@ class Int8Options:
     def from_spec(cls, calibration: Any) -> Int8Options:
         return cls(str(calibration.method), int(calibration.rows), float(calibration.percentile))
 
-    def report(self, calib: np.ndarray | None) -> dict[str, Any]:
+    def report(self, calib: np.ndarray | Feeds | None) -> dict[str, Any]:
         """What engine.json says about the calibration (rows actually used, see calibration_rows)."""
-        used = 0 if calib is None else len(calibration_rows(calib, self.rows))
+        used = 0 if calib is None else feed_rows(calibration_feeds(as_feeds("x", calib), self.rows))
         out: dict[str, Any] = {"method": self.method, "rows": used, "batch": calibration_batch(used)}
         if self.method == PERCENTILE:
             out["percentile"] = self.percentile
@@ -71,8 +75,8 @@ def transform(
     precision: str,
     out: Path,
     *,
-    input_name: str,
-    calib: np.ndarray | None,
+    input_name: str | None,
+    calib: np.ndarray | Feeds | None,
     options: Int8Options | None = None,
 ) -> Path:
     """Write the `precision` version of the fp32 ONNX model `source` to `out`."""
@@ -96,10 +100,30 @@ def to_fp16(source: Path, out: Path) -> None:
     try:
         with warnings.catch_warnings():  # one warning per tiny weight clamped to fp16's range
             warnings.simplefilter("ignore", UserWarning)
-            half = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+            half = float16.convert_float_to_float16(
+                model,
+                keep_io_types=True,
+                disable_shape_infer=False,
+                check_fp16_ready=False,  # an FP16 model input is not a graph converted already
+            )
+        _retype_casts(half)
     except Exception as exc:  # the converter raises bare Exceptions on unsupported graphs
         raise ConversionError(f"cannot convert {source} to fp16: {exc}") from exc
     onnx.save(half, str(out))
+
+
+def _retype_casts(model: Any) -> None:
+    """The converter retypes a Cast's float output to half but keeps its `to` (float): a Cast of an
+    integer, boolean or FP16 input to float would then contradict its declared type; make it cast to half."""
+    from onnx import TensorProto
+
+    half = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type != "Cast" or node.output[0] not in half:
+            continue
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
 
 
 def calibration_batch(rows: int) -> int:
@@ -120,13 +144,24 @@ def calibration_rows(calib: np.ndarray, limit: int) -> np.ndarray:
     return rows[: len(rows) - len(rows) % batch]
 
 
+def calibration_feeds(feeds: Feeds, limit: int) -> Feeds:
+    """`calibration_rows` of every input (the same rows); float64 rows as float32, FP16 rows stay half."""
+    out = {}
+    for name, a in feeds.items():
+        a = np.asarray(a)
+        a = a.astype(np.float32) if a.dtype == np.float64 else a
+        out[name] = np.ascontiguousarray(calibration_rows(a, limit))
+    return out
+
+
 class _Rows:
     """onnxruntime CalibrationDataReader over the calibration rows, in equal batches."""
 
-    def __init__(self, input_name: str, x: np.ndarray) -> None:
-        batch = calibration_batch(len(x))
+    def __init__(self, feeds: Feeds) -> None:
+        rows = feed_rows(feeds)
+        batch = calibration_batch(rows)
         self._batches: Iterator[dict[str, np.ndarray]] = iter(
-            {input_name: x[i : i + batch]} for i in range(0, len(x), batch)
+            slice_feeds(feeds, slice(i, i + batch)) for i in range(0, rows, batch)
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -181,18 +216,16 @@ ENTROPY_BINS = 2048  # TensorRT's entropy calibration: a 2048-bin histogram mapp
 ENTROPY_QUANTIZED_BINS = 128
 
 
-def _reader(input_name: str, rows: np.ndarray) -> Any:
+def _reader(feeds: Feeds) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(_Rows, CalibrationDataReader):
         pass
 
-    return Reader(input_name, rows)
+    return Reader(feeds)
 
 
-def entropy_ranges(
-    source: Path, input_name: str, rows: np.ndarray, work: Path
-) -> dict[str, tuple[float, float]]:
+def entropy_ranges(source: Path, feeds: Feeds, work: Path) -> dict[str, tuple[float, float]]:
     """Per activation tensor the KL-optimal symmetric range (2048-bin histogram, 128 quantized bins).
 
     quantize_static's own Entropy method keeps onnxruntime's 128/128 bins, with which the threshold
@@ -211,7 +244,7 @@ def entropy_ranges(
             "symmetric": True,
         },
     )
-    calibrator.collect_data(_reader(input_name, rows))
+    calibrator.collect_data(_reader(feeds))
     data = calibrator.compute_data().data
     out = {}
     for name, value in data.items():
@@ -221,16 +254,25 @@ def entropy_ranges(
 
 
 def to_int8(
-    source: Path, out: Path, *, input_name: str, calib: np.ndarray | None, options: Int8Options
+    source: Path,
+    out: Path,
+    *,
+    input_name: str | None,
+    calib: np.ndarray | Feeds | None,
+    options: Int8Options,
 ) -> None:
-    if calib is None or len(calib) == 0:
+    if (
+        calib is None
+        or (not isinstance(calib, dict) and len(calib) == 0)
+        or (isinstance(calib, dict) and feed_rows(calib) == 0)
+    ):
         raise CalibrationDataMissing(
             "precision int8 needs calibration data: the model folder has no samples.npz x_calib and the spec "
             "names no dataset (spec.model.source.dataset); add one, or choose fp16/fp32"
         )
     from onnxruntime.quantization import CalibrationMethod, quantize_static
 
-    rows = calibration_rows(np.ascontiguousarray(calib, dtype=np.float32), options.rows)
+    rows = calibration_feeds(as_feeds(input_name, calib), options.rows)
     arguments = quantize_arguments(options)
     try:
         with (
@@ -239,12 +281,12 @@ def to_int8(
             tempfile.TemporaryDirectory(prefix="trtforge-calibrate-") as tmp,
         ):
             if options.method == ENTROPY:
-                ranges = entropy_ranges(source, input_name, rows, Path(tmp))
+                ranges = entropy_ranges(source, rows, Path(tmp))
                 overrides = {
                     n: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for n, (lo, hi) in ranges.items()
                 }
                 arguments["extra_options"]["TensorQuantOverrides"] = overrides
                 arguments["calibrate_method"] = CalibrationMethod.MinMax  # ranges given: a cheap pass
-            quantize_static(str(source), str(out), _reader(input_name, rows), **arguments)
+            quantize_static(str(source), str(out), _reader(rows), **arguments)
     except Exception as exc:  # onnxruntime raises assorted types for graphs it cannot quantize
         raise ConversionError(f"cannot quantize {source} to int8 (QDQ): {exc}") from exc

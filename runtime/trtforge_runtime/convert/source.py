@@ -22,7 +22,7 @@ import numpy as np
 from trtforge_runtime.artifacts import read_json, sha256_file
 from trtforge_runtime.errors import ArtifactError, ConversionError, DatasetError
 from trtforge_runtime.spec.model import Dataset, ModelDeploymentSpec, SourceFormat
-from trtforge_runtime.tensors import TensorInfo, onnx_io
+from trtforge_runtime.tensors import SUPPORTED_DATATYPES, TensorInfo, onnx_io
 
 _log = logging.getLogger(__name__)
 
@@ -30,13 +30,20 @@ CALIBRATION_ROWS = 1024
 ARTIFACTS_MOUNT_ENV = "TRTFORGE_ARTIFACTS_MOUNT"
 
 
+Feeds = dict[str, np.ndarray]
+
+
 @dataclass
 class Samples:
-    """Held-out rows for the accuracy gate (x_test/y_test) and calibration rows for int8 (x_calib)."""
+    """Held-out rows for the accuracy gate (x_test/y_test) and calibration rows for int8 (x_calib).
 
-    x_test: np.ndarray | None = None
+    `x_test`/`x_calib` are one array (a single-input model) or one array per input name (samples.npz
+    keys `x_test.<input>` / `x_calib.<input>`).
+    """
+
+    x_test: np.ndarray | Feeds | None = None
     y_test: np.ndarray | None = None
-    x_calib: np.ndarray | None = None
+    x_calib: np.ndarray | Feeds | None = None
     origin: str = "none"
 
 
@@ -84,9 +91,22 @@ def load_onnx(path: Path, what: str = "model") -> Any:
 
 
 def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], path: Path) -> None:
-    """The engine profile needs a dynamic first (batch) dimension and static others on every input."""
+    """The engine profile needs a dynamic first (batch) dimension and static others on every input;
+    every input and output has a datatype the engines take (SUPPORTED_DATATYPES)."""
     if not inputs:
         raise ArtifactError(f"model {path} has no inputs")
+    for kind, tensors in (("input", inputs), ("output", outputs)):
+        for t in tensors:
+            if t.datatype == "BYTES":
+                raise ConversionError(
+                    f"model {kind} {t.name!r} is BYTES (strings): TensorRT and TensorRT-RTX have no string "
+                    "tensors; move the string handling (tokenizer, lookup) out of the model"
+                )
+            if t.datatype not in SUPPORTED_DATATYPES:
+                raise ConversionError(
+                    f"model {kind} {t.name!r} is {t.datatype}; trtforge converts models whose inputs and "
+                    f"outputs are {', '.join(SUPPORTED_DATATYPES)}"
+                )
     for t in inputs:
         if not t.shape:
             raise ConversionError(f"model input {t.name!r} is a scalar; a batch dimension is needed")
@@ -100,11 +120,6 @@ def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], path: Path) ->
                 f"model input {t.name!r} has dynamic non-batch dimensions (shape {list(t.shape)}); "
                 "only the batch dimension may be dynamic"
             )
-        if t.datatype != "FP32":
-            raise ConversionError(f"model input {t.name!r} is {t.datatype}; trtforge converts FP32 models")
-    for t in outputs:
-        if t.datatype != "FP32":
-            raise ConversionError(f"model output {t.name!r} is {t.datatype}; trtforge converts FP32 models")
 
 
 def from_model_dir(model_dir: Path) -> ModelSource:
@@ -136,11 +151,28 @@ def _samples_npz(path: Path) -> Samples:
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"samples file {path} is unreadable: {exc}") from None
     return Samples(
-        x_test=_f32(arrays.get("x_test")),
+        x_test=_named(arrays, "x_test"),
         y_test=arrays.get("y_test"),
-        x_calib=_f32(arrays.get("x_calib")),
+        x_calib=_named(arrays, "x_calib"),
         origin=str(path),
     )
+
+
+def _named(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | Feeds | None:
+    """`key` (one array) or `key.<input>` (one array per input) of a samples file."""
+    per_input = {k.removeprefix(f"{key}."): v for k, v in arrays.items() if k.startswith(f"{key}.")}
+    if per_input:
+        typed = {name: _typed(a) for name, a in per_input.items()}
+        feeds = {name: a for name, a in typed.items() if a is not None}
+        return feeds if len(feeds) == len(typed) else None
+    return _f32(arrays.get(key))
+
+
+def _typed(a: np.ndarray) -> np.ndarray | None:
+    """Float rows as contiguous float32, integer and boolean rows in their own type; None when empty."""
+    if a is None or len(a) == 0:
+        return None
+    return np.ascontiguousarray(a, dtype=np.float32) if a.dtype.kind == "f" else np.ascontiguousarray(a)
 
 
 def _f32(a: np.ndarray | None) -> np.ndarray | None:

@@ -44,9 +44,9 @@ class BuildRequest:
 class VerifySamples:
     """Gate rows and the fp32 reference outputs an engine is checked against after its build."""
 
-    input_name: str
+    input_name: str | None
     output_name: str
-    x: np.ndarray
+    x: np.ndarray | dict[str, np.ndarray]  # one array, or one per input name
     reference: np.ndarray
     limits: Limits
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from trtforge_runtime.convert.builders.base import TensorRTFamilyBuilder, VerifySamples
-from trtforge_runtime.convert.gate import judge_outputs
+from trtforge_runtime.convert.gate import Feeds, as_feeds, feed_rows, judge_outputs, slice_feeds
 from trtforge_runtime.errors import AccuracyGateError, ConversionError, UnsupportedTargetError
 from trtforge_runtime.trt import library
 
@@ -70,18 +70,22 @@ class TensorRTBuilder(TensorRTFamilyBuilder):
         """Run the built engine on the gate rows (pycuda, via the serving runtime); the gate's bounds hold."""
         outputs = run_engine(engine, self.backend, samples.input_name, samples.output_name, samples.x)
         metrics, checks = judge_outputs(samples.reference, outputs, samples.limits)
-        report = {"rows": len(samples.x), **metrics.to_json(), "checks": [c.to_json() for c in checks]}
+        rows = feed_rows(as_feeds(samples.input_name, samples.x))
+        report = {"rows": rows, **metrics.to_json(), "checks": [c.to_json() for c in checks]}
         failed = [c.sentence() for c in checks if not c.passed]
         if failed:
             raise AccuracyGateError(
                 f"the built {self.backend} engine {engine.name} disagrees with the fp32 model on "
-                f"{len(samples.x)} rows: {'; '.join(failed)}"
+                f"{rows} rows: {'; '.join(failed)}"
             )
         return report
 
 
-def run_engine(engine: Path, backend: str, input_name: str, output_name: str, x: np.ndarray) -> np.ndarray:
-    """Outputs of a serialized engine for rows `x`, in chunks no larger than the engine's profile allows."""
+def run_engine(
+    engine: Path, backend: str, input_name: str | None, output_name: str, x: np.ndarray | Feeds
+) -> np.ndarray:
+    """Outputs of a serialized engine for rows `x` (one array, or one per input name), in chunks no
+    larger than the engine's profile allows."""
     from trtforge_runtime.trt.runner import EngineRunner  # serving's runner; needs pycuda and a GPU
 
     runner = EngineRunner(engine, backend)
@@ -89,8 +93,9 @@ def run_engine(engine: Path, backend: str, input_name: str, output_name: str, x:
     try:
         limit = max(1, runner.max_batch)
         chunks = []
-        for i in range(0, len(x), limit):
-            result = runner.run({input_name: np.ascontiguousarray(x[i : i + limit])})
+        feeds = as_feeds(input_name, x)
+        for i in range(0, feed_rows(feeds), limit):
+            result = runner.run(slice_feeds(feeds, slice(i, i + limit)))
             chunks.append(np.asarray(result[output_name], dtype=np.float32))
         return np.concatenate(chunks)
     finally:

@@ -7,6 +7,9 @@
    controller and kubelet would); measured: time until the conversion Job exists (target <= 1 s).
 3. burst: --crs ModelDeployments created at once; measured: time until every one has its training Job
    (target <= 60 s), then the operator's RSS with all of them (target <= 150 MB).
+4. at rest: with all of them settled (one of them Ready, serving, built-in autoscaling), the API requests
+   the operator makes per second over --rest-seconds (watches not counted; target <= 3/s: Lease renewals
+   and the autoscaler's pod list, no reconcile, no HPA / ScaledObject read).
 
 The emulator runs in this process (its own thread); the test side polls the store every 2 ms. Each of
 --runs starts a fresh emulator and operator; the figures are medians over the runs with their spread.
@@ -22,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,67 @@ MODEL = "trtforge.dev/v1alpha1"
 STAGE = "trtforge.dev/stage"
 OWNER = "trtforge.dev/modeldeployment"
 TRAIN_OK = {"ok": True, "stage": "train", "accuracy": 0.97, "digest": "sha256:0"}
+CONVERT_OK = {"ok": True, "stage": "convert", "precision": "fp16", "top1Drop": 0.0, "sizeBytes": 1000}
+CHILD_PATHS = ("/horizontalpodautoscalers/", "/scaledobjects/")
+REQUESTS: list[tuple[float, str, str]] = []  # (monotonic time, method, path) of every API request
+
+
+def record_requests() -> None:
+    """Log every request the in-process emulator answers (its ApiServer class, patched once)."""
+    from kube_emulator.server import ApiServer
+
+    dispatch = ApiServer._dispatch
+
+    async def recording(self: Any, request: Any) -> Any:
+        if request.query.get("watch") not in ("true", "1"):
+            REQUESTS.append((time.monotonic(), request.method, request.path))
+        return await dispatch(self, request)
+
+    ApiServer._dispatch = recording  # type: ignore[method-assign]
+
+
+def drive_to_ready(kube: Kube, name: str) -> None:
+    """Its conversion Job succeeds and its serving Deployment becomes ready: phase Ready."""
+    wait(lambda: stage_jobs(kube, "convert", name), 10)
+    (job,) = stage_jobs(kube, "convert", name)
+    kube.complete_job(NAMESPACE, job["metadata"]["name"], termination_message=CONVERT_OK)
+    predictor = f"{name}-predictor"
+    wait(lambda: kube.get("apps/v1", "Deployment", predictor, NAMESPACE), 10)
+    kube.make_deployment_ready(NAMESPACE, predictor)
+
+    def ready() -> bool:
+        obj = kube.get(MODEL, "ModelDeployment", name, NAMESPACE) or {}
+        return (obj.get("status") or {}).get("phase") == "Ready"
+
+    wait(ready, 15, interval=0.05)
+
+
+def quiet(seconds: float, timeout: float) -> float:
+    """Wait until no reconcile (a read of a ModelDeployment) happened for `seconds`; returns the wait."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        reads = [at for at, m, p in list(REQUESTS) if m == "GET" and "/modeldeployments/" in p]
+        if not reads or time.monotonic() - reads[-1] >= seconds:
+            break
+        time.sleep(0.2)
+    return round(time.monotonic() - start, 1)
+
+
+def at_rest(seconds: float) -> dict[str, Any]:
+    """Once the burst's reconciles are done: requests per second over the next `seconds`, and the
+    HPA / ScaledObject reads among them."""
+    settled = quiet(3.0, 120.0)
+    start = time.monotonic()
+    time.sleep(seconds)
+    window = [(m, p) for at, m, p in list(REQUESTS) if at >= start]
+    return {
+        "seconds": seconds,
+        "settle_s": settled,
+        "requests_per_s": round(len(window) / seconds, 2),
+        "child_reads": sum(1 for _, p in window if any(c in p for c in CHILD_PATHS)),
+        "modeldeployment_reads": sum(1 for m, p in window if m == "GET" and "/modeldeployments/" in p),
+        "most_requested": [f"{n} {m} {p}" for (m, p), n in Counter(window).most_common(5)],
+    }
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -95,6 +160,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             kube.complete_job(NAMESPACE, job["metadata"]["name"], termination_message=TRAIN_OK)
             wait(lambda n=name: stage_jobs(kube, "convert", n), 10)
             advanced.append(time.perf_counter() - t0)
+        drive_to_ready(kube, "lat-0")
         results["create_to_train_job"] = summary(created)
         results["train_succeeded_to_convert_job"] = summary(advanced)
 
@@ -111,6 +177,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         results["burst"]["training_phase"] = sum(p == "Training" for p in phases)
         results["operator_rss_mb"] = round(op.rss_mb(), 1)
         results["modeldeployments"] = len(phases)
+        results["at_rest"] = at_rest(args.rest_seconds)
     finally:
         op.stop()
         thread.stop()
@@ -123,6 +190,8 @@ def meets_targets(results: dict[str, Any]) -> bool:
         and results["train_succeeded_to_convert_job"]["p95_ms"] <= 1000
         and results["burst"]["all_train_jobs_s"] <= 60
         and results["operator_rss_mb"] <= 150
+        and results["at_rest"]["requests_per_s"] <= 3
+        and results["at_rest"]["child_reads"] == 0
     )
 
 
@@ -145,6 +214,7 @@ def record(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         "advance_p95_ms": fmt(over_runs(("train_succeeded_to_convert_job", "p95_ms")), "ms"),
         "burst_s": fmt(over_runs(("burst", "all_train_jobs_s")), "s"),
         "rss_mb": fmt(over_runs(("operator_rss_mb",)), "MB"),
+        "at_rest_rps": fmt(over_runs(("at_rest", "requests_per_s")), "requests/s", digits=2),
         "crs": str(args.crs),
     }
     rows = [
@@ -160,6 +230,11 @@ def record(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         ],
         [f"{args.crs} CRs created at once -> every training Job exists", values["burst_s"], "<= 60 s"],
         [f"operator RSS with {args.crs + args.rounds} ModelDeployments", values["rss_mb"], "<= 150 MB"],
+        [
+            f"API requests at rest, {args.crs + args.rounds} ModelDeployments (1 Ready, builtin autoscaling)",
+            values["at_rest_rps"],
+            "<= 3/s",
+        ],
     ]
     return write(
         "operator",
@@ -179,11 +254,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="fresh emulator + operator each")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--crs", type=int, default=100)
+    parser.add_argument("--rest-seconds", type=float, default=10.0, help="the at-rest window")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     parser.add_argument("--no-record", action="store_true", help="do not write benchmarks/results/")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
     args = parser.parse_args()
 
+    record_requests()
     runs = []
     for i in range(args.runs):
         results = run_once(args)

@@ -298,3 +298,13 @@ async def test_metrics_are_labelled_with_the_model_and_hold_real_durations() -> 
     assert 0.0 < metric(b, "trtforge_batch_compute_seconds_sum") < 10.0
     assert 0.0 < metric(b, "trtforge_queue_duration_seconds_sum") < 10.0
     await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_stop_leaves_no_task_behind() -> None:
+    b = batcher(Backend())
+    await b.infer(rows(1))
+    mine = asyncio.current_task()
+    assert any(t is not mine and not t.done() for t in asyncio.all_tasks())  # the batching loop
+    await b.stop()
+    assert [t for t in asyncio.all_tasks() if t is not mine and not t.done()] == []

@@ -259,6 +259,8 @@ def from_spec_source(spec: ModelDeploymentSpec, workdir: Path, base_dir: Path | 
     if src is None:
         raise ArtifactError("no --model folder given and the spec has no model.source to convert")
     path = local_path(src.uri)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path  # a relative source is relative to the manifest, like a dataset path
     if src.format == SourceFormat.SAVEDMODEL:
         if not path.is_dir():
             raise ArtifactError(f"SavedModel folder not found: {path}")

@@ -183,25 +183,33 @@ def write_example_request(
     label: str | None = None
     row = None
     samples = model_dir / "samples.npz" if model_dir is not None else None
-    if samples is not None and samples.is_file():
+    if len(spec) == 1 and samples is not None and samples.is_file():
         with np.load(samples) as data:
-            row = data["x_test"][:1].astype(np.float32)
-            if "y_test" in data:
-                label = expected_answer(str(md.spec.model.task), data["y_test"][0])
-    if row is None:
-        ref = (doc.get("referenceSample") or {}).get("inputs", {}).get(name)
-        if ref is None:
-            raise ArtifactError("no test rows and no referenceSample to build an example request from")
-        width = int(np.prod(ref["shape"][1:]))
-        row = np.asarray(ref["data"][:width], dtype=np.float32).reshape(1, *ref["shape"][1:])
-    body = {
-        "id": "example-1",
-        "inputs": [
+            if "x_test" in data:
+                row = data["x_test"][:1].astype(np.float32)
+                if "y_test" in data:
+                    label = expected_answer(str(md.spec.model.task), data["y_test"][0])
+    if row is not None:
+        inputs = [
             {"name": name, "shape": list(row.shape), "datatype": "FP32", "data": row.reshape(-1).tolist()}
-        ],
-    }
+        ]
+    else:  # the reference sample's first row of every input (several inputs, or no test rows)
+        reference = (doc.get("referenceSample") or {}).get("inputs") or {}
+        if not reference:
+            raise ArtifactError("no test rows and no referenceSample to build an example request from")
+        inputs = [_first_row(n, t) for n, t in reference.items()]
+    body = {"id": "example-1", "inputs": inputs}
     target.write_text(json.dumps(body) + "\n")
     return target, label
+
+
+def _first_row(name: str, tensor: dict[str, Any]) -> dict[str, Any]:
+    """The first row of a referenceSample tensor as a V2 request input (its own datatype)."""
+    import numpy as np
+
+    shape = [1, *tensor["shape"][1:]]
+    width = int(np.prod(shape))
+    return {"name": name, "shape": shape, "datatype": tensor["datatype"], "data": tensor["data"][:width]}
 
 
 def serve_stage(

@@ -117,8 +117,10 @@ async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
 
 @kopf.on.event("", "v1", "pods", labels=CHILD_FILTER, id="pods-event")
 async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    runtime.cache.observe_pod(type, body)  # the serving pods the built-in autoscaler scrapes
     if type != "DELETED" and blocked_pod([dict(body)]) is not None:
-        _runtime(memo).controller.trigger(_owner_key(body))
+        runtime.controller.trigger(_owner_key(body))
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:

@@ -10,12 +10,13 @@ With TRTFORGE_LEADER_ELECTION=false the process acts from the start (one replica
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.load import parse_spec
 
-from trtforge_operator import storage
+from trtforge_operator import labels, storage
 from trtforge_operator.apply import Kube
 from trtforge_operator.autoscaling.controller import AutoscalingLoop, Decisions
 from trtforge_operator.controller import Controller, Key
@@ -29,12 +30,28 @@ log = logging.getLogger(__name__)
 
 
 class ObjectCache:
-    """The latest ModelDeployments and serving Deployments as kopf's watches delivered them."""
+    """The latest ModelDeployments, serving Deployments and serving pods as kopf's watches delivered them."""
 
     def __init__(self) -> None:
         self.modeldeployments: dict[Key, dict[str, Any]] = {}
         self.deployments: dict[Key, dict[str, Any]] = {}
+        self.serving_pods: dict[Key, dict[str, dict[str, Any]]] = {}  # owner -> pod name -> pod
         self._claims: dict[Key, tuple[Any, frozenset[str]]] = {}  # key -> (resourceVersion, claims)
+
+    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A pod's watch event: the serving (predictor) pods are kept for the autoscaler's ticks."""
+        meta = body.get("metadata") or {}
+        pod_labels = meta.get("labels") or {}
+        if pod_labels.get("app.kubernetes.io/component") != "predictor":  # a stage Job's pod
+            return
+        key = (str(meta.get("namespace")), str(pod_labels.get(labels.MODELDEPLOYMENT)))
+        pods = self.serving_pods.setdefault(key, {})
+        if event_type == "DELETED":
+            pods.pop(str(meta.get("name")), None)
+        else:
+            pods[str(meta.get("name"))] = dict(body)
+        if not pods:
+            del self.serving_pods[key]
 
     def claim_users(self, namespace: str, claim: str, settings: OperatorSettings) -> list[Key]:
         """The ModelDeployments of `namespace` whose pods mount `claim` (each spec parsed once per
@@ -79,6 +96,7 @@ class OperatorRuntime:
                 settings,
                 modeldeployments=self.cache.modeldeployments,
                 deployments=self.cache.deployments,
+                pods=self.cache.serving_pods,
                 decisions=self.decisions,
                 trigger=self.controller.trigger,
             )

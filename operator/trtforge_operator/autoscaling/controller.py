@@ -2,7 +2,8 @@
 
 `AutoscalingLoop` runs on the leader only (see `lifecycle`). Every tickSeconds of each ModelDeployment
 in builtin mode that has a serving Deployment (both as kopf's watches delivered them: no polling of
-either), its `AutoscalerController` lists the Deployment's ready pods by its selector, scrapes their
+either), its `AutoscalerController` takes the Deployment's ready pods (by its selector) from the pod
+watch's cache (no request either), scrapes their
 `/metrics` (pod IP; the container port named http, else the `prometheus.io/port` annotation, else 8080;
 the `prometheus.io/path` annotation, else /metrics) and feeds the pure `Autoscaler`. A decision that
 changes the count is handed to the reconcile queue (`decisions[key]`, then `trigger(key)`); the
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,12 @@ def is_ready(pod: Mapping[str, Any]) -> bool:
     if meta.get("deletionTimestamp") or not status.get("podIP") or status.get("phase") != "Running":
         return False
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def selected(pod: Mapping[str, Any], match_labels: Mapping[str, str]) -> bool:
+    """The pod carries every label of the Deployment's selector."""
+    pod_labels = (pod.get("metadata") or {}).get("labels") or {}
+    return all(pod_labels.get(k) == v for k, v in match_labels.items())
 
 
 def metrics_port(pod: Mapping[str, Any], default_port: int = DEFAULT_METRICS_PORT) -> int:
@@ -146,11 +153,17 @@ class AutoscalerController:
     async def close(self) -> None:
         await self.scraper.close()
 
-    async def tick(self, md: Mapping[str, Any], deployment: Mapping[str, Any] | None = _GET) -> TickResult:
+    async def tick(
+        self,
+        md: Mapping[str, Any],
+        deployment: Mapping[str, Any] | None = _GET,
+        pods: Collection[Mapping[str, Any]] = _GET,
+    ) -> TickResult:
         """One round: observe and decide (nothing is written; see `apply_decision`).
 
-        `deployment`: the serving Deployment as last seen (the loop passes kopf's cached body); left out,
-        it is read from the API."""
+        `deployment`: the serving Deployment as last seen (the loop passes kopf's cached body); `pods`:
+        the ModelDeployment's serving pods as last seen (the loop's pod watch cache); each left out is
+        read from the API."""
         spec = parse_autoscaling(md)
         if not spec.enabled or str(spec.mode) != "builtin":
             self.autoscaler = None  # a later re-enable starts from the Deployment's count again
@@ -172,9 +185,11 @@ class AutoscalerController:
             self.autoscaler.observe_replicas(current, self.clock())
 
         selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        pods = [p for p in await self.kube.list("v1", "Pod", self.namespace, label_selector) if is_ready(p)]
-        targets = [ScrapeTarget(p["metadata"]["name"], metrics_url(p, self.default_port)) for p in pods]
+        if pods is _GET:
+            label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+            pods = await self.kube.list("v1", "Pod", self.namespace, label_selector)
+        ready = [p for p in pods if selected(p, selector) and is_ready(p)]
+        targets = [ScrapeTarget(p["metadata"]["name"], metrics_url(p, self.default_port)) for p in ready]
         started = time.perf_counter()
         sample = INFLIGHT_METRIC if str(spec.metric) == "concurrency" else REQUESTS_METRIC
         scrapes = await self.scraper.scrape(targets, sample) if targets else []
@@ -243,7 +258,7 @@ async def apply_decision(kube: Kube, md: Mapping[str, Any], decision: Decision) 
 class AutoscalingLoop:
     """The one operator-level autoscaler: ticks every builtin-mode ModelDeployment when it is due.
 
-    `modeldeployments` and `deployments` are the watch caches (kopf's latest bodies by owner key);
+    `modeldeployments`, `deployments` and `pods` are the watch caches (kopf's latest bodies by owner key);
     a decision that changes a count goes into `decisions` and `trigger(key)` queues the reconcile that
     applies it. An error is logged once per object (until it changes), never fatal, never hot.
     """
@@ -256,6 +271,7 @@ class AutoscalingLoop:
         modeldeployments: Mapping[Key, Mapping[str, Any]],
         deployments: Mapping[Key, Mapping[str, Any]],
         decisions: Decisions,
+        pods: Mapping[Key, Mapping[str, Mapping[str, Any]]] | None = None,
         trigger: Callable[[Key], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -263,6 +279,7 @@ class AutoscalingLoop:
         self.settings = settings
         self.modeldeployments = modeldeployments
         self.deployments = deployments
+        self.pods = pods  # the serving pods by owner (a watch cache); None: listed from the API each tick
         self.decisions = decisions
         self.trigger = trigger
         self.clock = clock
@@ -343,7 +360,8 @@ class AutoscalingLoop:
             )
             self.controllers[key] = ctrl
         try:
-            result = await ctrl.tick(md, deployment)
+            pods = _GET if self.pods is None else list(self.pods.get(key, {}).values())
+            result = await ctrl.tick(md, deployment, pods)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # configuration, API or network trouble: report, retry next period

@@ -310,3 +310,25 @@ async def test_missed_scrapes_of_a_busy_pod_and_a_lagging_deployment_keep_the_co
         assert result.decision is not None
         desired.append(result.decision.desired)
     assert desired == [3] * 16
+
+
+@pytest.mark.asyncio
+async def test_pods_from_the_watch_cache_cost_no_request(
+    cluster: Any, metrics_pods: MetricsPods, controller: AutoscalerController
+) -> None:
+    md = create_md(cluster, minReplicas=1, maxReplicas=3, target=2)
+    create_deployment(cluster, md, replicas=1)
+    serving = Serving(cluster, metrics_pods, capacity=1)
+    serving.kubelet()
+    serving.load(1.0)
+    deployment = cluster.get("apps/v1", "Deployment", "digits-predictor", NS)
+    pods = cluster.pods(NS, {"trtforge.dev/modeldeployment": "digits"})
+    stage_pod = {**pods[0], "metadata": {**pods[0]["metadata"], "name": "digits-train-x"}}
+    stage_pod["metadata"]["labels"] = {
+        **pods[0]["metadata"]["labels"],
+        "app.kubernetes.io/component": "train",
+    }
+    before = controller.kube.requests
+    result = await controller.tick(md, deployment, [*pods, stage_pod])
+    assert controller.kube.requests == before  # neither the Deployment nor the pods were read
+    assert [(s.pod, s.value) for s in result.scrapes] == [(pods[0]["metadata"]["name"], 1.0)]

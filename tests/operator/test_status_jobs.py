@@ -346,3 +346,54 @@ def test_record_revision_adds_supersedes_and_keeps_the_newest() -> None:
     assert s.record_revision(h, "c", "RolledBack", None, "t6", 1) == [h[-1]]
     assert s.revision_outcome(h, "c") == "RolledBack" and s.revision_outcome(h, "z") is None
     assert s.revision_outcome(None, "a") is None
+
+
+# ------------------------------------------------------------------------------------------------ more edges
+def test_job_state_looks_past_false_conditions() -> None:
+    assert s.job_state(job(("Failed", "False", None, None), ("Complete", "True", None, None))) == "succeeded"
+
+
+def test_pod_report_skips_pods_still_running_and_keeps_the_first_of_equal_pods() -> None:
+    pods = [
+        pod("running", created="2026-01-01T00:00:09Z"),
+        pod("a", created="2026-01-01T00:00:05Z", terminated={"exitCode": 4}),
+        pod("b", created="2026-01-01T00:00:05Z", terminated={"exitCode": 6}),
+    ]
+    report = s.pod_report(pods, "train", succeeded=False)
+    assert (report.pod, report.exit_code, report.text, report.summary) == ("a", 4, None, None)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"updatedReplicas": 1, "availableReplicas": 1, "replicas": 1},  # the controller has not seen it yet
+        {"observedGeneration": 1, "availableReplicas": 1, "replicas": 1},
+        {"observedGeneration": 1, "updatedReplicas": 1, "replicas": 1},
+    ],
+)
+def test_a_deployment_missing_a_counter_is_not_rolled_out(status: dict[str, Any]) -> None:
+    dep = {"metadata": {"name": "d", "generation": 1}, "spec": {"replicas": 1}, "status": status}
+    assert s.rolled_out(dep) is False
+
+
+def test_merge_diff_of_a_section_that_was_not_an_object() -> None:
+    assert s.merge_diff(None, {"a": 1}) == {"a": 1}
+    assert s.merge_diff({"a": "x"}, {"a": {"b": 1, "c": None}}) == {"a": {"b": 1, "c": None}}
+
+
+def test_condition_messages_say_what_happened() -> None:
+    b = s.StatusBuilder({}, 1, now="t")
+    b.running("Training")
+    b.finish("Ready", "training revision a")
+    c = conditions(b.patch())
+    assert c["Progressing"]["message"] == "training revision a" and c["Degraded"]["message"] == ""
+    failed = s.StatusBuilder({}, 1, now="t")
+    failed.fail("TrainingFailed", "exit code 9")
+    failed.finish("Ready", "")
+    c = conditions(failed.patch())
+    assert c["Progressing"]["message"] == c["Degraded"]["message"] == "exit code 9"
+    kept = s.StatusBuilder({}, 1, now="t")
+    kept.keep_degraded("RolledBack", "revision b rolled back")
+    kept.finish("Ready", "serving a")
+    assert conditions(kept.patch())["Degraded"]["message"] == "revision b rolled back"
+    assert s.StatusBuilder({"model": {"accuracy": 0.97}}, 1).section("model") == {"accuracy": 0.97}

@@ -143,6 +143,11 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "batch needs min <= opt <= max",
     ),
     (
+        "input-dimension-order",
+        {"spec__engine__inputs": [{"name": "tokens", "dims": [{"min": 8, "opt": 64, "max": 32}]}]},
+        "a dimension profile needs min <= opt <= max",
+    ),
+    (
         "replicas-order",
         {"spec__serving__autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
         "minReplicas must be <= maxReplicas",

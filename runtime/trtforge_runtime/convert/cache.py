@@ -41,10 +41,15 @@ class CacheKey:
     compute_capability: str  # "8.9", or "any" for the onnxruntime artifact
     batch: tuple[int, int, int]
     workspace_mib: int
+    # the profiles of dynamic dimensions after the batch (spec.engine.inputs); empty: none
+    dims: tuple[Any, ...] = ()
 
     @property
     def value(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = asdict(self)
+        if not self.dims:
+            del fields["dims"]  # keys of engines without such profiles stay what they were
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:24]
         target = "any" if self.compute_capability == "any" else sm_tag(self.compute_capability)
         return f"{self.backend}-{target}-{self.precision}-{digest}"

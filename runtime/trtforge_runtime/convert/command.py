@@ -32,7 +32,7 @@ from trtforge_runtime.artifacts import (
     versions,
     write_termination_message,
 )
-from trtforge_runtime.convert import engine_json, gate, precision, publish, source
+from trtforge_runtime.convert import engine_json, gate, precision, profiles, publish, source
 from trtforge_runtime.convert.builders import builder_for
 from trtforge_runtime.convert.builders import onnxruntime as ort_artifact
 from trtforge_runtime.convert.builders.base import (
@@ -203,23 +203,30 @@ def check_existing_output(output: Path) -> None:
         read_json(output / publish.ENGINE_JSON, publish.ENGINE_JSON)
 
 
-def gate_rows(src: source.ModelSource, n: int) -> tuple[gate.Feeds, np.ndarray | None, str]:
+def gate_rows(
+    src: source.ModelSource, n: int, ranges: profiles.Ranges | None = None
+) -> tuple[gate.Feeds, np.ndarray | None, str]:
     """The gate's rows, one array per input: held-out test rows when the model comes with data, else
-    seeded synthetic rows (uniform [0, 1) floats, 0/1 integers, random booleans)."""
+    seeded synthetic rows (uniform [0, 1) floats, 0/1 integers, random booleans; dynamic dimensions
+    after the batch at their profile's opt)."""
+    ranges = ranges or profiles.input_ranges(src.inputs, [])
     x = src.samples.x_test
     if x is not None:
-        feeds = check_feeds(src, x, f"gate samples ({src.samples.origin})")
+        feeds = check_feeds(src, x, f"gate samples ({src.samples.origin})", ranges)
         y = src.samples.y_test
         return gate.slice_feeds(feeds, slice(0, n)), (None if y is None else np.asarray(y)[:n]), "test"
     _log.warning("no held-out data: the accuracy gate runs on synthetic rows (uniform [0, 1) floats)")
     rng = np.random.default_rng(0)
     rows = min(n, SYNTHETIC_ROWS)
-    return {t.name: synthetic(rng, t, rows) for t in src.inputs}, None, "synthetic"
+    feeds = {t.name: synthetic(rng, t, rows, ranges[t.name][1]) for t in src.inputs}
+    return feeds, None, "synthetic"
 
 
-def synthetic(rng: np.random.Generator, t: source.TensorInfo, rows: int) -> np.ndarray:
+def synthetic(
+    rng: np.random.Generator, t: source.TensorInfo, rows: int, dims: tuple[int, ...] | None = None
+) -> np.ndarray:
     """Seeded rows for input `t`: uniform [0, 1) floats, 0/1 integers (valid indices), random booleans."""
-    shape = (rows, *t.shape[1:])
+    shape = (rows, *(dims if dims is not None else t.shape[1:]))
     if t.datatype in ("FP32", "FP16"):
         return rng.random(shape, dtype=np.float32).astype(np.float16 if t.datatype == "FP16" else np.float32)
     if t.datatype == "BOOL":
@@ -230,8 +237,15 @@ def synthetic(rng: np.random.Generator, t: source.TensorInfo, rows: int) -> np.n
 _NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64}
 
 
-def check_feeds(src: source.ModelSource, x: np.ndarray | gate.Feeds, what: str) -> gate.Feeds:
-    """Sample rows as one array per model input, checked against the inputs' names, shapes and types."""
+def check_feeds(
+    src: source.ModelSource,
+    x: np.ndarray | gate.Feeds,
+    what: str,
+    ranges: profiles.Ranges | None = None,
+) -> gate.Feeds:
+    """Sample rows as one array per model input, checked against the inputs' names, shapes (within the
+    profiles of dynamic dimensions) and types."""
+    ranges = ranges or profiles.input_ranges(src.inputs, [])
     if not isinstance(x, dict):
         if len(src.inputs) != 1:
             raise DatasetError(
@@ -253,10 +267,13 @@ def check_feeds(src: source.ModelSource, x: np.ndarray | gate.Feeds, what: str) 
     out = {}
     for t in src.inputs:
         a = np.asarray(x[t.name])
-        if tuple(a.shape[1:]) != tuple(t.shape[1:]):
+        lo, _, hi = ranges[t.name]
+        rest = tuple(a.shape[1:])
+        if len(rest) != len(lo) or any(not a_ <= d <= b_ for a_, d, b_ in zip(lo, rest, hi, strict=True)):
+            want = ", ".join(str(a_) if a_ == b_ else f"{a_}..{b_}" for a_, b_ in zip(lo, hi, strict=True))
             raise DatasetError(
                 f"{what} have shape {list(a.shape)} for input {t.name!r}, but the model input "
-                f"{t.name!r} wants [-1, {', '.join(map(str, t.shape[1:]))}]"
+                f"{t.name!r} wants [-1, {want}]"
             )
         out[t.name] = np.ascontiguousarray(a.astype(_dtype(t.datatype), copy=False))
     if len({len(a) for a in out.values()}) > 1:
@@ -289,6 +306,7 @@ def convert(settings: ConvertSettings) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="trtforge-convert-") as tmp:
         work = Path(tmp)
         src = source.resolve(spec, settings.model, work, base_dir=settings.file.resolve().parent)
+        ranges = profiles.input_ranges(src.inputs, engine.inputs)  # before any work
         targets = builder.select_targets(requested) if builder is not None else []
         fp = engine_json.fingerprint(src.digest, engine_spec_json(engine))
         existing = publish.existing_document(settings.output, fp)
@@ -309,6 +327,7 @@ def convert(settings: ConvertSettings) -> Outcome:
             batch,
             work,
             str(spec.model.task),
+            ranges,
         )
         chosen, chosen_path, the_gate, network_digest = (
             choice.precision,
@@ -328,7 +347,7 @@ def convert(settings: ConvertSettings) -> Outcome:
             name=manifest.metadata.name,
             model={
                 "digest": src.digest,
-                "inputs": [t.to_json() for t in src.inputs],
+                "inputs": [profiles.to_json(t, ranges, batch) for t in src.inputs],
                 "outputs": [t.to_json() for t in src.outputs],
                 "origin": src.origin,
             },
@@ -399,6 +418,7 @@ def _choose(
     batch: tuple[int, int, int],
     work: Path,
     task: str = "classification",
+    ranges: profiles.Ranges | None = None,
 ) -> _Choice:
     """Try the candidate precisions in order; keep the first that passes the gate and builds everywhere.
 
@@ -407,7 +427,8 @@ def _choose(
     compute capabilities this machine builds (TensorRT-RTX: all of them, so the per-architecture Jobs of
     one folder all choose the same precision). An explicit precision raises instead.
     """
-    x, y, data = gate_rows(src, engine.accuracy.samples)
+    ranges = ranges or profiles.input_ranges(src.inputs, [])
+    x, y, data = gate_rows(src, engine.accuracy.samples, ranges)
     the_gate = gate.Gate(
         src.onnx_path,
         None,
@@ -435,7 +456,9 @@ def _choose(
         if builder is not None and explicit is None:
             build_for += [t for t in builder.select_targets(targets.spec) if t not in build_for]
         try:
-            built = _build_engines(builder, cache, src, p, path, digest, engine, batch, build_for, the_gate)
+            built = _build_engines(
+                builder, cache, src, p, path, digest, engine, batch, build_for, the_gate, ranges
+            )
         except ConversionError as exc:
             if explicit:
                 raise
@@ -511,19 +534,29 @@ def _build_engines(
     batch: tuple[int, int, int],
     targets: list[str],
     the_gate: gate.Gate,
+    ranges: profiles.Ranges | None = None,
 ) -> list[tuple[dict[str, Any], CacheEntry]]:
     if builder is None:
         return []
+    dims = tuple((n, r) for n, r in (ranges or {}).items() if r[0] != r[2])
     version = builder.library_version()
     verify = VerifySamples(None, src.output.name, the_gate.feeds, the_gate.reference, the_gate.limits)
     out = []
     for cc in targets:
         key = CacheKey(
-            src.digest, network_digest, builder.backend, version, chosen, cc, batch, engine.workspace_mib
+            src.digest,
+            network_digest,
+            builder.backend,
+            version,
+            chosen,
+            cc,
+            batch,
+            engine.workspace_mib,
+            dims,
         )
         file_name = builder.engine_file(cc)
         timing = cache.root / "timing" / f"{builder.backend}-{version}-{library.sm_tag(cc)}.cache"
-        request = BuildRequest(network, chosen, engine.batch, engine.workspace_mib, cc, timing)
+        request = BuildRequest(network, chosen, engine.batch, engine.workspace_mib, cc, timing, dims)
 
         def fill(tmp: Path, request: BuildRequest = request, file_name: str = file_name) -> dict[str, Any]:
             dest = tmp / file_name

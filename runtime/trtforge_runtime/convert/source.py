@@ -91,8 +91,9 @@ def load_onnx(path: Path, what: str = "model") -> Any:
 
 
 def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], path: Path) -> None:
-    """The engine profile needs a dynamic first (batch) dimension and static others on every input;
-    every input and output has a datatype the engines take (SUPPORTED_DATATYPES)."""
+    """The engine profile needs a dynamic first (batch) dimension on every input (other dynamic
+    dimensions need spec.engine.inputs, see profiles.py); every input and output has a datatype the
+    engines take (SUPPORTED_DATATYPES)."""
     if not inputs:
         raise ArtifactError(f"model {path} has no inputs")
     for kind, tensors in (("input", inputs), ("output", outputs)):
@@ -114,11 +115,6 @@ def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], path: Path) ->
             raise ConversionError(
                 f"model input {t.name!r} has a fixed batch dimension {t.shape[0]} (shape {list(t.shape)}); "
                 "export the model with a dynamic batch dimension"
-            )
-        if any(d == -1 for d in t.shape[1:]):
-            raise ConversionError(
-                f"model input {t.name!r} has dynamic non-batch dimensions (shape {list(t.shape)}); "
-                "only the batch dimension may be dynamic"
             )
 
 

@@ -530,6 +530,37 @@ class BatchProfile(Model):
     )
 
 
+class DimensionProfile(Model):
+    """Optimization profile of one dimension of an input after the batch dimension."""
+
+    min: int = Field(ge=1, le=1_048_576, description="Smallest size the engine accepts.")
+    opt: int = Field(ge=1, le=1_048_576, description="Size the engine is tuned for.")
+    max: int = Field(ge=1, le=1_048_576, description="Largest size the engine accepts.")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.min <= self.opt && self.opt <= self.max",
+            message="a dimension profile needs min <= opt <= max",
+            check=lambda d: d.min <= d.opt <= d.max,
+            describe=lambda d: f"a dimension profile needs min <= opt <= max, got {d.min}, {d.opt}, {d.max}",
+        ),
+    )
+
+
+class InputProfile(Model):
+    """The optimization profile of one model input's dimensions after the batch dimension."""
+
+    name: str = Field(
+        min_length=1, max_length=256, description="The model input (its ONNX / served name)."
+    )
+    dims: list[DimensionProfile] = Field(
+        min_length=1,
+        max_length=8,
+        description="One entry per dimension after the batch dimension, in order. A dimension the "
+        "model leaves dynamic gets its range here; a fixed one must say min = opt = max = its size.",
+    )
+
+
 class AccuracyGate(Model):
     """How much a reduced-precision engine may disagree with the fp32 model (every set bound must hold)."""
 
@@ -605,6 +636,13 @@ class Engine(Model):
         default=Precision.FP16, description="fp32, fp16, int8, or best (lowest precision passing the gate)."
     )
     batch: BatchProfile = Field(default_factory=BatchProfile, description="Dynamic batch profile.")
+    inputs: list[InputProfile] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Profiles of the inputs' dynamic dimensions after the batch dimension (sequence "
+        "length, image size), per input; checked against the model. Inputs not listed have fixed "
+        "dimensions after the batch.",
+    )
     accuracy: AccuracyGate = Field(default_factory=AccuracyGate, description="Accuracy gate.")
     calibration: Calibration = Field(
         default_factory=Calibration, description="int8 calibration (used by int8 and best)."

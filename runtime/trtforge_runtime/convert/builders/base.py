@@ -38,6 +38,9 @@ class BuildRequest:
     workspace_mib: int
     compute_capability: str
     timing_cache: Path | None = None
+    # per input: (min, opt, max) sizes of the dimensions after the batch (profiles.input_ranges);
+    # inputs not listed have fixed dimensions after the batch
+    dims: tuple[tuple[str, tuple[Shape, Shape, Shape]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,13 @@ def check_batch_profile(batch: BatchProfile) -> tuple[int, int, int]:
     return lo, opt, hi
 
 
-def profile_shapes(inputs: list[TensorInfo], batch: BatchProfile) -> dict[str, tuple[Shape, Shape, Shape]]:
-    """(min, opt, max) shapes per input: the batch profile on dimension 0, the other dimensions fixed."""
+def profile_shapes(
+    inputs: list[TensorInfo],
+    batch: BatchProfile,
+    dims: dict[str, tuple[Shape, Shape, Shape]] | None = None,
+) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """(min, opt, max) shapes per input: the batch profile on dimension 0, the other dimensions from
+    `dims` (spec.engine.inputs, checked by profiles.input_ranges) or fixed."""
     lo, opt, hi = check_batch_profile(batch)
     shapes: dict[str, tuple[Shape, Shape, Shape]] = {}
     for t in inputs:
@@ -72,6 +80,10 @@ def profile_shapes(inputs: list[TensorInfo], batch: BatchProfile) -> dict[str, t
             raise ConversionError(
                 f"input {t.name!r} (shape {list(t.shape)}) has no dynamic batch dimension for the profile"
             )
+        if dims and t.name in dims:
+            d_lo, d_opt, d_hi = dims[t.name]
+            shapes[t.name] = ((lo, *d_lo), (opt, *d_opt), (hi, *d_hi))
+            continue
         rest = tuple(t.shape[1:])
         if any(d < 1 for d in rest):
             raise ConversionError(
@@ -177,7 +189,10 @@ class TensorRTFamilyBuilder(EngineBuilder):
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, request.workspace_mib << 20)
         profile = builder.create_optimization_profile()
-        for name, (lo, opt, hi) in profile_shapes(self.network_inputs(network), request.batch).items():
+        ranges = dict(request.dims)
+        for name, (lo, opt, hi) in profile_shapes(
+            self.network_inputs(network), request.batch, ranges
+        ).items():
             profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
         self.configure_target(trt, config, request.compute_capability)

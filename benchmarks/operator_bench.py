@@ -8,8 +8,8 @@
 3. burst: --crs ModelDeployments created at once; measured: time until every one has its training Job
    (target <= 60 s), then the operator's RSS with all of them (target <= 150 MB).
 4. at rest: with all of them settled (one of them Ready, serving, built-in autoscaling), the API requests
-   the operator makes per second over --rest-seconds (watches not counted; target <= 3/s: Lease renewals
-   and the autoscaler's pod list, no reconcile, no HPA / ScaledObject read).
+   the operator makes per second over --rest-seconds (watches not counted; target <= 3/s: the Lease
+   renewals; no reconcile, no HPA / ScaledObject read, the autoscaler's pods come from the pod watch).
 
 The emulator runs in this process (its own thread); the test side polls the store every 2 ms. Each of
 --runs starts a fresh emulator and operator; the figures are medians over the runs with their spread.

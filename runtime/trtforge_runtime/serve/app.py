@@ -11,6 +11,7 @@ A reference sample that disagrees leaves the model not ready, with the reason in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,26 @@ class LoadedModel:
     selection: Selection
 
 
-def _warmup(backend: Backend, runs: int, limit: int) -> None:
+def with_profiles(loaded: tuple[TensorSpec, ...], declared: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    """The backend's inputs with engine.json's optimization profiles (declared metadata) attached."""
+    profiles = {t.name: t for t in declared if t.min_shape is not None}
+    return tuple(
+        dataclasses.replace(t, min_shape=profiles[t.name].min_shape, max_shape=profiles[t.name].max_shape)
+        if t.name in profiles
+        else t
+        for t in loaded
+    )
+
+
+def _warmup(backend: Backend, runs: int, limit: int, declared: tuple[TensorSpec, ...] = ()) -> None:
     info = backend.metadata()
+    smallest = {t.name: t.min_shape for t in declared if t.min_shape is not None}
     for rows in sorted({1, limit}):
         arrays = {
-            t.name: np.zeros((rows, *[max(d, 1) for d in t.shape[1:]]), dtype=DATATYPES[t.datatype])
+            t.name: np.zeros(
+                (rows, *[max(d, 1) for d in (smallest.get(t.name) or t.shape)[1:]]),
+                dtype=DATATYPES[t.datatype],
+            )
             for t in info.inputs
         }
         for _ in range(runs):
@@ -128,7 +144,11 @@ async def load_model(
     served = dataplane.models[name]
     served.set_metadata(
         ModelMetadata(
-            name, (settings.model_version,), PLATFORMS.get(info.kind, info.kind), info.inputs, info.outputs
+            name,
+            (settings.model_version,),
+            PLATFORMS.get(info.kind, info.kind),
+            with_profiles(info.inputs, served.metadata.inputs),
+            info.outputs,
         )
     )
 
@@ -143,7 +163,7 @@ async def load_model(
     log.info("model %s: %s", name, check.message)
 
     batcher = _batcher(backend, settings, metrics, name)
-    await asyncio.to_thread(_warmup, backend, settings.warmup_runs, batcher.limit)
+    await asyncio.to_thread(_warmup, backend, settings.warmup_runs, batcher.limit, served.metadata.inputs)
     batcher.start()
     served.infer = batcher.infer
     dataplane.set_ready(name, True)

@@ -266,6 +266,8 @@ class DataPlane:
                     raise _shape_error(name, want, shape)
             if shape and shape[0] < 1:
                 raise InferenceError(f"input tensor '{name}': the batch dimension must be at least 1")
+            if spec.min_shape is not None and spec.max_shape is not None:
+                _check_profile(name, spec, shape)
             if tensor.data.shape != shape:  # a front end bug, never the client's
                 raise InferenceError(
                     f"input tensor '{name}': data has shape {list(tensor.data.shape)}, declared {list(shape)}"
@@ -296,6 +298,17 @@ class DataPlane:
                 )
             wanted.append((out.name, out.parameters))
         return wanted
+
+
+def _check_profile(name: str, spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    """Dimensions after the batch within the engine's optimization profile (the batcher splits batches)."""
+    assert spec.min_shape is not None and spec.max_shape is not None
+    for i, (lo, got, hi) in enumerate(zip(spec.min_shape, shape, spec.max_shape, strict=False)):
+        if i and not lo <= got <= hi:
+            raise InferenceError(
+                f"input tensor '{name}': dimension {i} is {got}, outside the engine's profile {lo}..{hi} "
+                f"(shape {list(shape)}; profile min {list(spec.min_shape)}, max {list(spec.max_shape)})"
+            )
 
 
 def _shape_error(name: str, want: tuple[int, ...], got: tuple[int, ...]) -> InferenceError:

@@ -171,18 +171,32 @@ class InferResponse:
 
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
-    """A model input or output as metadata declares it (-1 = dynamic dimension)."""
+    """A model input or output as metadata declares it (-1 = dynamic dimension).
+
+    `min_shape`/`max_shape`: the engine's optimization profile of an input whose dimensions after the
+    batch may vary (engine.json `model.inputs[].profile`); requests outside it are refused.
+    """
 
     name: str
     datatype: str
     shape: tuple[int, ...]
+    min_shape: tuple[int, ...] | None = None
+    max_shape: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> TensorSpec:
-        return cls(str(doc["name"]), str(doc["datatype"]), tuple(int(d) for d in doc["shape"]))
+        profile = doc.get("profile") or {}
+        lo, hi = profile.get("min"), profile.get("max")
+        return cls(
+            str(doc["name"]),
+            str(doc["datatype"]),
+            tuple(int(d) for d in doc["shape"]),
+            None if lo is None else tuple(int(d) for d in lo),
+            None if hi is None else tuple(int(d) for d in hi),
+        )
 
 
 @dataclass(frozen=True, slots=True)

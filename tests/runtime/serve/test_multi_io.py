@@ -184,3 +184,94 @@ def test_bad_inputs_are_400_naming_the_input(
     code, body = _post(server, {"inputs": inputs})
     assert code == 400, body
     assert fragment in json.loads(body)["error"]
+
+
+# ------------------------------------------------------------------ dynamic dimensions after the batch
+
+
+def _sequence_model() -> ModuleType:
+    path = Path(__file__).parents[1] / "convert" / "test_profiles.py"
+    spec = importlib.util.spec_from_file_location("serve_sequence_model", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Path]]:
+    root = tmp_path_factory.mktemp("sequence")
+    model = _sequence_model().sequence_model(root / "m.onnx")
+    doc = {
+        "apiVersion": "trtforge.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "seq"},
+        "spec": {
+            "model": {"source": {"uri": str(model), "format": "onnx"}},
+            "engine": {
+                "backend": "onnxruntime",
+                "precision": "fp32",
+                "batch": {"min": 1, "opt": 8, "max": 16},
+                "inputs": [
+                    {
+                        "name": "tokens",
+                        "dims": [{"min": 2, "opt": 8, "max": 16}, {"min": 4, "opt": 4, "max": 4}],
+                    }
+                ],
+                "computeCapabilities": ["8.9"],
+            },
+        },
+    }
+    (root / "spec.yaml").write_text(yaml.safe_dump(doc))
+    argv = ["convert", "-f", str(root / "spec.yaml"), "-o", str(root / "engine"), "--cache", str(root / "c")]
+    assert cli.main(argv) == 0
+    srv = serve(root / "engine")
+    yield srv, model
+    srv.stop()
+
+
+def test_sequences_of_different_lengths_are_answered_each(sequence: tuple[ServerThread, Path]) -> None:
+    """Concurrent requests of lengths 2..16 (never merged across lengths) get their own answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, model = sequence
+    rng = np.random.default_rng(0)
+    feeds = [
+        {
+            "tokens": rng.random((rows, seq, 4), dtype=np.float32),
+            "extra": rng.random((rows, 3), dtype=np.float32),
+        }
+        for rows, seq in [(1, 2), (3, 16), (2, 5), (20, 8), (4, 5), (1, 16)]
+    ]
+
+    def one(f: dict[str, np.ndarray]) -> np.ndarray:
+        with httpclient.InferenceServerClient(server.url) as c:
+            return np.asarray(c.infer("seq", _inputs(f, True)).as_numpy("probabilities"))
+
+    with ThreadPoolExecutor(len(feeds)) as pool:
+        answers = list(pool.map(one, feeds))
+    for f, got in zip(feeds, answers, strict=True):
+        np.testing.assert_allclose(got, multi_io.reference(model, f)["probabilities"], atol=1e-5)
+
+
+@pytest.mark.parametrize(("seq", "bound"), [(17, "2..16"), (1, "2..16")])
+def test_a_length_outside_the_profile_is_400_naming_the_input(
+    sequence: tuple[ServerThread, Path], seq: int, bound: str
+) -> None:
+    server, _ = sequence
+    inputs = [
+        {"name": "tokens", "shape": [1, seq, 4], "datatype": "FP32", "data": [0.5] * (seq * 4)},
+        {"name": "extra", "shape": [1, 3], "datatype": "FP32", "data": [0.1, 0.2, 0.3]},
+    ]
+    import http.client
+
+    host, port = server.url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request(
+        "POST", "/v2/models/seq/infer", json.dumps({"inputs": inputs}), {"Content-Type": "application/json"}
+    )
+    resp = conn.getresponse()
+    body = resp.read().decode()
+    conn.close()
+    assert resp.status == 400, body
+    assert f"input tensor 'tokens': dimension 1 is {seq}, outside the engine's profile {bound}" in body

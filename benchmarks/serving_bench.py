@@ -715,7 +715,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell")
     p.add_argument("--rounds", type=int, default=1, help="repeat everything; cells report the median round")
     p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--load-cpu", type=int, default=1)
+    p.add_argument("--load-cpu", default="1", help="CPU(s) of wrk, taskset syntax (e.g. 1 or 8-15)")
+    p.add_argument(
+        "--load-threads", type=int, default=1, help="wrk threads (one thread caps near 20k req/s here)"
+    )
     p.add_argument("--setup-only", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--results", default=None, help="write benchmarks/results/NAME.json (docs figures)")
@@ -785,7 +788,17 @@ def main(argv: list[str] | None = None) -> int:
                         if spec.binary:
                             todo.append((args.big_concurrency, big_binary))
                     for conns, body in todo:
-                        cell = measure(name, spec.port, body, expected[body.data], conns, args, tmp)
+                        cell = measure(
+                            name,
+                            spec.port,
+                            body,
+                            expected[body.data],
+                            conns,
+                            args,
+                            tmp,
+                            None,
+                            min(args.load_threads, conns),
+                        )
                         runs.setdefault((name, conns, body.rows, body.encoding), []).append(cell)
                         print(
                             f"[{name}] c={conns:<3} rows={body.rows:<4} {body.encoding:<6} {cell.rps:9.0f} "

@@ -370,8 +370,12 @@ class AutoscalingLoop:
             return
         self._errors.pop(key, None)
         if result.decision is not None and result.scaled:
+            pending = self.decisions.get(key)
             self.decisions[key] = result.decision
-            self.trigger(key)
+            # the same count already queued (its reconcile has not run, or keeps failing and backs off):
+            # no second trigger, which would also cut the reconcile's back-off short every tick
+            if pending is None or pending.desired != result.decision.desired:
+                self.trigger(key)
 
     def _report(self, key: Key, message: str) -> None:
         if self._errors.get(key) != message:

@@ -251,6 +251,13 @@ async def test_the_loop_queues_decisions_and_costs_nothing_for_other_objects(
     assert serving.replicas() == 1  # the loop decides, the reconcile writes
     await loop.tick_due()  # not due yet (tickSeconds 2): no request at all
     assert kube.requests - before == 1
+    now[0] += 2.0  # the reconcile has not applied the decision yet: it stays queued, not queued again
+    await loop.tick_due()
+    assert triggered == [key] and decisions[key].desired == 4
+    decisions.clear()  # applied, but the watch has not delivered the Deployment yet: asked once more
+    now[0] += 2.0
+    await loop.tick_due()
+    assert triggered == [key, key] and decisions[key].desired == 4
     await loop.stop()
     kube.close()
 

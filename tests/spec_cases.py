@@ -143,6 +143,11 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "batch needs min <= opt <= max",
     ),
     (
+        "signature-onnx",
+        {"spec__model": {"source": {"uri": "m.onnx", "format": "onnx", "signature": "serve"}}},
+        "signature applies to savedmodel sources only",
+    ),
+    (
         "input-dimension-order",
         {"spec__engine__inputs": [{"name": "tokens", "dims": [{"min": 8, "opt": 64, "max": 32}]}]},
         "a dimension profile needs min <= opt <= max",

@@ -220,21 +220,77 @@ def local_path(uri: str) -> Path:
     return Path(uri)
 
 
-def savedmodel_to_onnx(saved_model: Path, out: Path, opset: int = 17) -> Path:
-    """A SavedModel folder to ONNX via `python -m tf2onnx.convert` (TensorFlow runs out of process)."""
+def savedmodel_to_onnx(saved_model: Path, out: Path, opset: int = 17, signature: str | None = None) -> Path:
+    """A SavedModel folder to ONNX via `python -m tf2onnx.convert` (TensorFlow runs out of process);
+    `signature` names the serving signature (spec.model.source.signature; tf2onnx's default else)."""
     if not (saved_model / "saved_model.pb").is_file():
         raise ArtifactError(f"{saved_model} is not a SavedModel folder (no saved_model.pb)")
     cmd = [
         sys.executable, "-m", "tf2onnx.convert",
         "--saved-model", str(saved_model), "--opset", str(opset), "--output", str(out),
     ]  # fmt: skip
+    if signature is not None:
+        cmd += ["--signature_def", signature]
     _log.info("converting SavedModel %s to ONNX (tf2onnx, opset %d)", saved_model, opset)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not out.is_file():
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        if signature is not None and "signature not in model" in proc.stderr.lower():
+            raise ArtifactError(
+                f"spec.model.source.signature {signature!r}: SavedModel {saved_model} has no such serving "
+                f"signature ({tail.splitlines()[-1]})"
+            )
         raise ConversionError(f"tf2onnx could not convert SavedModel {saved_model}:\n{tail}")
     _name_batch_dims(out)
     return out
+
+
+# Load a .keras file and export it as a SavedModel whose serving_default signature takes the model's
+# inputs under their Keras names and returns its outputs under the output layers' names.
+_KERAS_EXPORT = """
+import sys
+import keras
+import tensorflow as tf
+
+model = keras.models.load_model(sys.argv[1], compile=False)
+names = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))])
+specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
+
+
+def serve(*xs):
+    outs = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return dict(zip(names, outs))
+
+
+archive = keras.export.ExportArchive()
+archive.track(model)
+archive.add_endpoint("serving_default", serve, input_signature=specs)
+archive.write_out(sys.argv[2], verbose=False)
+"""
+
+
+def keras_to_onnx(keras_file: Path, out: Path, opset: int = 17) -> Path:
+    """A Keras 3 `.keras` file to ONNX: exported as a SavedModel (its own input and output names) in a
+    subprocess, then tf2onnx. Custom layers must be registered Keras serializables importable there."""
+    if not keras_file.is_file():
+        raise ArtifactError(f"Keras model file not found: {keras_file}")
+    if keras_file.suffix != ".keras":
+        raise ArtifactError(f"model source {keras_file}: format keras needs a .keras file")
+    saved = out.parent / "keras-savedmodel"
+    _log.info("exporting Keras model %s as a SavedModel", keras_file)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KERAS_EXPORT, str(keras_file), str(saved)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0 or not (saved / "saved_model.pb").is_file():
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise ArtifactError(
+            f"cannot load Keras model {keras_file}: {lines[-1] if lines else f'exit {proc.returncode}'}"
+        )
+    return savedmodel_to_onnx(saved, out, opset, "serving_default")
 
 
 def _name_batch_dims(path: Path) -> None:
@@ -257,10 +313,14 @@ def from_spec_source(spec: ModelDeploymentSpec, workdir: Path, base_dir: Path | 
     path = local_path(src.uri)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path  # a relative source is relative to the manifest, like a dataset path
+    if src.signature is not None and src.format != SourceFormat.SAVEDMODEL:
+        raise ArtifactError("spec.model.source.signature applies to savedmodel sources only")
     if src.format == SourceFormat.SAVEDMODEL:
         if not path.is_dir():
             raise ArtifactError(f"SavedModel folder not found: {path}")
-        onnx_path = savedmodel_to_onnx(path, workdir / "source.onnx")
+        onnx_path = savedmodel_to_onnx(path, workdir / "source.onnx", signature=src.signature)
+    elif src.format == SourceFormat.KERAS:
+        onnx_path = keras_to_onnx(path, workdir / "source.onnx")
     else:
         if path.is_dir():
             raise ArtifactError(f"model source {path} is a folder; format onnx needs an .onnx file")

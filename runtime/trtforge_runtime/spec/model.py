@@ -421,15 +421,27 @@ class Train(Model):
 class SourceFormat(StrEnum):
     ONNX = "onnx"
     SAVEDMODEL = "savedmodel"
+    KERAS = "keras"
 
 
 class Source(Model):
     """An already trained model to convert and serve."""
 
     uri: str = Field(
-        min_length=1, description="Path, file://, pvc:// or s3:// URI of an ONNX file or SavedModel."
+        min_length=1,
+        description="Path (relative to the manifest), file://, pvc:// or s3:// URI of an ONNX file, "
+        "SavedModel or .keras file.",
     )
-    format: SourceFormat = Field(description="onnx (a .onnx file) or savedmodel (a SavedModel folder).")
+    format: SourceFormat = Field(
+        description="onnx (a .onnx file), savedmodel (a SavedModel folder) or keras (a Keras 3 .keras file)."
+    )
+    signature: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The SavedModel's serving signature to convert (default: serving_default); "
+        "savedmodel sources only.",
+    )
     input_name: str | None = Field(
         default=None, description="Input tensor to serve (default: the model's first input)."
     )
@@ -442,6 +454,14 @@ class Source(Model):
     dataset: Dataset | None = Field(
         default=None,
         description="Representative data for int8 calibration and the accuracy gate (needed for int8).",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.signature) || self.format == 'savedmodel'",
+            message="signature applies to savedmodel sources only",
+            check=lambda s: s.signature is None or s.format == SourceFormat.SAVEDMODEL,
+        ),
     )
 
 
@@ -550,9 +570,7 @@ class DimensionProfile(Model):
 class InputProfile(Model):
     """The optimization profile of one model input's dimensions after the batch dimension."""
 
-    name: str = Field(
-        min_length=1, max_length=256, description="The model input (its ONNX / served name)."
-    )
+    name: str = Field(min_length=1, max_length=256, description="The model input (its ONNX / served name).")
     dims: list[DimensionProfile] = Field(
         min_length=1,
         max_length=8,

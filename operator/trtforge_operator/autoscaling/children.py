@@ -3,9 +3,8 @@
 Level-triggered and cheap: `reconcile` renders what the spec asks for (an HPA in hpa mode, a
 ScaledObject in keda mode, neither otherwise), makes it exist through the operator's `apply.ensure`
 (owner reference, create / patch / leave alone, never adopting a foreign object) and deletes the other
-kind when this ModelDeployment owns one (the mode changed, or autoscaling was turned off). The API is
-only asked again when the desired objects change or every `resync_seconds`. The operator never touches
-the Deployment's replicas in these modes: the HPA (or KEDA's HPA) owns them, so nothing fights.
+kind when this ModelDeployment owns one (the mode changed, or autoscaling was turned off). The operator
+never touches the Deployment's replicas in these modes: the HPA (or KEDA's HPA) owns them, so nothing fights.
 
 In the operator, `ChildCache` holds these children as the hpa / keda watches deliver them (every event
 of such a child also triggers its owner's reconcile), so a reconcile reads them from there: a child that
@@ -21,8 +20,7 @@ A cluster without KEDA answers 404 for ScaledObjects: that is an AutoscalingErro
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from trtforge_runtime.spec.model import API_VERSION, KIND, Autoscaling
@@ -137,8 +135,6 @@ class ChildrenReconciler:
         prometheus_url: str,
         *,
         modes: Collection[str] = ALL_MODES,
-        resync_seconds: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         unknown = set(modes) - set(ALL_MODES)
         if unknown:
@@ -146,9 +142,6 @@ class ChildrenReconciler:
         self.kube = kube
         self.prometheus_url = prometheus_url
         self.modes = tuple(m for m in ALL_MODES if m in modes)
-        self.resync_seconds = resync_seconds
-        self.clock = clock
-        self._last: tuple[str, float] | None = None
 
     async def reconcile(
         self,
@@ -163,10 +156,6 @@ class ChildrenReconciler:
         known = known or {}
         desired = desired_children(md, spec, self.prometheus_url, self.modes)
         if not desired:  # builtin only: no child kind to look after
-            return []
-        key = naming.digest({f"{k[0]}/{k[1]}": v for k, v in desired.items()}, 16)
-        now = self.clock()
-        if self._last and self._last[0] == key and now - self._last[1] < self.resync_seconds:
             return []
         uid = md["metadata"]["uid"]
         namespace = md["metadata"]["namespace"]
@@ -196,5 +185,4 @@ class ChildrenReconciler:
                     existing = await self.kube.get(api_version, kind, namespace, name)
                 if await apply.remove(self.kube, api_version, kind, existing, uid):
                     done.append(f"deleted {kind}")
-        self._last = (key, now)
         return done

@@ -36,7 +36,7 @@ def set_autoscaling(cluster: Any, **fields: Any) -> dict[str, Any]:
 @pytest.mark.asyncio
 async def test_children_follow_the_mode(cluster: Any) -> None:
     kube = ApiKube(cluster.client())
-    children = ChildrenReconciler(kube, "http://prometheus.monitoring.svc:9090", resync_seconds=0)
+    children = ChildrenReconciler(kube, "http://prometheus.monitoring.svc:9090")
 
     async def reconcile(md: dict[str, Any]) -> list[str]:
         return await children.reconcile(md, parse_autoscaling(md))
@@ -97,7 +97,7 @@ async def test_a_foreign_object_is_never_adopted_or_deleted(cluster: Any) -> Non
         }
     )
     kube = ApiKube(cluster.client())
-    children = ChildrenReconciler(kube, "http://prometheus:9090", resync_seconds=0)
+    children = ChildrenReconciler(kube, "http://prometheus:9090")
     md = create_md(cluster, mode="builtin")
     assert await children.reconcile(md, parse_autoscaling(md)) == []  # not ours: left alone
     md = set_autoscaling(cluster, mode="hpa")
@@ -113,7 +113,7 @@ async def test_modes_the_operator_does_not_serve_are_never_requested(cluster: An
     cluster whose chart granted no such RBAC), and a spec asking for hpa is refused naming field and
     setting."""
     kube = ApiKube(cluster.client())
-    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=(), resync_seconds=0)
+    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=())
     md = create_md(cluster, mode="builtin")
     assert await children.reconcile(md, parse_autoscaling(md)) == []
     md = set_autoscaling(cluster, enabled=False)
@@ -128,7 +128,7 @@ async def test_modes_the_operator_does_not_serve_are_never_requested(cluster: An
     assert cluster.get(*HPA, CHILD, NS) is None
 
     # hpa only: ScaledObjects are never looked at, even when the mode goes back to builtin
-    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=("hpa",), resync_seconds=0)
+    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=("hpa",))
     assert await children.reconcile(md, parse_autoscaling(md)) == ["created HorizontalPodAutoscaler"]
     md = set_autoscaling(cluster, mode="keda")
     with pytest.raises(AutoscalingError, match="TRTFORGE_AUTOSCALER_MODES='hpa'"):
@@ -167,7 +167,7 @@ async def test_known_children_are_not_read_again(cluster: Any) -> None:
     """With the watch cache's view, an absent unwanted child costs no request, a present one is deleted
     without a GET first, and a wanted one is created from the cached absence."""
     kube = ApiKube(cluster.client())
-    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=("hpa",), resync_seconds=0)
+    children = ChildrenReconciler(kube, "http://prometheus:9090", modes=("hpa",))
     md = create_md(cluster, mode="builtin")
     before = kube.requests
     assert await children.reconcile(md, parse_autoscaling(md), {HPA: None}) == []

@@ -191,7 +191,11 @@ class Batcher:
         return item
 
     def _take(self) -> list[_Item]:
+        """The oldest request and the queued ones that can join it (same key: every input's datatype
+        and dimensions after the batch agree) up to the row limit, oldest first; requests of other
+        shapes keep their places for the next batches."""
         batch: list[_Item] = []
+        others: list[_Item] = []
         rows = 0
         key = None
         while self._queue:
@@ -201,10 +205,16 @@ class Batcher:
                 continue
             if key is None:
                 key = item.key
-            elif item.key != key or rows + item.rows > self.limit:
+            elif item.key != key:
+                others.append(self._pop())
+                continue
+            if batch and rows + item.rows > self.limit:
                 break
             batch.append(self._pop())
             rows += item.rows
+        if others:  # back in front, in their order
+            self._queue.extendleft(reversed(others))
+            self._queued_rows += sum(it.rows for it in others)
         if self.metrics is not None:
             self._m_depth.set(len(self._queue))
         return batch

@@ -1,7 +1,7 @@
 """Each example runs with `trtforge local` and serves what TensorFlow/Keras itself predicts.
 
-For every example: the manifest as shipped (fewer epochs), `trtforge local` in a subprocess, then the
-held-out test rows go to the V2 endpoint over HTTP and the answers are compared with the trained
+For every example: the manifest as shipped (fewer epochs, or as it is), `trtforge local` in a subprocess,
+then the held-out test rows go to the V2 endpoint over HTTP and the answers are compared with the trained
 model's own outputs (its SavedModel's serving signature, run by TensorFlow) on the same rows, within
 the precision the engine was built at. The data comes from scikit-learn's bundled datasets: nothing is
 downloaded.
@@ -41,10 +41,16 @@ def _trtforge() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "trtforge_runtime.cli"]
 
 
-def _manifest(tmp_path: Path, name: str, epochs: int) -> tuple[Path, dict[str, Any]]:
+def _manifest(tmp_path: Path, name: str, epochs: int | None) -> tuple[Path, dict[str, Any]]:
+    """The example in tmp_path (epochs None: as shipped), with a dataset file given relative to the
+    manifest copied beside it."""
     doc = yaml.safe_load((EXAMPLES / name).read_text())
     train = doc["spec"]["model"]["train"]
-    train["epochs"] = epochs
+    if epochs is not None:
+        train["epochs"] = epochs
+    uri = train["dataset"]["uri"]
+    if "://" not in uri and not uri.startswith("/"):
+        shutil.copy(EXAMPLES / uri, tmp_path / uri)
     custom = train.get("custom")
     if custom and custom.get("code"):
         custom["code"] = str(EXAMPLES / custom["code"])  # the copy lives elsewhere; the code stays here
@@ -115,7 +121,7 @@ def _infer_json(port: int, model: str, input_name: str, output_name: str, x: np.
 
 
 def _run_example(
-    tmp_path: Path, name: str, epochs: int
+    tmp_path: Path, name: str, epochs: int | None
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
     manifest, doc = _manifest(tmp_path, name, epochs)
     model_name = doc["metadata"]["name"]
@@ -161,4 +167,15 @@ def test_custom_training_code_serves_what_keras_predicts(tmp_path: Path) -> None
     assert engine["model"]["inputs"][0]["name"] == "pixels"
     assert engine["model"]["outputs"][0]["name"] == "probabilities"
     np.testing.assert_allclose(served, keras_out, atol=1e-4)  # fp32 onnxruntime against Keras
+    assert float(np.mean(served.argmax(1) == y)) >= 0.9
+
+
+def test_iris_csv_as_shipped_passes_its_int8_gate_and_serves_what_keras_predicts(tmp_path: Path) -> None:
+    """The README's `trtforge local examples/iris-csv.yaml`, unchanged: its int8 gate judges 30 test rows,
+    so a maxTop1Drop below one row (3.3%) refused the example's own engine."""
+    engine, served, keras_out, y = _run_example(tmp_path, "iris-csv.yaml", epochs=None)
+    assert engine["precision"] == "int8" and engine["rejected"] == []
+    assert served.shape == keras_out.shape == (len(y), 3)
+    assert float(np.mean(served.argmax(1) == keras_out.argmax(1))) >= 0.95  # int8 against fp32 Keras
+    assert float(np.max(np.abs(served - keras_out))) <= 0.1  # the example's maxAbsDiff
     assert float(np.mean(served.argmax(1) == y)) >= 0.9

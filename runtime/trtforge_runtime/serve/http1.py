@@ -221,9 +221,16 @@ class HttpProtocol(asyncio.Protocol):
     def idle(self) -> bool:
         return not self.queue and (self.worker is None or self.worker.done())
 
-    def close_if_idle(self) -> None:
-        if self.idle and not self.in_message and self.transport is not None:
+    def close_if_idle(self, idle_for: float = 0.0) -> bool:
+        """Close when no request is queued, answered or partly read and the connection has been quiet
+        for `idle_for` seconds; True when it is (now) closed."""
+        if self.transport is None:
+            return True
+        if self.idle and not self.in_message and time.monotonic() - self.last_activity >= idle_for:
             self.transport.close()
+            self.transport = None
+            return True
+        return False
 
     def check_timeouts(self, now: float, idle_timeout: float) -> None:
         """Called by the app's sweeper about once a second."""
@@ -360,7 +367,14 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _write(self, request: Request, answer: Answer) -> bool:
-        """Send one answer; False when the connection closes after it."""
+        """Send one answer; False when the connection closes after it.
+
+        While the server drains (`app.closing`, from SIGTERM on) every answer says `Connection: close`
+        and the connection closes after it, so a keep-alive client reconnects (through the Service, to
+        another endpoint) instead of having an idle connection closed under its next request. Requests
+        already read (pipelined, or partly received) are still answered, each with the close, and the
+        connection closes after the last.
+        """
         transport = self.transport
         if transport is None:
             return False
@@ -370,10 +384,14 @@ class HttpProtocol(asyncio.Protocol):
                 answer, keep_alive=keep_alive, http10=request.http10, head=request.method == b"HEAD"
             )
         )
-        if not keep_alive:
-            transport.close()
-            self.transport = None
-        return keep_alive
+        self.last_activity = time.monotonic()
+        if keep_alive:
+            return True
+        if request.keep_alive and (self.queue or self.in_message):
+            return True  # draining: answer what was already read before closing
+        transport.close()
+        self.transport = None
+        return False
 
     def _too_large(self, size: int) -> None:
         if self.too_large:

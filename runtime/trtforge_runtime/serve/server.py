@@ -3,8 +3,9 @@
 Order at start-up: the REST (and gRPC) ports answer first (live, not ready), then the model loads, its
 reference sample is checked and it is warmed up, and only then does ready turn 200. On SIGTERM (or
 SIGINT) ready turns 503 at once; after `shutdown_delay_seconds` (time for Kubernetes to take the pod out
-of its endpoints) the listeners close, in-flight requests finish (at most `drain_timeout_seconds`), idle
-connections close, the batcher stops and the backend unloads.
+of its endpoints) the listeners close, every connection closes after its last answer (each answer since
+SIGTERM says `Connection: close`) or once it has been idle for a moment (at most `drain_timeout_seconds`
+in all), and only then does the batcher stop and the backend unload.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from trtforge_runtime.serve.rest import Limits, RestApp
 from trtforge_runtime.serve.settings import ServeSettings
 
 log = logging.getLogger("trtforge.serve")
+
+# While draining, an idle keep-alive connection closes only after this long without a byte from the
+# client: a closed-loop client's next request, sent just before, is read and answered (with a close).
+IDLE_CLOSE_SECONDS = 1.0
 
 
 class Server:
@@ -140,12 +145,19 @@ class Server:
 
     # --------------------------------------------------------------------------------------------- stop
     async def shutdown(self) -> None:
+        """Drain as Go's `http.Server.Shutdown` and Envoy do: no client request is lost.
+
+        From SIGTERM on every REST answer says `Connection: close` (clients reconnect, through the
+        Service, to another endpoint); after the shutdown delay the listeners close, gRPC sends GOAWAY
+        and lets its calls finish, a connection closes after its last answer or once it has been quiet
+        for IDLE_CLOSE_SECONDS with nothing read, and only when every connection is closed (or the
+        drain timeout passes) does the batcher stop.
+        """
         s = self.settings
         self.dataplane.begin_drain()
+        self.rest.closing = True
         if s.shutdown_delay_seconds and self.load_error is None and not self.interrupted:
             await asyncio.sleep(s.shutdown_delay_seconds)
-        self.rest.closing = True
-        self.rest.stop_sweeper()
         if self._http is not None:
             self._http.close()
         grpc_stop = (
@@ -154,17 +166,14 @@ class Server:
             else None
         )
         deadline = time.monotonic() + s.drain_timeout_seconds
-        while time.monotonic() < deadline and (
-            self.dataplane.inflight or any(not c.idle for c in self.rest.connections)
-        ):
-            await asyncio.sleep(0.01)
-        left = self.dataplane.inflight
-        if left:
-            log.warning("drain timeout: %d requests still in flight", left)
-        for conn in list(self.rest.connections):
-            conn.close_if_idle()
+        await self._close_connections(deadline)
         if grpc_stop is not None:
             await grpc_stop
+        while self.dataplane.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.dataplane.inflight:
+            log.warning("drain timeout: %d requests still in flight", self.dataplane.inflight)
+        self.rest.stop_sweeper()
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -172,13 +181,24 @@ class Server:
         if self.loaded is not None:
             await self.loaded.batcher.stop()
             await asyncio.to_thread(self.loaded.backend.unload)
-        for conn in list(self.rest.connections):
-            if conn.transport is not None:
-                conn.transport.close()
         if self._http is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._http.wait_closed(), 1.0)
         log.info("stopped")
+
+    async def _close_connections(self, deadline: float) -> None:
+        """Wait until every REST connection has closed; at the deadline close the rest."""
+        conns = self.rest.connections
+        idle_for = 0.0 if self.interrupted else IDLE_CLOSE_SECONDS  # Ctrl-C: no waiting
+        while conns and time.monotonic() < deadline:
+            for conn in list(conns):
+                conn.close_if_idle(idle_for)
+            await asyncio.sleep(0.01)
+        if conns:
+            log.warning("drain timeout: closing %d connections", len(conns))
+        for conn in list(conns):
+            if conn.transport is not None:
+                conn.transport.close()
 
     async def run(self, on_loaded: Callable[[bool], None] | None = None) -> int:
         """Serve until SIGTERM/SIGINT (or a fatal load error); returns the exit code.

@@ -250,8 +250,9 @@ def check_feeds(
         if len(src.inputs) != 1:
             raise DatasetError(
                 f"{what} hold one array, but the model has {len(src.inputs)} inputs "
-                f"({', '.join(t.name for t in src.inputs)}): give one array per input "
-                "(samples.npz keys x_test.<input> and x_calib.<input>)"
+                f"({', '.join(t.name for t in src.inputs)}): give one array per input (a model folder "
+                "whose samples.npz has x_test.<input> and x_calib.<input>; a dataset, "
+                "spec.model.source.dataset, feeds single-input models only)"
             )
         x = {src.input.name: x}
     names = [t.name for t in src.inputs]

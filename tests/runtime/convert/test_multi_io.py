@@ -136,7 +136,7 @@ def test_one_sample_array_for_a_model_of_several_inputs_is_refused(
     folder = _model_folder(tmp_path / "model", model, {"x_test": np.zeros((4, 16), np.float32)})
     spec = _spec(tmp_path, tools, model, backend="onnxruntime", precision="fp32")
     assert tools.run(spec, folder, tmp_path / "e", tmp_path / "c") != 0
-    assert "give one array per input (samples.npz keys x_test.<input>" in capsys.readouterr().err
+    assert "samples.npz has x_test.<input> and x_calib.<input>" in capsys.readouterr().err
 
 
 def test_a_string_input_is_refused_naming_it(tmp_path: Path, tools: Any, capsys: Any) -> None:
@@ -180,3 +180,18 @@ def test_fp16_keeps_integer_boolean_and_half_inputs_castable(tmp_path: Path) -> 
     feeds = multi_io.feeds(8)
     got, want = multi_io.reference(half, feeds), multi_io.reference(model, feeds)
     np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=0.01)
+
+
+def test_a_dataset_for_a_model_of_several_inputs_is_refused_naming_why(
+    tmp_path: Path, tools: Any, capsys: Any
+) -> None:
+    pytest.importorskip("trtforge_runtime.train.datasets", reason="the training engineer's dataset module")
+    model = multi_io.build(tmp_path / "m.onnx")
+    src = {"source": {"uri": str(model), "format": "onnx", "dataset": {"uri": "builtin://iris"}}}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tools.manifest({"backend": "onnxruntime", "precision": "fp32"}, src)))
+    assert tools.run(spec, None, tmp_path / "e", tmp_path / "c") != 0
+    err = capsys.readouterr().err
+    assert "hold one array, but the model has 5 inputs (image, tabular, site, count, flag)" in err
+    assert "spec.model.source.dataset, feeds single-input models only" in err
+    assert not (tmp_path / "e").exists()

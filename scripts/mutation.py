@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", type=Path, default=REPO, help="checkout to copy (default: this one)")
     p.add_argument("--without", action="append", default=[], help="test files (glob) to leave out")
     p.add_argument("--baseline", action="store_true", help="record as the reference run ('before')")
+    p.add_argument(
+        "--results", type=Path, default=None, help="folder of mutation.json (default benchmarks/results)"
+    )
     args = p.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -331,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.no_record:
         command = "bash scripts/mutation.sh " + " ".join(argv if argv is not None else sys.argv[1:])
-        print(f"wrote {record(done, command.strip(), args.baseline)}")
+        print(f"wrote {record(done, command.strip(), args.baseline, args.results)}")
     return 0
 
 

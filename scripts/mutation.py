@@ -258,6 +258,10 @@ def record(
             ]
         )
         values[f"{name}_survived"] = str(survived(entry))
+    for name in MODULES:
+        if name in before and name not in ordered:  # measured before, not (yet) since
+            files = ", ".join(f"`{f.rsplit('/', 1)[-1]}`" for f in MODULES[name].files)
+            rows.append([f"`{name}`", files, "", "", "", "not run since", "", str(survived(before[name]))])
     values["survived"] = str(sum(survived(e) for e in ordered.values()))
     values["mutants"] = str(sum(int(e["mutants"]) for e in ordered.values()))  # type: ignore[call-overload]
     return write(

@@ -22,6 +22,9 @@ ruff check .
 ruff format --check . || { echo "run: ruff format ."; exit 1; }
 mypy
 
+echo "== mutation testing, fast part: no more surviving mutants than recorded (docs/testing.md)"
+bash scripts/mutation.sh --fast
+
 echo "== tests"
 # pytest exits 5 when it collects nothing: that is a failure too (set -e catches every non-zero code)
 python -m pytest -q -p no:cacheprovider "$@"

@@ -15,7 +15,7 @@ import pytest
 from kube_emulator.errors import ApiError
 from kube_emulator.fixtures import kube  # noqa: F401  (the emulator with the project CRD)
 from kube_emulator.helpers import Kube
-from spec_cases import CASES, in_schema, example
+from spec_cases import CASES, example, in_schema
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec import crd
 from trtforge_runtime.spec.load import parse_manifest

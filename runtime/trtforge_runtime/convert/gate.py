@@ -146,8 +146,10 @@ def sentence(check_json: dict[str, Any]) -> str:
 
 
 def is_distribution(out: np.ndarray) -> bool:
+    if not len(out):  # checked first: numpy cannot reshape zero rows to (0, -1)
+        return False
     flat = out.reshape(len(out), -1)
-    if flat.shape[1] < 2 or not len(flat):
+    if flat.shape[1] < 2:
         return False
     return bool(np.all(flat >= -1e-6) and np.all(np.abs(flat.sum(axis=1) - 1.0) <= DISTRIBUTION_TOLERANCE))
 
@@ -163,10 +165,10 @@ def mean_kl(reference: np.ndarray, candidate: np.ndarray) -> float | None:
 
 
 def measure(reference: np.ndarray, candidate: np.ndarray) -> Metrics:
+    if not len(reference):  # checked first: numpy cannot reshape zero rows to (0, -1)
+        return Metrics(0.0, 0.0, None)
     ref = reference.reshape(len(reference), -1)
     cand = candidate.reshape(len(candidate), -1)
-    if not len(ref):
-        return Metrics(0.0, 0.0, None)
     mismatches = int(np.count_nonzero(np.argmax(ref, axis=1) != np.argmax(cand, axis=1)))
     max_abs = float(np.max(np.abs(ref.astype(np.float64) - cand.astype(np.float64))))
     return Metrics(mismatches / len(ref), max_abs, mean_kl(ref, cand))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from trtforge_runtime.spec import rules as spec_rules
-from trtforge_runtime.spec.rules import Rule
+from trtforge_runtime.spec.rules import Rule, ordered_range_rule
 
 GROUP = "trtforge.dev"
 VERSION = "v1alpha1"
@@ -540,14 +540,7 @@ class BatchProfile(Model):
     opt: int = Field(default=32, ge=1, le=65536, description="Batch size the engine is tuned for.")
     max: int = Field(default=256, ge=1, le=65536, description="Largest batch the engine accepts.")
 
-    rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="self.min <= self.opt && self.opt <= self.max",
-            message="batch needs min <= opt <= max",
-            check=lambda b: b.min <= b.opt <= b.max,
-            describe=lambda b: f"batch needs min <= opt <= max, got {b.min}, {b.opt}, {b.max}",
-        ),
-    )
+    rules: ClassVar[tuple[Rule, ...]] = (ordered_range_rule("batch"),)
 
 
 class DimensionProfile(Model):
@@ -557,14 +550,7 @@ class DimensionProfile(Model):
     opt: int = Field(ge=1, le=1_048_576, description="Size the engine is tuned for.")
     max: int = Field(ge=1, le=1_048_576, description="Largest size the engine accepts.")
 
-    rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="self.min <= self.opt && self.opt <= self.max",
-            message="a dimension profile needs min <= opt <= max",
-            check=lambda d: d.min <= d.opt <= d.max,
-            describe=lambda d: f"a dimension profile needs min <= opt <= max, got {d.min}, {d.opt}, {d.max}",
-        ),
-    )
+    rules: ClassVar[tuple[Rule, ...]] = (ordered_range_rule("a dimension profile"),)
 
 
 class InputProfile(Model):

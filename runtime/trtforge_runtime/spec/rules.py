@@ -96,6 +96,16 @@ def quantity_rule(field: str, attr: str) -> Rule:
     )
 
 
+def ordered_range_rule(what: str) -> Rule:
+    """`min <= opt <= max` of an optimization profile; `what` starts the message ("batch needs ...")."""
+    return Rule(
+        cel="self.min <= self.opt && self.opt <= self.max",
+        message=f"{what} needs min <= opt <= max",
+        check=lambda r: r.min <= r.opt <= r.max,
+        describe=lambda r: f"{what} needs min <= opt <= max, got {r.min}, {r.opt}, {r.max}",
+    )
+
+
 def check_rules(obj: Any, rules: tuple[Rule, ...]) -> None:
     """Raise ValueError with the message of the first rule `obj` breaks (pydantic reports it)."""
     for rule in rules:

@@ -193,40 +193,42 @@ class ServerSpec:
     binary: bool
 
 
+def trtforge_serve_argv(engine: Path, port: int) -> list[str]:
+    """`trtforge serve` of the checkout on PYTHONPATH with the settings every trtforge variant shares."""
+    return [
+        sys.executable,
+        "-m",
+        "trtforge_runtime.cli",
+        "serve",
+        "--engine",
+        str(engine),
+        "--name",
+        NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--grpc-port",
+        "0",
+        "--backend",
+        "onnxruntime",
+    ]
+
+
 def server_spec(name: str, workdir: Path, model: Path, engine: Path, workers: int = 1) -> ServerSpec:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("VIRTUAL_ENV", None)
     runtime_path = os.pathsep.join([str(REPO / "runtime"), env.get("PYTHONPATH", "")])
     if name == "trtforge":  # the CLI module, so that an uninstalled checkout runs it too
-        argv = [
-            sys.executable,
-            "-m",
-            "trtforge_runtime.cli",
-            "serve",
-            "--engine",
-            str(engine),
-            "--name",
-            NAME,
-        ]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--backend", "onnxruntime"]
+        argv = trtforge_serve_argv(engine, port)
         argv += ["--workers", str(workers)]
         return ServerSpec(name, argv, {**env, "PYTHONPATH": runtime_path}, REPO, port, True)
     if name == "trtforge-before":  # another checkout's runtime (e.g. before a change): TRTFORGE_BENCH_BEFORE
         before = os.environ.get("TRTFORGE_BENCH_BEFORE")
         if not before:
             raise SystemExit("trtforge-before needs TRTFORGE_BENCH_BEFORE=<folder holding trtforge_runtime>")
-        argv = [
-            sys.executable,
-            "-m",
-            "trtforge_runtime.cli",
-            "serve",
-            "--engine",
-            str(engine),
-            "--name",
-            NAME,
-        ]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--backend", "onnxruntime"]
+        argv = trtforge_serve_argv(engine, port)
         path = os.pathsep.join([before, env.get("PYTHONPATH", "")])
         return ServerSpec(name, argv, {**env, "PYTHONPATH": path}, REPO, port, True)
     if name == "trtforge-uvicorn":

@@ -1,7 +1,34 @@
 #!/usr/bin/env bash
 # The whole test suite, install included: what the README tells you to run and what CI runs (.ci/run).
 #   bash scripts/test.sh            # creates .venv if missing, installs pinned deps, checks, tests
+#   bash scripts/test.sh --help     # what it does, and how to pass arguments on to pytest
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: bash scripts/test.sh [PYTEST-ARGS...]
+
+The whole test suite, install included (what CI runs through .ci/run):
+  1. creates .venv when missing (with $PYTHON, default python3) and installs ".[dev]" into it
+  2. fetches helm and kubectl into .tools/bin (scripts/tools.sh)
+  3. checks the generated files (scripts/generate.sh --check) and the documented extras
+     (scripts/check_extras.py)
+  4. ruff check, ruff format --check, mypy
+  5. mutation testing, fast part (scripts/mutation.sh --fast)
+  6. pytest, with PYTEST-ARGS passed on as they are
+
+examples:
+  bash scripts/test.sh                        # everything
+  bash scripts/test.sh -m "not slow"          # skip the tests that train or build real models
+  bash scripts/test.sh tests/charts -x        # steps 1-5, then one folder of tests
+
+  -h, --help   print this help and exit (runs nothing)
+USAGE
+}
+case "${1:-}" in
+  -h | --help) usage; exit 0 ;;
+esac
+
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -541,7 +541,7 @@ def _build_engines(
         return []
     dims = tuple((n, r) for n, r in (ranges or {}).items() if r[0] != r[2])
     version = builder.library_version()
-    verify = VerifySamples(None, src.output.name, the_gate.feeds, the_gate.reference, the_gate.limits)
+    verify = VerifySamples(the_gate, chosen)
     out = []
     for cc in targets:
         key = CacheKey(

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
-from trtforge_runtime.convert.gate import Limits
+from trtforge_runtime.convert.gate import Gate
 from trtforge_runtime.errors import ConversionError
 from trtforge_runtime.spec.model import BatchProfile
 from trtforge_runtime.tensors import TensorInfo
@@ -45,13 +43,11 @@ class BuildRequest:
 
 @dataclass(frozen=True)
 class VerifySamples:
-    """Gate rows and the fp32 reference outputs an engine is checked against after its build."""
+    """What a built engine is checked against: the accuracy gate (its rows, one array per input, and the
+    fp32 reference of every output) and the precision the engine was built at."""
 
-    input_name: str | None
-    output_name: str
-    x: np.ndarray | dict[str, np.ndarray]  # one array, or one per input name
-    reference: np.ndarray
-    limits: Limits
+    gate: Gate
+    precision: str
 
 
 def check_batch_profile(batch: BatchProfile) -> tuple[int, int, int]:

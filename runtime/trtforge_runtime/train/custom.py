@@ -282,8 +282,16 @@ def run_code(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> 
         raise
     pump.join(timeout=5)
     if code != 0:
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
         raise custom_error("exited", f"{where} {how}; no model was taken", list(tail))
+
+
+def _signal_name(number: int) -> str:
+    """`signal 9 (SIGKILL)`: the number as the exit status shows it, and the name people know."""
+    try:
+        return f"signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"signal {number}"
 
 
 def _pump(proc: subprocess.Popen[bytes], tail: collections.deque[str]) -> None:
@@ -541,8 +549,12 @@ def main(argv: list[str]) -> int:
         print(f"entryPoint {argv[0]}: cannot import {module_name!r}: {exc}", file=sys.stderr)
         return 2
     func = getattr(module, func_name, None)
-    if not callable(func):
+    if func is None:
         print(f"entryPoint {argv[0]}: {module_name} has no function {func_name!r}", file=sys.stderr)
+        return 2
+    if not callable(func):
+        kind = type(func).__name__
+        print(f"entryPoint {argv[0]}: {module_name}.{func_name} is a {kind}, not a function", file=sys.stderr)
         return 2
     ctx = Context.from_env()
     result = func(ctx)

@@ -276,12 +276,41 @@ def check_feeds(
                 f"{what} have shape {list(a.shape)} for input {t.name!r}, but the model input "
                 f"{t.name!r} wants [-1, {want}]"
             )
-        out[t.name] = np.ascontiguousarray(a.astype(_dtype(t.datatype), copy=False))
+        out[t.name] = _cast(a, t, what)
     if len({len(a) for a in out.values()}) > 1:
         raise DatasetError(
             f"{what}: the inputs have different numbers of rows {[len(a) for a in out.values()]}"
         )
     return out
+
+
+def _cast(a: np.ndarray, t: source.TensorInfo, what: str) -> np.ndarray:
+    """Sample rows in the input's datatype; DatasetError naming the input when a value would change
+    (a float row fed to an integer input, a number other than 0/1 to a BOOL input, an integer that
+    does not fit): the gate would otherwise pass on rows the model never sees at serving time."""
+    dtype = np.dtype(_dtype(t.datatype))
+    if a.dtype.kind not in "biuf":
+        raise DatasetError(
+            f"{what} for input {t.name!r} are {a.dtype}, not numbers; the input is {t.datatype}"
+        )
+    if dtype.kind not in "biu" or not a.size:
+        return np.ascontiguousarray(a.astype(dtype, copy=False))
+    flat = a.reshape(-1)
+    changed = np.zeros(flat.shape, bool)
+    if flat.dtype.kind == "f":  # NaN, inf and floats beyond the integer range have no integer to cast to
+        info = np.iinfo(dtype) if dtype.kind != "b" else np.iinfo(np.int8)
+        changed = ~np.isfinite(flat) | (flat < info.min) | (flat > info.max)
+    if not changed.any():
+        out = np.ascontiguousarray(a.astype(dtype, copy=False))
+        changed = out.reshape(-1).astype(flat.dtype) != flat
+        if not changed.any():
+            return out
+    value = str(flat[int(np.flatnonzero(changed)[0])])
+    kind = "0 or 1" if dtype.kind == "b" else f"integers that fit {t.datatype}"
+    raise DatasetError(
+        f"{what} for input {t.name!r} hold {value} ({a.dtype}), but the model input {t.name!r} "
+        f"is {t.datatype}: give {kind} (a cast would change the rows the gate checks)"
+    )
 
 
 def _dtype(datatype: str) -> Any:

@@ -240,6 +240,11 @@ def savedmodel_to_onnx(saved_model: Path, out: Path, opset: int = 17, signature:
                 f"spec.model.source.signature {signature!r}: SavedModel {saved_model} has no such serving "
                 f"signature ({tail.splitlines()[-1]})"
             )
+        if "cannot parse file" in proc.stderr.lower():
+            raise ArtifactError(
+                f"SavedModel {saved_model}: {saved_model / 'saved_model.pb'} is corrupt or not a SavedModel "
+                "(TensorFlow cannot parse it)"
+            )
         raise ConversionError(f"tf2onnx could not convert SavedModel {saved_model}:\n{tail}")
     _name_batch_dims(out)
     return out

@@ -1,0 +1,206 @@
+"""Models and data that do not match what the manifest declares, refused by `trtforge convert` before
+any build: the error names the field, the input (and dimension) or the file, the exit code is the one
+of the failure table, and neither the engine folder nor the build cache is created.
+
+Cases already covered elsewhere are not repeated here: spec.engine.inputs against the model
+(test_profiles.py), a model folder with a corrupt model.onnx (test_convert.py), a .keras file that is
+not a zip archive and an unknown SavedModel signature (test_keras_source.py), a SavedModel folder
+without saved_model.pb (test_convert.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from trtforge_runtime.errors import ArtifactError, ConversionError, DatasetError
+
+
+def _multi_io() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "bad_models_multi_io", Path(__file__).with_name("multi_io.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+multi_io = _multi_io()
+
+
+def _linear(path: Path, shape: list[Any], datatype: int | None = None) -> Path:
+    """`x` [shape] (FP32 unless `datatype`, cast to float inside) -> softmax `y` [batch, 3]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.linspace(-1, 1, shape[-1] * 3, dtype=np.float32).reshape(-1, 3), "w")
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT)]
+    nodes += [
+        helper.make_node("MatMul", ["xf", "w"], ["z"]),
+        helper.make_node("Softmax", ["z"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [helper.make_tensor_value_info("x", datatype or TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[0], 3])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _spec(tmp_path: Path, source: dict[str, Any], **engine: Any) -> Path:
+    doc = {
+        "apiVersion": "trtforge.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "byom"},
+        "spec": {
+            "model": {"source": source},
+            "engine": {
+                "backend": "onnxruntime",
+                "precision": "fp32",
+                "batch": {"min": 1, "opt": 4, "max": 8},
+                "computeCapabilities": ["8.9"],
+                **engine,
+            },
+        },
+    }
+    path = tmp_path / "byom.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _refused(tmp_path: Path, tools: Any, capsys: Any, spec: Path, error: type[Exception], *words: str) -> str:
+    code = tools.run(spec, None, tmp_path / "engine", tmp_path / "cache")
+    err: str = capsys.readouterr().err
+    assert code == error.exit_code, err  # type: ignore[attr-defined]
+    for word in words:
+        assert word in err, err
+    assert not (tmp_path / "engine").exists() and not (tmp_path / "cache").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    return err
+
+
+def test_input_name_that_the_model_does_not_have(tmp_path: Path, tools: Any, capsys: Any) -> None:
+    model = multi_io.build(tmp_path / "m.onnx")
+    spec = _spec(tmp_path, {"uri": str(model), "format": "onnx", "inputName": "pixels"})
+    _refused(
+        tmp_path,
+        tools,
+        capsys,
+        spec,
+        ArtifactError,
+        "spec.model.source.inputName 'pixels' is not an input of the model",
+        "['image', 'tabular', 'site', 'count', 'flag']",
+    )
+
+
+def test_output_name_that_the_model_does_not_have(tmp_path: Path, tools: Any, capsys: Any) -> None:
+    model = multi_io.build(tmp_path / "m.onnx")
+    spec = _spec(tmp_path, {"uri": str(model), "format": "onnx", "outputName": "classes"})
+    _refused(
+        tmp_path,
+        tools,
+        capsys,
+        spec,
+        ArtifactError,
+        "spec.model.source.outputName 'classes' is not an output of the model",
+        "['probabilities', 'score']",
+    )
+
+
+def test_rows_of_the_wrong_width_name_the_input(tmp_path: Path, tools: Any, capsys: Any) -> None:
+    model = _linear(tmp_path / "m.onnx", ["batch", 10])
+    spec = _spec(tmp_path, {"uri": str(model), "format": "onnx", "dataset": {"uri": "builtin://digits"}})
+    _refused(
+        tmp_path,
+        tools,
+        capsys,
+        spec,
+        DatasetError,
+        "gate samples (builtin://digits) have shape [360, 64] for input 'x'",
+        "but the model input 'x' wants [-1, 10]",
+    )
+
+
+def test_float_rows_for_an_integer_input_are_refused_not_truncated(
+    tmp_path: Path, tools: Any, capsys: Any
+) -> None:
+    """iris's measurements (5.1, 3.5, ...) fed to an INT64 input were cast to 5, 3, ... and the gate passed
+    on rows the model never sees; now the rows are refused, naming the input and a value."""
+    from onnx import TensorProto
+
+    model = _linear(tmp_path / "m.onnx", ["batch", 4], TensorProto.INT64)
+    spec = _spec(tmp_path, {"uri": str(model), "format": "onnx", "dataset": {"uri": "builtin://iris"}})
+    _refused(
+        tmp_path,
+        tools,
+        capsys,
+        spec,
+        DatasetError,
+        "gate samples (builtin://iris) for input 'x' hold",
+        "(float32), but the model input 'x' is INT64: give integers that fit INT64",
+    )
+
+
+def test_integral_float_rows_feed_an_integer_input(tmp_path: Path, tools: Any) -> None:
+    """A CSV holds integer ids as floats: rows whose values are whole numbers are cast, not refused."""
+    from onnx import TensorProto
+
+    model = _linear(tmp_path / "m.onnx", ["batch", 4], TensorProto.INT64)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "ids.npz", x=rng.integers(0, 9, (60, 4)).astype(np.float32), y=rng.integers(0, 3, 60))
+    spec = _spec(
+        tmp_path, {"uri": str(model), "format": "onnx", "dataset": {"uri": str(tmp_path / "ids.npz")}}
+    )
+    assert tools.run(spec, None, tmp_path / "engine", tmp_path / "cache") == 0
+    assert tools.read(tmp_path / "engine")["gate"]["data"] == "test"
+
+
+def test_a_fixed_batch_dimension_is_refused_before_any_build(tmp_path: Path, tools: Any, capsys: Any) -> None:
+    model = _linear(tmp_path / "m.onnx", [1, 10])
+    spec = _spec(tmp_path, {"uri": str(model), "format": "onnx"})
+    _refused(
+        tmp_path,
+        tools,
+        capsys,
+        spec,
+        ConversionError,
+        "model input 'x' has a fixed batch dimension 1 (shape [1, 10])",
+    )
+
+
+def test_a_truncated_onnx_source_names_the_file(tmp_path: Path, tools: Any, capsys: Any) -> None:
+    data = multi_io.build(tmp_path / "whole.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    spec = _spec(tmp_path, {"uri": str(tmp_path / "cut.onnx"), "format": "onnx"})
+    _refused(
+        tmp_path, tools, capsys, spec, ArtifactError, f"model {tmp_path / 'cut.onnx'} is not an ONNX model"
+    )
+
+
+@pytest.mark.slow  # tf2onnx imports TensorFlow in a child process
+def test_a_savedmodel_whose_saved_model_pb_is_corrupt_names_the_file(
+    tmp_path: Path, tools: Any, capsys: Any
+) -> None:
+    saved = tmp_path / "exported"
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"\x08\x01junk that is no protobuf of a SavedModel")
+    spec = _spec(tmp_path, {"uri": str(saved), "format": "savedmodel"})
+    _refused(
+        tmp_path,
+        tools,
+        capsys,
+        spec,
+        ArtifactError,
+        f"SavedModel {saved}: {saved / 'saved_model.pb'} is corrupt or not a SavedModel",
+    )

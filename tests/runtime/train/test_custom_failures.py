@@ -167,3 +167,26 @@ def test_a_new_revision_is_not_created_when_the_code_fails(
     )
     assert code == TrainingError.exit_code and "out of memory" in err
     assert _tree(models) == before and sorted(p.name for p in models.iterdir()) == ["1"]
+
+
+def test_trtforge_local_stops_at_failing_code_and_keeps_the_model_it_served_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The newcomer's loop: `trtforge local` served a model, the script is edited and now crashes; the
+    command exits 9 naming the failure, serves nothing, and the earlier model and engine stay as they were."""
+    from trtforge_runtime.cli import main
+
+    (tmp_path / "job.py").write_text("raise SystemExit('KeyError: image')\n")
+    work = tmp_path / "work"
+    _stored_revision(work / "custom" / "model", "served-yesterday")
+    (work / "custom" / "engine").mkdir(parents=True)
+    (work / "custom" / "engine" / "engine.json").write_text('{"format": "trtforge.engine/v1"}')
+    before = _tree(work)
+    manifest = _manifest(tmp_path, {"command": [sys.executable, "job.py"]})
+    code = main(["local", str(manifest), "--workdir", str(work), "--port", "0"])
+    out, err = capsys.readouterr()
+    assert code == TrainingError.exit_code, err
+    assert "job.py' exited with status 1; no model was taken" in err and "KeyError: image" in err
+    assert "[3/3] serve" not in out and "[2/3] convert" not in out
+    assert _tree(work) == before
+    assert sorted(p.name for p in (work / "custom").iterdir()) == ["engine", "model"]

@@ -1,23 +1,21 @@
-"""Train and save a functional Keras model with two inputs: an image and tabular features.
+"""Custom training code for a functional Keras model with two inputs: an image and tabular features.
 
-The digits of scikit-learn (bundled, no download) as 8x8x1 images, plus three tabular features computed
-from each image (total ink, ink in the top half, ink in the left half); a small CNN branch and a dense
-branch are concatenated into one softmax. The model is saved as a Keras 3 `.keras` file, which
-examples/digits-two-inputs.yaml imports through spec.model.source (format keras):
+examples/digits-two-inputs.yaml runs it through spec.model.train.custom (entryPoint
+`digits_two_inputs:train`); there is no dataset in the spec: like a TFJob, the code loads its own data.
+It takes the digits of scikit-learn (bundled, no download) as 8x8x1 images, plus three tabular
+features computed from each image (total ink, ink in the top half, ink in the left half); a small CNN
+branch and a dense branch are concatenated into one softmax. Because the model has two inputs, the code
+also hands trtforge the rows it never trained on, one array per input name (`ctx.write_samples`), for the
+ONNX check, the quality gate, the conversion gate and int8 calibration.
 
-    python examples/digits_two_inputs.py           # writes examples/digits-two-inputs.keras
     trtforge local examples/digits-two-inputs.yaml
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-DEFAULT_OUT = Path(__file__).with_name("digits-two-inputs.keras")
 
 
 def features() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,32 +45,33 @@ def build() -> Any:
     return keras.Model([image, tabular], probabilities)
 
 
-def train(out: Path, epochs: int = 15, seed: int = 42) -> float:
-    """Train on 80% of the digits, save the model to `out`; returns the accuracy on the other 20%."""
+def split(n: int, seed: int, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, held-out) row indices."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = round((1 - test_fraction) * n)
+    return order[:cut], order[cut:]
+
+
+def train(ctx: Any) -> Any:
+    """The entry point: train on 80% of the digits, hand over the other 20% as held-out rows, return
+    the model (trtforge saves it as model.keras). `ctx` is a trtforge_runtime.train.custom.Context."""
     import keras
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(ctx.seed)
     images, tabular, y = features()
-    order = np.random.default_rng(seed).permutation(len(y))
-    cut = int(0.8 * len(y))
-    train_idx, test_idx = order[:cut], order[cut:]
+    train_idx, test_idx = split(len(y), ctx.seed)
     model = build()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit([images[train_idx], tabular[train_idx]], y[train_idx], epochs=epochs, batch_size=32, verbose=0)
-    _, accuracy = model.evaluate([images[test_idx], tabular[test_idx]], y[test_idx], verbose=0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    return float(accuracy)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
-    parser.add_argument("--epochs", type=int, default=15)
-    args = parser.parse_args(argv)
-    accuracy = train(args.output, args.epochs)
-    print(f"wrote {args.output} (held-out accuracy {accuracy:.3f})")
-
-
-if __name__ == "__main__":
-    main()
+    model.fit(
+        {"image": images[train_idx], "tabular": tabular[train_idx]},
+        y[train_idx],
+        epochs=ctx.epochs,
+        batch_size=ctx.batch_size,
+        verbose=0,
+    )
+    ctx.write_samples(
+        x_test={"image": images[test_idx], "tabular": tabular[test_idx]},
+        y_test=y[test_idx],
+        x_calib={"image": images[train_idx][:512], "tabular": tabular[train_idx][:512]},
+    )
+    return model

@@ -260,6 +260,11 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "train needs exactly one of architecture or custom",
     ),
     (
+        "architecture-without-dataset",
+        {f"{TRAIN}__dataset": None},
+        "train.architecture needs train.dataset (only custom code may bring its own data)",
+    ),
+    (
         "custom-both",
         {f"{TRAIN}__architecture": None, f"{TRAIN}__custom": {"command": ["python"], "entryPoint": "a:b"}},
         "custom needs exactly one of command or entryPoint",

@@ -37,7 +37,7 @@ def check(spec: ModelDeploymentSpec, storage_uri: str, settings: OperatorSetting
             "s3://BUCKET/PREFIX (file:// is for `trtforge local`)",
         )
     model = spec.model
-    if model.train is not None:
+    if model.train is not None and model.train.dataset is not None:
         _check_uri("spec.model.train.dataset.uri", model.train.dataset.uri, allow_builtin=True)
     if model.source is not None:
         _check_uri("spec.model.source.uri", model.source.uri, allow_builtin=False)

@@ -154,7 +154,8 @@ def input_claims(spec: ModelDeploymentSpec) -> list[str]:
     """PersistentVolumeClaims named by pvc:// dataset or model-source URIs, in order, deduplicated."""
     uris: list[str] = []
     if spec.model.train is not None:
-        uris.append(spec.model.train.dataset.uri)
+        if spec.model.train.dataset is not None:  # custom code may bring its own data
+            uris.append(spec.model.train.dataset.uri)
         if spec.model.train.custom is not None and spec.model.train.custom.code:
             uris.append(spec.model.train.custom.code)  # the user's training code
     if spec.model.source is not None:

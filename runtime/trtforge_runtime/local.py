@@ -105,7 +105,8 @@ def train_stage(
         return model_dir
     train = md.spec.model.train
     assert train is not None  # exactly one of train/source (validated)
-    progress.stage(1, "train", f"{train.epochs} epochs on {train.dataset.uri} -> {model_dir}")
+    data = train.dataset.uri if train.dataset is not None else "the custom code's own data"
+    progress.stage(1, "train", f"{train.epochs} epochs on {data} -> {model_dir}")
     from trtforge_runtime.train.command import TrainOptions, train_to_folder
 
     started = time.perf_counter()

@@ -1,17 +1,17 @@
-"""examples/digits-two-inputs.yaml: a functional Keras model with two inputs (image + tabular features),
-trained by the example's own script on the bundled digits, imported as a .keras file, through
-`trtforge local`; the served answers for held-out rows are compared with what Keras itself predicts."""
+"""examples/digits-two-inputs.yaml: a functional Keras model with two inputs (image + tabular features)
+trained by the user's own code through spec.model.train.custom, straight from `trtforge local` (no
+pre-step, no model file in the repository); the served answers for the code's held-out rows, given to
+both inputs, are compared with what Keras itself predicts with the trained model."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ ATOL = {"fp32": 1e-4, "fp16": 0.01, "int8": 0.05}
 
 
 def _module(path: Path, name: str) -> ModuleType:
-    """A module by file path (the example's script; the iris example test's `trtforge local` helpers)."""
+    """A module by file path (the iris example test's `trtforge local` helpers)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -36,51 +36,46 @@ def _module(path: Path, name: str) -> ModuleType:
 local = _module(Path(__file__).with_name("test_example_iris_two_outputs.py"), "iris_two_outputs_test")
 
 
-def test_two_input_keras_model_serves_what_keras_predicts(tmp_path: Path) -> None:
+def _infer(port: int, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    body = {
+        "inputs": [
+            {"name": n, "shape": list(a.shape), "datatype": "FP32", "data": a.ravel().tolist()}
+            for n, a in inputs.items()
+        ]
+    }
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v2/models/{NAME}/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())
+    return answer
+
+
+def test_the_example_is_custom_code_with_its_own_data() -> None:
+    doc = yaml.safe_load((EXAMPLES / f"{NAME}.yaml").read_text())
+    train = doc["spec"]["model"]["train"]
+    assert "source" not in doc["spec"]["model"] and "dataset" not in train
+    assert train["custom"]["entryPoint"] == "digits_two_inputs:train"
+    assert train["custom"]["code"] == "digits_two_inputs.py"
+    assert ".keras" not in (EXAMPLES / f"{NAME}.yaml").read_text()  # no model file built beforehand
+
+
+def test_two_input_custom_code_serves_what_keras_predicts(tmp_path: Path) -> None:
     import keras
 
-    model_file = tmp_path / "digits-two-inputs.keras"
-    script = EXAMPLES / "digits_two_inputs.py"
-    subprocess.run([sys.executable, str(script), "-o", str(model_file), "--epochs", "3"], check=True)
-    doc = yaml.safe_load((EXAMPLES / "digits-two-inputs.yaml").read_text())
-    assert doc["spec"]["model"]["source"] == {"uri": "digits-two-inputs.keras", "format": "keras"}
-    manifest = tmp_path / "digits-two-inputs.yaml"
-    manifest.write_text(yaml.safe_dump(doc))
-
-    images, tabular, _ = _module(script, "digits_two_inputs_example").features()
-    images, tabular = images[:64], tabular[:64]
-    want = np.asarray(
-        keras.models.load_model(model_file, compile=False).predict([images, tabular], verbose=0)
-    )
-
+    work = tmp_path / "work"
     port = local._free_port()
-    proc = local._start(manifest, tmp_path / "work", tmp_path / "local.log", port)
+    proc = local._start(EXAMPLES / f"{NAME}.yaml", work, tmp_path / "local.log", port)
     try:
-        engine = json.loads((tmp_path / "work" / NAME / "engine" / "engine.json").read_text())
-        body = {
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": list(images.shape),
-                    "datatype": "FP32",
-                    "data": images.ravel().tolist(),
-                },
-                {
-                    "name": "tabular",
-                    "shape": list(tabular.shape),
-                    "datatype": "FP32",
-                    "data": tabular.ravel().tolist(),
-                },
-            ]
-        }
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v2/models/{NAME}/infer",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            (out,) = json.loads(resp.read())["outputs"]
-        request_file = json.loads((tmp_path / "work" / NAME / "request.json").read_text())
+        model_dir = work / NAME / "model"
+        with np.load(model_dir / "samples.npz") as samples:
+            rows = {n: samples[f"x_test.{n}"][:64] for n in ("image", "tabular")}
+            labels = samples["y_test"][:64]
+        out = _infer(port, rows)["outputs"]
+        engine = json.loads((work / NAME / "engine" / "engine.json").read_text())
+        request_file = json.loads((work / NAME / "request.json").read_text())
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -88,11 +83,28 @@ def test_two_input_keras_model_serves_what_keras_predicts(tmp_path: Path) -> Non
         finally:
             if proc.poll() is None:
                 proc.kill()
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert [(t["name"], t["shape"], t["datatype"]) for t in manifest["inputs"]] == [
+        ("image", [-1, 8, 8, 1], "FP32"),
+        ("tabular", [-1, 3], "FP32"),
+    ]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["gate"]["passed"] and metrics["test"]["accuracy"] >= 0.9
+    assert metrics["onnxParity"]["rows"] == len(np.load(model_dir / "samples.npz")["y_test"])
+    assert metrics["onnxParity"]["maxAbsDiff"] < 1e-4
     assert [(t["name"], t["shape"]) for t in engine["model"]["inputs"]] == [
         ("image", [-1, 8, 8, 1]),
         ("tabular", [-1, 3]),
     ]
+    assert engine["gate"]["data"] == "test"  # the conversion gate ran on the code's held-out rows
     assert [t["name"] for t in request_file["inputs"]] == ["image", "tabular"]  # the curl example
-    served = np.asarray(out["data"], np.float32).reshape(out["shape"])
+
+    # the framework's own answer: the model the user's code trained, loaded and run by Keras
+    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    want = np.asarray(model.predict(rows, verbose=0))
+    (served_out,) = out
+    assert served_out["name"] == "probabilities"
+    served = np.asarray(served_out["data"], np.float32).reshape(served_out["shape"])
     np.testing.assert_allclose(served, want, atol=ATOL[engine["precision"]])
     assert np.mean(served.argmax(axis=1) == want.argmax(axis=1)) >= 0.98
+    assert np.mean(served.argmax(axis=1) == labels) >= 0.85

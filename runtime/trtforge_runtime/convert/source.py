@@ -396,10 +396,10 @@ def resolve(
     """
     if model_dir is not None:
         source = from_model_dir(model_dir)
-        if source.samples.x_test is None and spec.model.train is not None:
-            seed = spec.model.train.seed
+        train = spec.model.train
+        if source.samples.x_test is None and train is not None and train.dataset is not None:
             source.samples = dataset_samples(
-                spec.model.train.dataset, seed, base_dir=base_dir, task=str(spec.model.task)
+                train.dataset, train.seed, base_dir=base_dir, task=str(spec.model.task)
             )
         return source
     return from_spec_source(spec, workdir, base_dir)

@@ -365,7 +365,11 @@ class CustomTraining(Model):
 class Train(Model):
     """Train a Keras model on a dataset: from a layer list (architecture) or with the user's code (custom)."""
 
-    dataset: Dataset = Field(description="Training data; its test split is held out for the quality gate.")
+    dataset: Dataset | None = Field(
+        default=None,
+        description="Training data; its test split is held out for the quality gate. Needed by "
+        "architecture; custom code without it brings its own data and held-out rows (samples.npz).",
+    )
     architecture: Architecture | None = Field(
         default=None, description="The network as a layer list (exclusive with custom)."
     )
@@ -414,6 +418,11 @@ class Train(Model):
             cel="has(self.architecture) != has(self.custom)",
             message="train needs exactly one of architecture or custom",
             check=lambda t: (t.architecture is None) != (t.custom is None),
+        ),
+        Rule(
+            cel="has(self.dataset) || has(self.custom)",
+            message="train.architecture needs train.dataset (only custom code may bring its own data)",
+            check=lambda t: t.dataset is not None or t.custom is not None,
         ),
     )
 

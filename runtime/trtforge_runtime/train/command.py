@@ -42,7 +42,7 @@ from trtforge_runtime.errors import ManifestError, QualityGateError, TrainingErr
 from trtforge_runtime.remote import is_remote
 from trtforge_runtime.spec.load import load_manifest
 from trtforge_runtime.spec.model import ModelDeployment, Train
-from trtforge_runtime.train.datasets import DatasetSettings, Splits
+from trtforge_runtime.train.datasets import DatasetSettings
 from trtforge_runtime.train.strategy import StrategyPlan, plan_strategy
 
 log = logging.getLogger(__name__)
@@ -302,10 +302,12 @@ class _Trained:
     """A trained model, declarative or custom, as the rest of the stage needs it."""
 
     predict: Any  # what loop.predict calls: a Keras model or a function of a batch
-    splits: Splits
+    x_test: np.ndarray | dict[str, np.ndarray]  # held-out rows: one float array, or one per input name
+    y_test: np.ndarray
+    x_calib: np.ndarray | dict[str, np.ndarray] | None  # calibration rows for int8, in the same form
     epochs: int
     seconds: float
-    input_name: str
+    input_names: list[str]
     output_name: str
     write_saved_model: Callable[[Path], None]
     write_onnx: Callable[[Path], None]
@@ -333,10 +335,12 @@ def _declarative(md: ModelDeployment, spec: Train, options: TrainOptions, plan: 
     assert arch is not None
     return _Trained(
         predict=result.model,
-        splits=result.splits,
+        x_test=result.splits.x_test,
+        y_test=result.splits.y_test,
+        x_calib=result.splits.x_train[:CALIBRATION_ROWS],
         epochs=result.epochs,
         seconds=result.seconds,
-        input_name=arch.input_name,
+        input_names=[arch.input_name],
         output_name=arch.output_name,
         write_saved_model=lambda path: export.export_saved_model(result.model, path),
         write_onnx=lambda path: export.export_onnx(
@@ -350,47 +354,74 @@ def _declarative(md: ModelDeployment, spec: Train, options: TrainOptions, plan: 
 def _custom(
     md: ModelDeployment, spec: Train, options: TrainOptions, plan: StrategyPlan, work: Path
 ) -> _Trained | None:
-    """Run spec.custom; None on a non-chief worker (its code ran; it publishes nothing)."""
-    from trtforge_runtime.train import architecture, custom, export, loop
+    """Run spec.custom; None on a non-chief worker (its code ran; it publishes nothing).
+
+    With a dataset the model is scored on its train, validation and test splits; without one (or for a
+    model of several inputs) on the held-out rows the code wrote (custom.LoadedModel.held_out)."""
+    from trtforge_runtime.train import custom, export
     from trtforge_runtime.train.datasets import load_dataset
 
     task = str(md.spec.model.task)
-    splits = load_dataset(spec.dataset, spec.seed, _dataset_settings(options), task)
+    splits = (
+        load_dataset(spec.dataset, spec.seed, _dataset_settings(options), task)
+        if spec.dataset is not None
+        else None
+    )
     code_source = custom.code_location(spec.custom.code, options.file.parent, work) if spec.custom else None
     model, seconds = custom.train(
         md, options.file.parent, work / "run", splits, is_chief=plan.is_chief, code_source=code_source
     )
     if model is None:
         return None
-    loss = md.spec.model.loss
-    width = tasks.output_width(task, splits.y_train)
-    scores: dict[str, dict[str, float]] = {}
-    for name, x, y in (
-        ("train", splits.x_train, splits.y_train),
-        ("validation", splits.x_val, splits.y_val),
-        ("test", splits.x_test, splits.y_test),
-    ):
-        outputs = loop.predict(model.predict, x)
-        if task == tasks.CLASSIFICATION:
-            width = max(width, outputs.reshape(len(outputs), -1).shape[1])
-        result = loop.score_outputs(outputs, y, architecture.targets(y, loss, width, task), loss, task)
-        scores[name] = {k: round(v, 6) for k, v in result.items()}
+    x_test: np.ndarray | dict[str, np.ndarray]
+    x_calib: np.ndarray | dict[str, np.ndarray] | None
+    if model.held_out is not None:
+        held = model.held_out
+        x_test, y_test, x_calib = held.x_test, held.y_test, held.x_calib
+        evaluated: list[tuple[str, Any, np.ndarray]] = [("test", x_test, y_test)]
+    else:
+        assert splits is not None
+        x_test, y_test, x_calib = splits.x_test, splits.y_test, splits.x_train[:CALIBRATION_ROWS]
+        evaluated = [
+            ("train", splits.x_train, splits.y_train),
+            ("validation", splits.x_val, splits.y_val),
+            ("test", splits.x_test, splits.y_test),
+        ]
     return _Trained(
         predict=model.predict,
-        splits=splits,
+        x_test=x_test,
+        y_test=y_test,
+        x_calib=x_calib,
         epochs=spec.epochs,
         seconds=seconds,
-        input_name=model.input_name,
+        input_names=model.input_names,
         output_name=model.output_name,
         write_saved_model=model.write_saved_model,
         write_onnx=lambda path: export.export_function_onnx(
-            model.serve, model.spec, path, input_name=model.input_name, output_name=model.output_name
+            model.serve, model.specs, path, input_names=model.input_names, output_names=[model.output_name]
         ),
-        scores=scores,
+        scores=_scores(model.predict, evaluated, task, md.spec.model.loss),
         extra_files={custom.KERAS_FILE: model.keras_file} if model.keras_file is not None else {},
         # what `trtforge local` compares to retrain when the code changes
         extra_manifest={"codeDigest": custom.tree_digest(code_source)} if code_source is not None else {},
     )
+
+
+def _scores(
+    predict: Any, evaluated: list[tuple[str, Any, np.ndarray]], task: str, loss: str
+) -> dict[str, dict[str, float]]:
+    """The task's metrics and loss of the model on each named set of rows."""
+    from trtforge_runtime.train import architecture, loop
+
+    width = max(tasks.output_width(task, y) for _, _, y in evaluated)
+    scores: dict[str, dict[str, float]] = {}
+    for name, x, y in evaluated:
+        outputs = loop.predict(predict, x)
+        if task == tasks.CLASSIFICATION:
+            width = max(width, outputs.reshape(len(outputs), -1).shape[1])
+        result = loop.score_outputs(outputs, y, architecture.targets(y, loss, width, task), loss, task)
+        scores[name] = {k: round(v, 6) for k, v in result.items()}
+    return scores
 
 
 def _train_into(
@@ -493,9 +524,8 @@ def _write_model(
         shutil.copy2(source, tmp / name)
     onnx_path = tmp / "model.onnx"
     trained.write_onnx(onnx_path)
-    splits = trained.splits
     parity = export.onnx_parity(
-        trained.predict, onnx_path, splits.x_test, input_name=trained.input_name, task=task
+        trained.predict, onnx_path, trained.x_test, input_name=trained.input_names[0], task=task
     )
     metrics["onnxParity"] = parity.as_json()
     if not parity.acceptable(PARITY_MAX_ABS_DIFF, PARITY_MIN_AGREEMENT):
@@ -503,13 +533,7 @@ def _write_model(
             f"the ONNX export does not reproduce the TensorFlow model on {parity.rows} test rows "
             f"(max abs diff {parity.max_abs_diff:.3g}, agreement {parity.argmax_agreement:.4f})"
         )
-    label_dtype = np.float32 if task == tasks.REGRESSION else np.int64
-    np.savez(
-        tmp / "samples.npz",
-        x_test=splits.x_test.astype(np.float32),
-        y_test=splits.y_test.astype(label_dtype),
-        x_calib=splits.x_train[:CALIBRATION_ROWS].astype(np.float32),
-    )
+    np.savez(tmp / "samples.npz", **samples_arrays(trained, task))  # type: ignore[arg-type]
     digest = sha256_file(onnx_path)
     inputs, outputs = export.tensor_descriptions(onnx_path)
     write_json(tmp / "metrics.json", metrics)
@@ -529,6 +553,19 @@ def _write_model(
         },
     )
     return digest, parity.as_json()
+
+
+def samples_arrays(trained: _Trained, task: str) -> dict[str, np.ndarray]:
+    """samples.npz: `x_test`/`x_calib` as float32 for a dataset's rows, or `x_test.<input>` /
+    `x_calib.<input>` in each input's own dtype for held-out rows per input (what convert reads)."""
+    label_dtype = np.float32 if task == tasks.REGRESSION else np.int64
+    out = {"y_test": trained.y_test.astype(label_dtype)}
+    for key, x in (("x_test", trained.x_test), ("x_calib", trained.x_calib)):
+        if isinstance(x, dict):
+            out.update({f"{key}.{name}": a for name, a in x.items()})
+        elif x is not None:
+            out[key] = x.astype(np.float32)
+    return out
 
 
 def _make_readable(folder: Path) -> None:

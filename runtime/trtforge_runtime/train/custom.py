@@ -5,7 +5,8 @@ The contract (docs/training.md, "Custom training code"): the code runs as a chil
 current folder when unset), with the environment of the stage (TF_CONFIG, CUDA_VISIBLE_DEVICES...) plus
 
     TRTFORGE_OUTPUT_DIR   an empty folder: write a SavedModel (saved_model.pb) or one .keras file there
-    TRTFORGE_DATA         .npz with x_train, y_train, x_val, y_val (the test split is held back for the gate)
+    TRTFORGE_DATA         .npz with x_train, y_train, x_val, y_val (the test split is held back for the gate);
+                          set only when spec.model.train.dataset is
     TRTFORGE_SPEC         JSON of spec.model (task, train: epochs, batchSize, seed, loss, ...)
     TRTFORGE_TASK, TRTFORGE_EPOCHS, TRTFORGE_BATCH_SIZE, TRTFORGE_SEED, TRTFORGE_WORKDIR
 
@@ -13,9 +14,13 @@ current folder when unset), with the environment of the stage (TF_CONFIG, CUDA_V
 `python -m trtforge_runtime.train.custom module:function`, which calls `function(Context.from_env())`
 and saves a returned Keras model as model.keras. `Context.from_env()` works in a command's script too.
 
+Code without a dataset, and code whose model has several inputs, owns its data: it also writes its
+held-out rows to $TRTFORGE_OUTPUT_DIR/samples.npz (`Context.write_samples`; keys x_test.<input>, y_test,
+optional x_calib.<input>, checked by trtforge_runtime.train.heldout).
+
 A run that cannot start, exits non-zero, outlives `timeoutSeconds`, writes nothing, or writes something
 that is not a model raises `TrainingError` naming which (`.summary["customCode"]`: notStarted, exited,
-timedOut, noModel, notAModel), with the last lines of the code's stderr.
+timedOut, noModel, notAModel; badSamples for held-out rows), with the last lines of the code's stderr.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ import numpy as np
 
 from trtforge_runtime.errors import TrainingError
 from trtforge_runtime.spec.model import CustomTraining, ModelDeployment
+from trtforge_runtime.train import heldout
+from trtforge_runtime.train.heldout import SAMPLES_FILE, HeldOut, ModelInput, samples_error
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +74,31 @@ def custom_error(kind: str, message: str, tail: list[str] | None = None) -> Trai
 
 @dataclass
 class Context:
-    """What the user's code gets: where to write, the data, the spec (also readable from the env)."""
+    """What the user's code gets: where to write, the data, the spec (also readable from the env).
+
+    Without spec.model.train.dataset the arrays are None: the code loads its own data and hands its
+    held-out rows over with `write_samples`.
+    """
 
     output_dir: Path
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
+    x_train: np.ndarray | None
+    y_train: np.ndarray | None
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
     spec: dict[str, Any]
     workdir: Path = field(default_factory=Path.cwd)
+
+    def write_samples(
+        self,
+        x_test: np.ndarray | dict[str, np.ndarray],
+        y_test: np.ndarray,
+        x_calib: np.ndarray | dict[str, np.ndarray] | None = None,
+    ) -> Path:
+        """Hand trtforge the held-out rows (never trained on) for the export check and the quality gate:
+        `x_test` one array per model input name ({"image": ..., "tabular": ...}; one array for a model of
+        one input), `y_test` their labels, `x_calib` optional rows for int8 calibration. Written to
+        $TRTFORGE_OUTPUT_DIR/samples.npz (keys x_test.<input>, y_test, x_calib.<input>)."""
+        return heldout.write(self.output_dir / SAMPLES_FILE, x_test, y_test, x_calib)
 
     @property
     def train(self) -> dict[str, Any]:
@@ -100,11 +123,14 @@ class Context:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Context:
         env = dict(os.environ if env is None else env)
-        missing = [k for k in (OUTPUT_ENV, DATA_ENV, SPEC_ENV) if not env.get(k)]
+        missing = [k for k in (OUTPUT_ENV, SPEC_ENV) if not env.get(k)]
         if missing:
             raise RuntimeError(f"not run by `trtforge train`: {', '.join(missing)} not set")
-        with np.load(env[DATA_ENV]) as data:
-            arrays = {k: data[k] for k in ("x_train", "y_train", "x_val", "y_val")}
+        names = ("x_train", "y_train", "x_val", "y_val")
+        arrays: dict[str, np.ndarray | None] = dict.fromkeys(names)
+        if env.get(DATA_ENV):  # no dataset in the spec: the code brings its own data
+            with np.load(env[DATA_ENV]) as data:
+                arrays = {k: data[k] for k in names}
         spec = json.loads(Path(env[SPEC_ENV]).read_text())
         return cls(
             output_dir=Path(env[OUTPUT_ENV]),
@@ -138,11 +164,18 @@ class Workspace:
 
 
 def prepare(
-    ws: Workspace, custom: CustomTraining, code_source: Path | None, splits: Any, model_spec: dict[str, Any]
+    ws: Workspace,
+    custom: CustomTraining,
+    code_source: Path | None,
+    splits: Any | None,
+    model_spec: dict[str, Any],
 ) -> Path:
-    """Fill the workspace; returns the folder the code runs in."""
+    """Fill the workspace (the data file only with a dataset); returns the folder the code runs in."""
     ws.output.mkdir(parents=True)
-    np.savez(ws.data, x_train=splits.x_train, y_train=splits.y_train, x_val=splits.x_val, y_val=splits.y_val)
+    if splits is not None:
+        np.savez(
+            ws.data, x_train=splits.x_train, y_train=splits.y_train, x_val=splits.x_val, y_val=splits.y_val
+        )
     ws.spec.write_text(json.dumps(model_spec, indent=1) + "\n")
     if code_source is None:
         return Path.cwd()
@@ -167,7 +200,7 @@ def environment(
     env.update(
         {
             OUTPUT_ENV: str(ws.output),
-            DATA_ENV: str(ws.data),
+            DATA_ENV: str(ws.data) if ws.data.is_file() else "",
             SPEC_ENV: str(ws.spec),
             "TRTFORGE_WORKDIR": str(cwd),
             "TRTFORGE_TASK": str(model_spec.get("task", "classification")),
@@ -325,15 +358,36 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 class LoadedModel:
     """The user's model as trtforge exports it: a callable of a batch, names, and how to save it."""
 
-    predict: Callable[..., Any]  # (x, training=False) -> outputs; what loop.predict calls
-    serve: Any  # tf.function(x) -> {output_name: y}, traced for one input spec
-    spec: Any  # tf.TensorSpec of the input (batch dimension None)
-    input_name: str
+    predict: Callable[..., Any]  # (x or {input: x}, training=False) -> outputs; what loop.predict calls
+    serve: Any  # tf.function(*inputs) -> {output_name: y}, traced for `specs`
+    specs: list[Any]  # one tf.TensorSpec per input (batch dimension None), in the order of `inputs`
+    inputs: list[ModelInput]  # the served inputs: names, dtypes, shapes after the batch dimension
     output_name: str
     write_saved_model: Callable[[Path], None]
     kind: str  # "keras" or "savedmodel"
     keras_file: Path | None = None
     keepalive: Any = None  # the loaded SavedModel object: its variables live as long as it does
+    held_out: HeldOut | None = None  # the code's own held-out rows (no dataset, or several inputs)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def input_name(self) -> str:
+        return self.inputs[0].name
+
+
+@dataclass
+class _Raw:
+    """What was loaded, before trtforge decides the served inputs: the model called by its own input
+    names (`call` takes one array for a model of one input, else {own name: array})."""
+
+    call: Callable[[Any], Any]
+    inputs: list[ModelInput] | None  # the model's own inputs; None when the model does not say
+    output: str | None  # the model's own output name, when it has a usable one
+    write: Callable[[Path], None]
+    keepalive: Any = None
 
 
 def find_model(output: Path) -> tuple[str, Path]:
@@ -373,33 +427,150 @@ def _name(wanted: str | None, own: str | None, default: str) -> str:
 
 
 def load(
-    kind: str, path: Path, custom: CustomTraining, feature_shape: tuple[int, ...], code_dir: Path
+    kind: str,
+    path: Path,
+    custom: CustomTraining,
+    feature_shape: tuple[int, ...] | None,
+    code_dir: Path,
+    samples: heldout.Arrays | None = None,
+    task: str = "classification",
 ) -> LoadedModel:
-    """Load what the code wrote; `notAModel` when it does not load or does not fit the data."""
+    """Load what the code wrote; `notAModel` when it does not load or does not fit the data.
+
+    With a dataset (`feature_shape`, the shape of its rows) the model takes one float32 input and is
+    checked on the dataset's test split later; without one the model's own inputs are served and
+    `samples` (the code's samples.npz) are its held-out rows, checked against them (`badSamples`)."""
     import tensorflow as tf
 
     rel = path.name
-    if kind == "keras":
-        model = _load_keras(path, custom, code_dir)
-        input_name = _name(custom.input_name, _keras_input_name(model), "input")
-        output_name = _name(custom.output_name, _keras_output_name(model), "output")
-        spec = tf.TensorSpec([None, *feature_shape], tf.float32, name=input_name)
-
-        @tf.function(input_signature=[spec])
-        def serve_keras(x: Any) -> dict[str, Any]:
-            return {output_name: model(x, training=False)}
-
-        def write_keras(target: Path) -> None:
-            model.export(str(target), format="tf_saved_model", verbose=False)
-
-        loaded = LoadedModel(model, serve_keras, spec, input_name, output_name, write_keras, "keras", path)
+    raw = _load_keras(path, custom, code_dir) if kind == "keras" else _load_saved_model(path)
+    output_name = _name(custom.output_name, raw.output, "output")
+    if feature_shape is not None:
+        inputs, held = _dataset_input(raw, custom, feature_shape, samples, rel), None
     else:
-        loaded = _load_saved_model(path, custom, feature_shape)
-    _check_runs(loaded, feature_shape, rel)
+        inputs = _own_inputs(raw, custom, rel)
+        if samples is None:
+            raise samples_error(
+                f"custom training code wrote no held-out rows: {_why_samples(inputs)}, it must write "
+                f"$TRTFORGE_OUTPUT_DIR/{SAMPLES_FILE} with {_wanted_keys(inputs)} (Context.write_samples)"
+            )
+        held = heldout.check(samples, inputs, task, f"{SAMPLES_FILE} written by the custom training code")
+    own = [t.name for t in raw.inputs] if raw.inputs else [inputs[0].name]
+    served = [t.name for t in inputs]
+    specs = [tf.TensorSpec([None, *t.shape], tf.as_dtype(t.dtype), name=t.name) for t in inputs]
+
+    def feed(x: Any) -> Any:
+        if len(served) == 1:
+            return x[served[0]] if isinstance(x, dict) else x
+        return {o: x[s] for o, s in zip(own, served, strict=True)}
+
+    def predict(x: Any, training: bool = False) -> Any:
+        return raw.call(feed(x))
+
+    @tf.function(input_signature=specs)
+    def serve(*xs: Any) -> dict[str, Any]:
+        return {output_name: raw.call(xs[0] if len(xs) == 1 else dict(zip(own, xs, strict=True)))}
+
+    loaded = LoadedModel(
+        predict=predict,
+        serve=serve,
+        specs=specs,
+        inputs=inputs,
+        output_name=output_name,
+        write_saved_model=raw.write,
+        kind=kind,
+        keras_file=path if kind == "keras" else None,
+        keepalive=raw.keepalive,
+        held_out=held,
+    )
+    _check_runs(loaded, rel)
     return loaded
 
 
-def _load_keras(path: Path, custom: CustomTraining, code_dir: Path) -> Any:
+def _why_samples(inputs: list[ModelInput]) -> str:
+    if len(inputs) > 1:
+        return f"the model has {len(inputs)} inputs ({', '.join(t.name for t in inputs)})"
+    return "spec.model.train.dataset is not set"
+
+
+def _wanted_keys(inputs: list[ModelInput]) -> str:
+    return ", ".join(f"x_test.{t.name}" for t in inputs) + " and y_test"
+
+
+def _dataset_input(
+    raw: _Raw, custom: CustomTraining, feature_shape: tuple[int, ...], samples: Any, rel: str
+) -> list[ModelInput]:
+    """The one float32 input the dataset's rows feed; a model of several inputs, or held-out rows of
+    the code's own, contradict the dataset."""
+    if raw.inputs is not None and len(raw.inputs) > 1:
+        raise samples_error(
+            f"the model in {rel} has {len(raw.inputs)} inputs ({', '.join(t.name for t in raw.inputs)}), "
+            "but spec.model.train.dataset's rows feed a model of one input: drop the dataset and have the "
+            f"code load its own data and write its held-out rows ($TRTFORGE_OUTPUT_DIR/{SAMPLES_FILE} with "
+            f"{_wanted_keys(raw.inputs)}, Context.write_samples)"
+        )
+    if samples is not None:
+        raise samples_error(
+            f"custom training code wrote {SAMPLES_FILE}, but spec.model.train.dataset is set: the quality "
+            "gate uses the dataset's held-back test split; drop the dataset to use the code's own held-out "
+            f"rows, or stop writing {SAMPLES_FILE}"
+        )
+    own = raw.inputs[0].name if raw.inputs else None
+    return [ModelInput(_name(custom.input_name, own, "input"), "float32", feature_shape)]
+
+
+def _own_inputs(raw: _Raw, custom: CustomTraining, rel: str) -> list[ModelInput]:
+    """The model's own inputs as served (inputName renames the only one), with supported dtypes."""
+    if not raw.inputs:
+        raise custom_error(
+            "notAModel",
+            f"the model in {rel} does not say what inputs it takes (a subclassed Keras model never "
+            "called?); build it from keras.Input layers, or export a SavedModel with a serving signature",
+        )
+    heldout.check_model_inputs(raw.inputs, rel)
+    if len(raw.inputs) == 1:
+        t = raw.inputs[0]
+        return [ModelInput(_name(custom.input_name, t.name, "input"), t.dtype, t.shape)]
+    if custom.input_name:
+        raise custom_error(
+            "notAModel",
+            f"spec.model.train.custom.inputName renames the only input, but the model in {rel} has "
+            f"{len(raw.inputs)} ({', '.join(t.name for t in raw.inputs)}); they are served under their own "
+            "names",
+        )
+    bad = [t.name for t in raw.inputs if not NAME_OK.match(t.name)]
+    if bad or len({t.name for t in raw.inputs}) != len(raw.inputs):
+        raise custom_error(
+            "notAModel",
+            f"the model in {rel} has inputs {[t.name for t in raw.inputs]}; each needs a distinct name of "
+            "letters, digits and _ (not starting with a digit) to be served, e.g. keras.Input(..., "
+            "name='image')",
+        )
+    return list(raw.inputs)
+
+
+def _load_keras(path: Path, custom: CustomTraining, code_dir: Path) -> _Raw:
+    model = _keras_model(path, custom, code_dir)
+    outputs = list(getattr(model, "outputs", None) or [])
+    if len(outputs) > 1:
+        raise custom_error(
+            "notAModel",
+            f"the model in {path.name} has {len(outputs)} outputs; custom training code models have one "
+            "output (import a model of several outputs through spec.model.source)",
+        )
+
+    def write_keras(target: Path) -> None:
+        model.export(str(target), format="tf_saved_model", verbose=False)
+
+    return _Raw(
+        call=lambda x: model(x, training=False),
+        inputs=_keras_inputs(model),
+        output=_keras_output_name(model),
+        write=write_keras,
+    )
+
+
+def _keras_model(path: Path, custom: CustomTraining, code_dir: Path) -> Any:
     import keras
 
     if custom.entry_point:
@@ -431,16 +602,21 @@ def _load_keras(path: Path, custom: CustomTraining, code_dir: Path) -> Any:
         ) from None
 
 
-def _keras_input_name(model: Any) -> str | None:
+def _keras_inputs(model: Any) -> list[ModelInput] | None:
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
         return None
-    if inputs is not None and len(inputs) > 1:
-        raise custom_error(
-            "notAModel", f"the model has {len(inputs)} inputs; trtforge trains and serves single-input models"
+    if not inputs:
+        return None
+    return [
+        ModelInput(
+            str(getattr(t, "name", "") or f"input_{i}"),
+            str(getattr(t, "dtype", "float32")),
+            tuple(None if d is None else int(d) for d in tuple(t.shape)[1:]),
         )
-    return str(getattr(inputs[0], "name", "") or "") or None if inputs else None
+        for i, t in enumerate(inputs)
+    ]
 
 
 def _keras_output_name(model: Any) -> str | None:
@@ -448,7 +624,7 @@ def _keras_output_name(model: Any) -> str | None:
     return str(names[0]) if names and len(names) == 1 else None
 
 
-def _load_saved_model(path: Path, custom: CustomTraining, feature_shape: tuple[int, ...]) -> LoadedModel:
+def _load_saved_model(path: Path) -> _Raw:
     import tensorflow as tf
 
     try:
@@ -465,42 +641,53 @@ def _load_saved_model(path: Path, custom: CustomTraining, feature_shape: tuple[i
     sig = signatures["serving_default"]
     in_specs = dict(sig.structured_input_signature[1])
     outs = dict(sig.structured_outputs)
-    if len(in_specs) != 1 or len(outs) != 1:
+    if not in_specs or len(outs) != 1:
         raise custom_error(
             "notAModel",
             f"SavedModel {path.name} has inputs {sorted(in_specs)} and outputs {sorted(outs)}; "
-            "trtforge trains and serves one input and one output",
+            "custom training code models have at least one input and exactly one output",
         )
-    (sig_in,), (sig_out,) = in_specs, outs
-    input_name = _name(custom.input_name, sig_in, "input")
-    output_name = _name(custom.output_name, sig_out, "output")
-    spec = tf.TensorSpec([None, *feature_shape], tf.float32, name=input_name)
+    (sig_out,) = outs
+    inputs = [
+        ModelInput(name, spec.dtype.name, tuple(None if d is None else int(d) for d in spec.shape[1:]))
+        for name, spec in in_specs.items()
+    ]
+    dtypes = {name: spec.dtype for name, spec in in_specs.items()}
+    first_name = inputs[0].name
 
-    @tf.function(input_signature=[spec])
-    def serve(x: Any) -> dict[str, Any]:
-        return {output_name: sig(**{sig_in: x})[sig_out]}
-
-    def predict(x: Any, training: bool = False) -> Any:
-        return sig(**{sig_in: tf.constant(x, tf.float32)})[sig_out]
+    def call(x: Any) -> Any:
+        feeds = x if isinstance(x, dict) else {first_name: x}
+        return sig(**{n: tf.cast(v, dtypes[n]) for n, v in feeds.items()})[sig_out]
 
     def write(target: Path) -> None:
-        shutil.copytree(path, target)
+        # the code's held-out rows may sit next to saved_model.pb: they are published as samples.npz
+        shutil.copytree(path, target, ignore=lambda d, _: [SAMPLES_FILE] if Path(d) == path else [])
 
-    return LoadedModel(predict, serve, spec, input_name, output_name, write, "savedmodel", keepalive=obj)
+    return _Raw(call=call, inputs=inputs, output=sig_out, write=write, keepalive=obj)
 
 
-def _check_runs(model: LoadedModel, feature_shape: tuple[int, ...], what: str) -> None:
-    """One zero row through the model: it must accept the dataset's rows and answer (batch, ...)."""
+def _check_runs(model: LoadedModel, what: str) -> None:
+    """Two rows through the model (zeros of the dataset's shape, or the first held-out rows): it must
+    accept them and answer (batch, ...)."""
+    if model.held_out is None:
+        shape = list(model.inputs[0].shape)
+        x: Any = np.zeros((2, *shape), np.float32)
+        rows = f"the dataset's rows of shape {shape}"
+    else:
+        x = {n: a[:2] for n, a in model.held_out.x_test.items()}
+        rows = (
+            "its held-out rows ("
+            + ", ".join(f"x_test.{n} {list(a.shape[1:])} {a.dtype}" for n, a in x.items())
+            + ")"
+        )
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
     try:
-        out = np.asarray(model.predict(np.zeros((2, *feature_shape), np.float32), training=False))
+        out = np.asarray(model.predict(x, training=False))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise custom_error(
-            "notAModel",
-            f"the model in {what} does not accept the dataset's rows of shape {list(feature_shape)}: {first}",
-        ) from None
-    if out.ndim < 1 or out.shape[0] != 2:
-        raise custom_error("notAModel", f"the model in {what} answers shape {list(out.shape)} for 2 rows")
+        raise custom_error("notAModel", f"the model in {what} does not accept {rows}: {first}") from None
+    if out.ndim < 1 or out.shape[0] != n:
+        raise custom_error("notAModel", f"the model in {what} answers shape {list(out.shape)} for {n} rows")
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -510,12 +697,13 @@ def train(
     md: ModelDeployment,
     manifest_dir: Path,
     workdir: Path,
-    splits: Any,
+    splits: Any | None,
     *,
     is_chief: bool = True,
     code_source: Path | None = None,
 ) -> tuple[LoadedModel | None, float]:
-    """Run the custom code on `splits`; (its model, None on a non-chief worker; seconds it ran)."""
+    """Run the custom code on `splits` (None: no dataset, the code brings its own data and held-out
+    rows); (its model, None on a non-chief worker; seconds it ran)."""
     train_spec = md.spec.model.train
     assert train_spec is not None and train_spec.custom is not None
     custom = train_spec.custom
@@ -531,7 +719,9 @@ def train(
         return None, seconds
     kind, path = find_model(ws.output)
     log.info("custom training code wrote a %s: %s", kind, path.relative_to(ws.output))
-    return load(kind, path, custom, tuple(int(d) for d in splits.x_train.shape[1:]), cwd), seconds
+    samples = heldout.read(ws.output / SAMPLES_FILE) if (ws.output / SAMPLES_FILE).is_file() else None
+    shape = None if splits is None else tuple(int(d) for d in splits.x_train.shape[1:])
+    return load(kind, path, custom, shape, cwd, samples, str(md.spec.model.task)), seconds
 
 
 # ------------------------------------------------------------------------- python -m ... module:function

@@ -74,24 +74,27 @@ def export_onnx(model: Any, path: Path, *, input_name: str, output_name: str) ->
     def serve(x: Any) -> dict[str, Any]:
         return {output_name: model(x, training=False)}
 
-    export_function_onnx(serve, spec, path, input_name=input_name, output_name=output_name)
+    export_function_onnx(serve, [spec], path, input_names=[input_name], output_names=[output_name])
 
 
-def export_function_onnx(serve: Any, spec: Any, path: Path, *, input_name: str, output_name: str) -> None:
-    """Convert a tf.function of one input (`spec`) returning {output_name: tensor} to ONNX at `path`."""
+def export_function_onnx(
+    serve: Any, specs: list[Any], path: Path, *, input_names: list[str], output_names: list[str]
+) -> None:
+    """Convert a tf.function of the inputs `specs` (in order) returning {output_name: tensor} to ONNX at
+    `path`, whose inputs are named `input_names` and outputs `output_names`."""
     import onnx
     import tf2onnx
 
     try:
-        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=OPSET)
     except Exception as exc:  # tf2onnx raises bare exceptions for unsupported ops
         raise TrainingError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-    canonicalize(proto, input_name=input_name, output_name=output_name)
+    canonicalize(proto, input_names=input_names, output_names=output_names)
     onnx.checker.check_model(proto, full_check=True)
     path.write_bytes(proto.SerializeToString(deterministic=True))
 
 
-def canonicalize(proto: Any, *, input_name: str, output_name: str) -> None:
+def canonicalize(proto: Any, *, input_names: list[str], output_names: list[str]) -> None:
     """Stable names for symbolic dimensions and no run-specific text, in place."""
     graph = proto.graph
     # tf2onnx sometimes lists constants (e.g. a Normalization layer's mean) as graph inputs too; since IR
@@ -101,10 +104,11 @@ def canonicalize(proto: Any, *, input_name: str, output_name: str) -> None:
     if len(real_inputs) != len(graph.input):
         del graph.input[:]
         graph.input.extend(real_inputs)
-    if [i.name for i in graph.input] != [input_name] or [o.name for o in graph.output] != [output_name]:
+    got_in, got_out = [i.name for i in graph.input], [o.name for o in graph.output]
+    if got_in != list(input_names) or sorted(got_out) != sorted(output_names):
         raise TrainingError(
-            f"ONNX export produced inputs {[i.name for i in graph.input]} and outputs "
-            f"{[o.name for o in graph.output]}; expected [{input_name!r}] and [{output_name!r}]"
+            f"ONNX export produced inputs {got_in} and outputs {got_out}; expected {list(input_names)} "
+            f"and {list(output_names)}"
         )
     renames: dict[str, str] = {}
     for value in (*graph.input, *graph.output):
@@ -136,24 +140,37 @@ def tensor_descriptions(path: Path) -> tuple[list[dict[str, Any]], list[dict[str
 
 
 def onnx_parity(
-    model: Any, onnx_path: Path, x: np.ndarray, *, input_name: str, task: str = "classification"
+    model: Any,
+    onnx_path: Path,
+    x: np.ndarray | dict[str, np.ndarray],
+    *,
+    input_name: str | None = None,
+    task: str = "classification",
 ) -> Parity:
     """Run `x` through TensorFlow (`model`: a Keras model or a function of a batch) and onnxruntime;
-    max |difference| and the fraction of equal decisions (classes or labels; 1.0 for regression)."""
+    max |difference| and the fraction of equal decisions (classes or labels; 1.0 for regression).
+
+    `x` is one float array fed as `input_name`, or one array per input name (each in its own dtype)."""
     import onnxruntime as ort
 
     from trtforge_runtime import tasks
-    from trtforge_runtime.train.loop import predict
+    from trtforge_runtime.train.loop import predict, rows
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    got = np.asarray(session.run(None, {input_name: x.astype(np.float32)})[0])
+    if isinstance(x, dict):
+        feeds = x
+    else:
+        assert input_name is not None, "a single array needs its input name"
+        feeds = {input_name: x.astype(np.float32)}
+    n = rows(x)
+    got = np.asarray(session.run(None, feeds)[0])
     want = predict(model, x)
     if got.shape != want.shape:
         raise TrainingError(f"ONNX output shape {got.shape} differs from TensorFlow's {want.shape}")
-    diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if len(x) else 0.0
-    scale = float(np.max(np.abs(want))) if len(x) else 0.0
+    diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if n else 0.0
+    scale = float(np.max(np.abs(want))) if n else 0.0
     agree = tasks.agreement(task, want, got)
-    return Parity(max_abs_diff=diff, argmax_agreement=agree, rows=len(x), scale=scale)
+    return Parity(max_abs_diff=diff, argmax_agreement=agree, rows=n, scale=scale)

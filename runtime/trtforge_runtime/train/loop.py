@@ -32,10 +32,22 @@ def loss_function(loss: str) -> Callable[[Any, Any], Any]:
     return fn
 
 
-def predict(model: Any, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+def rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
+    """The number of rows of one array, or of one array per input (all have the same)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def predict(model: Any, x: np.ndarray | dict[str, np.ndarray], batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Inference outputs of a Keras model (or any function of a batch with a `training` keyword),
-    computed eagerly in batches (no distribution, no collectives)."""
-    outputs = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    computed eagerly in batches (no distribution, no collectives). `x` is one array, or one array per
+    input name (a batch is then the same rows of each)."""
+
+    def batch(i: int) -> Any:
+        if isinstance(x, dict):
+            return {name: a[i : i + batch_size] for name, a in x.items()}
+        return x[i : i + batch_size]
+
+    outputs = [np.asarray(model(batch(i), training=False)) for i in range(0, rows(x), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
 
 

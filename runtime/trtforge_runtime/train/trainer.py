@@ -113,6 +113,7 @@ def train(
     keras.utils.set_random_seed(spec.seed)
     tf.config.experimental.enable_op_determinism()
 
+    assert spec.dataset is not None  # an architecture needs a dataset (spec rule)
     splits = load_dataset(spec.dataset, spec.seed, dataset_settings, task)
     splits = shape_for_model(splits, arch.input_shape, spec.dataset.uri)
     loss = str(spec.loss) if spec.loss is not None else TASK_LOSSES[task][0]

@@ -70,6 +70,17 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" $img.repository (default $root.Chart.AppVersion $img.tag) -}}
 {{- end -}}
 
+{{/* Where an image comes from, for NOTES.txt: call with (list $ REPOSITORY NAME). The project's release
+(.github/workflows/release.yaml, on tag v<appVersion>) pushes docker/NAME.Dockerfile to
+ghcr.io/trtforge/NAME; any other repository is one the user builds and pushes (docs/install.md). */}}
+{{- define "trtforge.imageSource" -}}
+{{- if eq (index . 1) (printf "ghcr.io/trtforge/%s" (index . 2)) -}}
+release
+{{- else -}}
+yours
+{{- end -}}
+{{- end -}}
+
 {{/* More than one replica: one leads (the Lease), the others stand by. */}}
 {{- define "trtforge.ha" -}}
 {{- if gt (int .Values.replicas) 1 -}}true{{- end -}}

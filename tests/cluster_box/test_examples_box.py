@@ -1,17 +1,23 @@
-"""The CNN, regression and custom-training examples through the operator on the cluster in a box.
+"""The examples through the operator on the cluster in a box.
 
 `kubectl apply` of the example; the real `trtforge operator` creates the training Job (for the custom
 example: `trtforge train` running the user's entry point in a child process), the conversion Job and the
 serving Deployment, each a real process; then the held-out rows go through the Service to the V2
-endpoint, and the answers are compared with the trained model's own TensorFlow outputs (its SavedModel,
-read from the artifact claim the Jobs wrote).
+endpoint, and the answers are compared with the model's own: a trained model's TensorFlow outputs (its
+SavedModel, read from the artifact claim the Jobs wrote), an imported ONNX model's onnxruntime outputs.
+
+An imported model reaches the conversion Job as a user puts it there: into a PersistentVolumeClaim of
+the namespace (on a cluster: `kubectl cp` into a pod that mounts the claim; on the box the claim is a
+folder, `volumes.claim_folder`), named by `spec.model.source.uri: pvc://CLAIM/PATH`.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,7 @@ import pytest
 import yaml
 from cluster_box.scenario import MD, BoxCluster
 from cluster_box.volumes import claim_folder
+from served_checks import ATOL, assert_same, infer_grpc, infer_http, onnxruntime_outputs, tensorflow_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -52,31 +59,9 @@ def _model_folder(c: BoxCluster, status: dict[str, Any]) -> Path:
     return claim_folder(c.box.root, c.namespace, claim) / sub
 
 
-def _served(c: BoxCluster, name: str, input_name: str, output_name: str, x: np.ndarray) -> np.ndarray:
-    host, port, _ = c.http_target(name)
-    body = {
-        "inputs": [
-            {"name": input_name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-        ],
-        "outputs": [{"name": output_name}],
-    }
-    req = urllib.request.Request(
-        f"http://{host}:{port}/v2/models/{name}/infer",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        (out,) = json.loads(resp.read())["outputs"]
-    return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
-
-
-def _tensorflow(model_dir: Path, x: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
-
-    sig = tf.saved_model.load(str(model_dir / "saved_model")).signatures["serving_default"]
-    (arg,) = sig.structured_input_signature[1]
-    (out,) = sig(**{arg: tf.constant(x)}).values()
-    return np.asarray(out)
+def _url(c: BoxCluster, service: str) -> str:
+    host, port, prefix = c.http_target(service)
+    return f"http://{host}:{port}{prefix}"
 
 
 def _run(tmp_path: Path, doc: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
@@ -89,8 +74,8 @@ def _run(tmp_path: Path, doc: dict[str, Any]) -> tuple[dict[str, Any], np.ndarra
         (inp,), (out,) = manifest["inputs"], manifest["outputs"]
         with np.load(model_dir / "samples.npz") as samples:
             x, y = samples["x_test"].astype(np.float32), samples["y_test"]
-        served = _served(c, name, inp["name"], out["name"], x)
-        return status, served, _tensorflow(model_dir, x), y
+        served = infer_http(_url(c, name), name, {inp["name"]: x}, [out["name"]])[out["name"]]
+        return status, served, tensorflow_outputs(model_dir, x), y
     finally:
         c.close()
 
@@ -129,3 +114,61 @@ def test_image_cnn_through_the_operator(tmp_path: Path) -> None:
     assert served.shape == tf_out.shape == (len(y), 10)
     assert float(np.mean(served.argmax(1) == tf_out.argmax(1))) >= 0.99
     assert float(np.max(np.abs(served - tf_out))) <= 0.05  # the fp16 engine against fp32 TensorFlow
+
+
+CLAIM = "models"  # the user's own claim for models brought from elsewhere
+
+
+def _user_claim(c: BoxCluster, tmp_path: Path) -> Path:
+    """`kubectl apply` of the user's PersistentVolumeClaim; its folder on the box."""
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    path = tmp_path / "pvc.yaml"
+    path.write_text(yaml.safe_dump(pvc))
+    c.kubectl("apply", "-f", str(path))
+    assert c.box is not None
+    return claim_folder(c.box.root, c.namespace, CLAIM)
+
+
+def test_imported_onnx_model_with_two_outputs_from_a_claim_through_the_operator(tmp_path: Path) -> None:
+    from trtforge_runtime.convert.source import dataset_samples
+    from trtforge_runtime.spec.model import Dataset
+
+    model = tmp_path / "iris-two-outputs.onnx"
+    subprocess.run(
+        [sys.executable, str(REPO / "examples" / "iris_two_outputs.py"), "-o", str(model)], check=True
+    )
+    doc = yaml.safe_load((REPO / "examples" / "iris-two-outputs.yaml").read_text())
+    name, uri = doc["metadata"]["name"], f"pvc://{CLAIM}/iris/iris-two-outputs.onnx"
+    doc["spec"]["model"]["source"]["uri"] = uri
+    dataset = Dataset.model_validate(doc["spec"]["model"]["source"]["dataset"])
+    x = dataset_samples(dataset, 42).x_test  # the rows the conversion's gate holds out
+    assert x is not None and len(x) >= 30
+    feeds = {"features": x.astype(np.float32)}
+    want = onnxruntime_outputs(model, feeds)
+    c = BoxCluster(tmp_path)
+    try:
+        folder = _user_claim(c, tmp_path) / "iris"
+        folder.mkdir(parents=True)
+        shutil.copyfile(model, folder / model.name)  # the box's `kubectl cp` into a pod of the claim
+        status = _apply_until_ready(c, doc, tmp_path)
+        url, grpc = _url(c, name), c.grpc_target(name)
+        served = {
+            "http": infer_http(url, name, feeds),
+            "http, outputs species": infer_http(url, name, feeds, ["species"]),
+            "grpc": infer_grpc(grpc, name, feeds),
+            "grpc, outputs probabilities": infer_grpc(grpc, name, feeds, ["probabilities"]),
+        }
+    finally:
+        c.close()
+    assert status["model"]["uri"] == uri
+    atol = ATOL[status["engine"]["precision"]]
+    for how, outputs in served.items():
+        expected = {k: want[k] for k in outputs} if "outputs" in how else want
+        assert set(outputs) == set(expected), how
+        assert_same(outputs, expected, atol)
+    assert served["http"]["species"].dtype == np.int64

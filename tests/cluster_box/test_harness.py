@@ -47,6 +47,28 @@ def test_paths_are_rewritten_at_path_boundaries_only() -> None:
     assert paths.host("/etc/trtforg/modeldeployment.yaml") is None
 
 
+def test_folders_above_mount_points_hold_the_mounts(tmp_path: Path) -> None:
+    """TRTFORGE_PVC_ROOT=/mnt/pvc above the claims mounted at /mnt/pvc/CLAIM (the operator's contract)."""
+    models, data = tmp_path / "claims" / "models", tmp_path / "claims" / "data"
+    models.mkdir(parents=True)
+    data.mkdir(parents=True)
+    (models / "m.onnx").write_bytes(b"onnx")
+    paths = PathMap()
+    paths.add("/mnt/pvc/models", models)
+    paths.add("/mnt/pvc/data", data)
+    paths.add("/etc/trtforge", tmp_path / "cfg")
+    paths.add_parents(tmp_path / "parents")
+    root = Path(paths.rewrite("/mnt/pvc"))
+    assert root == tmp_path / "parents" / "mnt" / "pvc"
+    assert (root / "models" / "m.onnx").read_bytes() == b"onnx"
+    assert sorted(p.name for p in root.iterdir()) == ["data", "models"]
+    assert paths.rewrite("TRTFORGE_PVC_ROOT=/mnt/pvc") == f"TRTFORGE_PVC_ROOT={root}"
+    assert paths.rewrite("/mnt/pvc/models/m.onnx") == f"{models}/m.onnx"
+    # only the parent itself: nothing else exists there, and /etc/ssl stays the host's
+    for untouched in ("/mnt/pvc/other", "/etc/ssl/certs", "/mnt/pvcx"):
+        assert paths.rewrite(untouched) == untouched
+
+
 def test_environment_resolves_like_the_kubelet(tmp_path: Path) -> None:
     thread, kube = start_kube(tmp_path)
     try:

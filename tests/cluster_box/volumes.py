@@ -11,6 +11,8 @@ container paths that occur in the container's command, arguments and environment
   object leaves the pod Pending (kubelet: `FailedMount`), unless the volume is `optional`.
 - `emptyDir`: a folder of the pod, deleted with it.
 - the container's `terminationMessagePath`: a file of the pod (the kubelet mounts it too).
+- the folders above mount points (`/mnt/pvc` above `/mnt/pvc/CLAIM`), which the container runtime
+  creates: a folder of the pod holding a link to each mount below it (`PathMap.add_parents`).
 
 Limitation: a path that the program builds itself (not one written into its command, arguments or
 environment) is not rewritten, and read-only mounts are not enforced. A mount path that differs from
@@ -44,6 +46,7 @@ class PathMap:
     """Container path -> host path, longest container path first; rewrites strings."""
 
     mounts: dict[str, str] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)  # folders above mount points (add_parents)
 
     def add(self, container_path: str, host_path: str | Path) -> None:
         self.mounts[container_path.rstrip("/") or "/"] = str(host_path)
@@ -55,17 +58,44 @@ class PathMap:
                 return self.mounts[mount] + container_path[len(mount) :]
         return None
 
+    def add_parents(self, folder: Path) -> None:
+        """The folders above the mount points, such as /mnt/pvc above /mnt/pvc/CLAIM.
+
+        The container runtime creates them in the container's filesystem, holding the mount points, so a
+        program told the parent (the operator's TRTFORGE_PVC_ROOT=/mnt/pvc) finds each claim under it. Here
+        each becomes a folder under `folder` holding a link per mount point below it. Only the parent
+        itself is rewritten (`/mnt/pvc`, not `/mnt/pvc/other`): nothing else exists there in a container
+        either, and `/etc` above `/etc/trtforge` must not hide the host's `/etc/ssl`.
+        """
+        for mount, host in self.mounts.items():
+            parts = mount.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                parent = "/" + "/".join(parts[:depth])
+                if self.host(parent) is not None:  # inside another mount: that folder holds it
+                    continue
+                mirror = folder / parent.lstrip("/")
+                link = mirror / parts[depth]
+                mirror.mkdir(parents=True, exist_ok=True)
+                if depth == len(parts) - 1 and not link.exists():
+                    link.symlink_to(host)
+                self.parents[parent] = str(mirror)
+
     def rewrite(self, text: str) -> str:
         """Replace every mount path that starts a path inside `text` (args, env values, shell scripts).
 
         A mount path counts only at a path boundary: `/artifacts` matches `/artifacts/x` and
-        `--out=/artifacts`, not `/artifacts2` or `pvc://trtforge-artifacts/`.
+        `--out=/artifacts`, not `/artifacts2` or `pvc://trtforge-artifacts/`. A parent of mount points
+        (`add_parents`) counts only as a whole path.
         """
-        if not self.mounts:
-            return text
-        alternatives = "|".join(re.escape(m) for m in sorted(self.mounts, key=len, reverse=True))
-        pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=$|[/\s:;,='\"])")
-        return pattern.sub(lambda m: self.mounts[m.group(1)], text)
+        if self.mounts:
+            alternatives = "|".join(re.escape(m) for m in sorted(self.mounts, key=len, reverse=True))
+            pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=$|[/\s:;,='\"])")
+            text = pattern.sub(lambda m: self.mounts[m.group(1)], text)
+        if self.parents:
+            alternatives = "|".join(re.escape(m) for m in sorted(self.parents, key=len, reverse=True))
+            pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=$|[\s:;,='\"])")
+            text = pattern.sub(lambda m: self.parents[m.group(1)], text)
+        return text
 
 
 def claim_folder(root: Path, namespace: str, claim: str) -> Path:
@@ -139,6 +169,7 @@ def prepare(api: Api, pod: dict[str, Any], container: dict[str, Any], root: Path
     term_file.parent.mkdir(parents=True, exist_ok=True)
     term_file.write_bytes(b"")
     paths.add(term, term_file)
+    paths.add_parents(pod_dir / "mount-parents")
     return paths
 
 

@@ -9,7 +9,6 @@ as such (naming the file and the problem) instead of as an obscure builder failu
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,6 @@ from trtforge_runtime.tensors import SUPPORTED_DATATYPES, TensorInfo, onnx_io
 _log = logging.getLogger(__name__)
 
 CALIBRATION_ROWS = 1024
-ARTIFACTS_MOUNT_ENV = "TRTFORGE_ARTIFACTS_MOUNT"
 
 
 Feeds = dict[str, np.ndarray]
@@ -205,13 +203,17 @@ def dataset_samples(
 
 
 def local_path(uri: str) -> Path:
-    """A source URI as a local path: a path, file://PATH, or pvc://CLAIM/PATH under the artifacts mount."""
+    """A source URI as a local path: a path, file://PATH, or pvc://CLAIM/PATH at
+    $TRTFORGE_PVC_ROOT/CLAIM/PATH, where the operator mounts the claim (the datasets' contract)."""
     if uri.startswith("file://"):
         return Path(uri.removeprefix("file://"))
     if uri.startswith("pvc://"):
-        rest = uri.removeprefix("pvc://")
-        _claim, _, sub = rest.partition("/")
-        return Path(os.environ.get(ARTIFACTS_MOUNT_ENV, "/artifacts")) / sub
+        claim, _, sub = uri.removeprefix("pvc://").partition("/")
+        if not claim or not sub.strip("/"):
+            raise ArtifactError(f"model source {uri}: a pvc URI needs the form pvc://CLAIM/PATH")
+        from trtforge_runtime.train.datasets import DatasetSettings
+
+        return DatasetSettings.from_env().pvc_root / claim / sub
     if "://" in uri:
         raise ArtifactError(
             f"model source {uri}: only local paths, file:// and pvc:// URIs are read directly; "

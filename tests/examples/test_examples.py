@@ -10,35 +10,19 @@ downloaded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from served_checks import free_port, infer_http, start_local, stop, tensorflow_outputs
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _trtforge() -> list[str]:
-    exe = shutil.which("trtforge")
-    return [exe] if exe else [sys.executable, "-m", "trtforge_runtime.cli"]
 
 
 def _manifest(tmp_path: Path, name: str, epochs: int | None) -> tuple[Path, dict[str, Any]]:
@@ -59,85 +43,25 @@ def _manifest(tmp_path: Path, name: str, epochs: int | None) -> tuple[Path, dict
     return path, doc
 
 
-def _serve(manifest: Path, workdir: Path, log: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [*_trtforge(), "local", str(manifest), "--workdir", str(workdir), "--port", str(port)]
-    cmd += ["--grpc-port", "0"]
-    out = log.open("wb")
-    proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")
-    )
-    deadline = time.monotonic() + 500
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if "try it" in text and "metrics:" in text:
-            return proc
-        if proc.poll() is not None:
-            raise AssertionError(f"trtforge local exited with {proc.returncode}:\n{text}")
-        time.sleep(0.5)
-    proc.kill()
-    raise AssertionError(f"trtforge local not ready:\n{log.read_text(errors='replace')}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
-def _tensorflow_outputs(model_dir: Path, x: np.ndarray) -> np.ndarray:
-    """The trained model's own answer: its SavedModel's serving signature, run by TensorFlow."""
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(model_dir / "saved_model"))
-    sig = loaded.signatures["serving_default"]
-    (arg,) = sig.structured_input_signature[1]
-    (out,) = sig(**{arg: tf.constant(x)}).values()
-    return np.asarray(out)
-
-
-def _infer_json(port: int, model: str, input_name: str, output_name: str, x: np.ndarray) -> np.ndarray:
-    """One V2 JSON request (the wire format a curl user sends) with every row."""
-    import urllib.request
-
-    body = {
-        "inputs": [
-            {"name": input_name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-        ],
-        "outputs": [{"name": output_name}],
-    }
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v2/models/{model}/infer",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        answer = json.loads(resp.read())
-    (output,) = answer["outputs"]
-    assert output["name"] == output_name and output["datatype"] == "FP32"
-    return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
-
-
 def _run_example(
     tmp_path: Path, name: str, epochs: int | None
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
     manifest, doc = _manifest(tmp_path, name, epochs)
     model_name = doc["metadata"]["name"]
     workdir = tmp_path / "work"
-    port = _free_port()
-    proc = _serve(manifest, workdir, tmp_path / "local.log", port)
+    port = free_port()
+    proc = start_local(manifest, workdir, tmp_path / "local.log", port)
     try:
         model_dir = workdir / model_name / "model"
         engine = json.loads((workdir / model_name / "engine" / "engine.json").read_text())
         (inp,), (out,) = engine["model"]["inputs"], engine["model"]["outputs"]
         with np.load(model_dir / "samples.npz") as samples:
             x, y = samples["x_test"].astype(np.float32), samples["y_test"]
-        served = _infer_json(port, model_name, inp["name"], out["name"], x)
+        answer = infer_http(f"http://127.0.0.1:{port}", model_name, {inp["name"]: x}, [out["name"]])
     finally:
-        _stop(proc)
-    return engine, served, _tensorflow_outputs(model_dir, x), y
+        stop(proc)
+    assert list(answer) == [out["name"]] and answer[out["name"]].dtype == np.float32
+    return engine, answer[out["name"]], tensorflow_outputs(model_dir, x), y
 
 
 def test_digits_cnn_serves_what_keras_predicts(tmp_path: Path) -> None:

@@ -227,7 +227,9 @@ def _as_input(a: np.ndarray, t: ModelInput, where: str) -> np.ndarray:
         or (want.kind == "b" and kind == "b")
     )
     if not fits:
-        how = {"f": "floats", "U": "strings", "S": "bytes", "O": "objects"}.get(kind, f"dtype {a.dtype}")
+        how = {"f": "floats", "i": "integers", "u": "integers", "U": "strings", "S": "bytes"}.get(
+            kind, "values"
+        )
         raise samples_error(
             f"{where} holds {how} ({a.dtype}), which the model input {t.describe()} cannot take; "
             f"give {t.dtype} rows"

@@ -70,3 +70,16 @@ def test_autoscaling_mode_the_operator_does_not_serve(
     off = parse_spec(make_spec(**{"serving.autoscaling.mode": mode, "serving.autoscaling.enabled": False}))
     check(off, DEFAULT_STORE, OperatorSettings(autoscaler_modes=()))
     check(spec, DEFAULT_STORE, OperatorSettings(autoscaler_modes=(), autoscaler_enabled=False))
+
+
+def test_custom_code_without_a_dataset(make_spec: Callable[..., dict[str, Any]]) -> None:
+    """Custom training code may bring its own data (no spec.model.train.dataset): workable, and only its
+    code's claim is an input claim."""
+    from trtforge_operator.storage import input_claims
+
+    spec = make_spec()
+    del spec["model"]["train"]["dataset"], spec["model"]["train"]["architecture"]
+    spec["model"]["train"]["custom"] = {"entryPoint": "train:fit", "code": "pvc://team-code/src"}
+    parsed = parse_spec(spec)
+    check(parsed, DEFAULT_STORE)
+    assert input_claims(parsed) == ["team-code"]

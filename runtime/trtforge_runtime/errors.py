@@ -61,6 +61,17 @@ class TrainingError(TrtforgeError):
     permanent = True
 
 
+class TrainingKilledError(TrainingError):
+    """Custom training code was killed by a signal from outside it: SIGKILL (in a pod almost always the
+    kernel's OOM killer at the container's memory limit), SIGTERM or SIGINT. Not a bug in the code the way
+    a crash is: like Kubernetes for an OOMKilled container and Kubeflow's training operator for exit codes
+    137/143/130, the Job's backoffLimit retries it (`trtforge_runtime.train.child` decides and words it)."""
+
+    exit_code = 12
+    reason = "TrainingKilled"
+    permanent = False
+
+
 class ArtifactError(TrtforgeError):
     """An output folder would be overwritten, or an input artifact is missing or corrupt."""
 

@@ -9,7 +9,13 @@ from typing import Any
 from trtforge_operator.plan import Plan
 from trtforge_operator.reconcilers import convert_job, train_job
 from trtforge_operator.status import FAILURE_REASONS, PodReport, failure_reason
-from trtforge_runtime.errors import RemoteStorageError, RemoteStorageUnavailableError, failure_table
+from trtforge_runtime.errors import (
+    RemoteStorageError,
+    RemoteStorageUnavailableError,
+    TrainingError,
+    TrainingKilledError,
+    failure_table,
+)
 
 MakePlan = Callable[..., Plan]
 
@@ -75,3 +81,17 @@ def test_remote_storage_blips_are_retried_and_missing_or_denied_objects_are_not(
     report = PodReport(pod="p", exit_code=RemoteStorageUnavailableError.exit_code)
     assert failure_reason(job, report) == "RemoteStorageUnavailable"  # also once the retries ran out
     assert _documented_table()[11] == ("`RemoteStorageUnavailable`", "transient")
+
+
+def test_killed_training_code_is_retried_and_a_crash_is_not(make_plan: MakePlan) -> None:
+    """SIGKILL (OOM killer) / SIGTERM of custom training code: exit 12, retried within backoffLimit."""
+    fail_at_once = _fail_job_codes(train_job.train_job(make_plan()))
+    assert TrainingError.exit_code in fail_at_once
+    assert TrainingKilledError.exit_code not in fail_at_once
+    job = {
+        "metadata": {"name": "j"},
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+    }
+    report = PodReport(pod="p", exit_code=TrainingKilledError.exit_code)
+    assert failure_reason(job, report) == "TrainingKilled"  # also once the retries ran out
+    assert _documented_table()[12] == ("`TrainingKilled`", "transient")

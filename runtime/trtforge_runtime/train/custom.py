@@ -46,7 +46,7 @@ import numpy as np
 
 from trtforge_runtime.errors import TrainingError
 from trtforge_runtime.spec.model import CustomTraining, ModelDeployment
-from trtforge_runtime.train import heldout
+from trtforge_runtime.train import child, heldout
 from trtforge_runtime.train.heldout import SAMPLES_FILE, HeldOut, ModelInput, samples_error
 
 log = logging.getLogger(__name__)
@@ -290,6 +290,7 @@ def local_code_digest(uri: str, manifest_dir: Path) -> str | None:
 def run_code(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> None:
     """Run the user's code in its own process group; stderr is passed through and its tail kept."""
     where = f"custom training code {' '.join(cmd)!r}"
+    memory = child.MemoryCgroup.read()  # its OOM-kill count before the run (a killed run compares)
     try:
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -315,6 +316,7 @@ def run_code(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> 
         raise
     pump.join(timeout=5)
     if code != 0:
+        child.raise_if_killed(where, code, memory, list(tail))  # SIGKILL (OOM?), SIGTERM: retried
         how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
         raise custom_error("exited", f"{where} {how}; no model was taken", list(tail))
 

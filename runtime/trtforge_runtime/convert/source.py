@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from trtforge_runtime import remote
 from trtforge_runtime.artifacts import read_json, sha256_file
 from trtforge_runtime.errors import ArtifactError, ConversionError, DatasetError
 from trtforge_runtime.spec.model import Dataset, ModelDeploymentSpec, SourceFormat
@@ -202,6 +203,23 @@ def dataset_samples(
     )
 
 
+def fetch_source(uri: str, workdir: Path) -> Path:
+    """An s3:// (any fsspec URI) model source downloaded into `workdir`: the file (.onnx, .keras) or the
+    folder (a SavedModel) at `uri`. Credentials come from the environment (AWS_ACCESS_KEY_ID...; in a
+    cluster, the keys of spec.storage.secretRef); RemoteStorageError names the URI when it cannot be read."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    dest = workdir / "fetched-source"
+    folder = remote.RemoteFolder.open(uri)
+    files = folder.files()
+    if files:  # a folder: every file under it
+        _log.info("downloading model source folder %s (%d files)", uri, len(files))
+        folder.download(files, dest / name)
+    else:
+        _log.info("downloading model source %s", uri)
+        remote.RemoteFolder.open(uri.rstrip("/").rsplit("/", 1)[0]).download([name], dest)
+    return dest / name
+
+
 def local_path(uri: str) -> Path:
     """A source URI as a local path: a path, file://PATH, or pvc://CLAIM/PATH at
     $TRTFORGE_PVC_ROOT/CLAIM/PATH, where the operator mounts the claim (the datasets' contract)."""
@@ -216,8 +234,8 @@ def local_path(uri: str) -> Path:
         return DatasetSettings.from_env().pvc_root / claim / sub
     if "://" in uri:
         raise ArtifactError(
-            f"model source {uri}: only local paths, file:// and pvc:// URIs are read directly; "
-            "copy s3:// models into the artifact volume first"
+            f"model source {uri}: only local paths, file:// and pvc:// URIs are read directly "
+            "(s3:// and other remote URIs are downloaded first)"
         )
     return Path(uri)
 
@@ -317,7 +335,10 @@ def from_spec_source(spec: ModelDeploymentSpec, workdir: Path, base_dir: Path | 
     src = spec.model.source
     if src is None:
         raise ArtifactError("no --model folder given and the spec has no model.source to convert")
-    path = local_path(src.uri)
+    if remote.is_remote(src.uri) and not src.uri.startswith("pvc://"):
+        path = fetch_source(src.uri, workdir)
+    else:
+        path = local_path(src.uri)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path  # a relative source is relative to the manifest, like a dataset path
     if src.signature is not None and src.format != SourceFormat.SAVEDMODEL:

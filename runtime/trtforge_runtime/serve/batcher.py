@@ -226,24 +226,11 @@ class Batcher:
             merged = batch[0].inputs
         else:
             merged = {name: np.concatenate([it.inputs[name] for it in batch]) for name in batch[0].inputs}
+        error: Exception | None = None
         try:
-            if self._executor is not None:
-                outputs = await loop.run_in_executor(self._executor, self.backend.infer, merged)
-            else:
-                outputs = self.backend.infer(merged)
-            for name, arr in outputs.items():
-                if arr.ndim == 0 or arr.shape[0] != rows:
-                    raise BackendError(
-                        f"backend returned output '{name}' with shape {list(arr.shape)} for a batch of {rows}"
-                    )
+            outputs = await self._run(loop, merged, rows)
         except Exception as exc:
-            err = exc if isinstance(exc, TrtforgeError) else BackendError(f"inference failed: {exc}")
-            if not isinstance(exc, InferenceError):
-                log.exception("backend failed on a batch of %d rows (%d requests)", rows, len(batch))
-            for it in batch:
-                if not it.future.done():
-                    it.future.set_exception(err)
-            return
+            error = exc
         finally:
             if self.metrics is not None:
                 self._m_rows.observe(rows)
@@ -251,11 +238,42 @@ class Batcher:
                 self._m_compute.observe(time.perf_counter() - started)
                 for it in batch:
                     self._m_queue.observe(started - it.enqueued)
+        if error is not None:
+            if len(batch) == 1:
+                self._fail(batch[0], error)
+                return
+            # one request's values may be what the backend refused: each runs alone, so that it gets the
+            # error and the others their answers (a run per request, only after a failure)
+            log.warning(
+                "backend failed on a batch of %d requests (%s); running each alone", len(batch), error
+            )
+            for it in batch:
+                await self._execute(loop, [it])
+            return
         start = 0
         for it in batch:
             if not it.future.done():
                 it.future.set_result({name: arr[start : start + it.rows] for name, arr in outputs.items()})
             start += it.rows
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, merged: Arrays, rows: int) -> Arrays:
+        if self._executor is not None:
+            outputs = await loop.run_in_executor(self._executor, self.backend.infer, merged)
+        else:
+            outputs = self.backend.infer(merged)
+        for name, arr in outputs.items():
+            if arr.ndim == 0 or arr.shape[0] != rows:
+                raise BackendError(
+                    f"backend returned output '{name}' with shape {list(arr.shape)} for a batch of {rows}"
+                )
+        return outputs
+
+    def _fail(self, item: _Item, exc: Exception) -> None:
+        err = exc if isinstance(exc, TrtforgeError) else BackendError(f"inference failed: {exc}")
+        if not isinstance(exc, InferenceError):
+            log.error("backend failed on a request of %d rows", item.rows, exc_info=exc)
+        if not item.future.done():
+            item.future.set_exception(err)
 
 
 def _rows(inputs: Arrays) -> int:

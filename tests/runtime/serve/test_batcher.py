@@ -217,11 +217,11 @@ async def test_full_queue_answers_overloaded_at_once() -> None:
 
 
 @pytest.mark.asyncio
-async def test_backend_exception_reaches_every_request_of_the_batch() -> None:
+async def test_backend_exception_reaches_every_request_of_the_batch_after_each_ran_alone() -> None:
     backend = LinearBackend(fail=True)
     b = make(backend)
     results = await asyncio.gather(*(b.infer({"x": x_rows(2, i)}) for i in range(5)), return_exceptions=True)
-    assert len(backend.batches) == 1
+    assert backend.batches == [10, 2, 2, 2, 2, 2]  # the merged batch, then each request alone
     assert all(isinstance(r, BackendError) and "device lost" in str(r) for r in results)
     assert all(r.http_status == 500 for r in results if isinstance(r, BackendError))
     backend.fail = False  # the batcher keeps working afterwards

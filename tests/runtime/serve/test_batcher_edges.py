@@ -207,7 +207,7 @@ async def test_any_other_backend_failure_is_a_logged_backend_error(caplog: pytes
         pytest.raises(BackendError, match="inference failed: division by zero"),
     ):
         await b.infer(rows(2))
-    assert any("backend failed on a batch of 2 rows" in r.getMessage() for r in caplog.records)
+    assert any("backend failed on a request of 2 rows" in r.getMessage() for r in caplog.records)
     await b.stop()
 
 

@@ -13,12 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from trtforge_runtime.errors import ArtifactError
+from trtforge_runtime.errors import ArtifactError, InferenceError
 from trtforge_runtime.serve.backends.base import BackendInfo
 from trtforge_runtime.serve.types import TensorSpec
 from trtforge_runtime.tensors import ORT_TO_V2
 
 log = logging.getLogger(__name__)
+
+try:  # onnxruntime's INVALID_ARGUMENT status, raised by InferenceSession.run
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as _InvalidArgument
+except ImportError:  # pragma: no cover - the serve extra installs onnxruntime
+
+    class _InvalidArgument(Exception):  # type: ignore[no-redef]
+        """Never raised: onnxruntime is missing, so no session runs."""
 
 
 def _spec(arg: Any) -> TensorSpec:
@@ -86,7 +93,13 @@ class OnnxRuntimeBackend:
         log.info("onnxruntime %s loaded %s with %s", ort.__version__, self.model_path, ", ".join(used))
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._session.run(self._output_names, inputs)
+        try:
+            outputs = self._session.run(self._output_names, inputs)
+        except _InvalidArgument as exc:
+            # names, datatypes and shapes were checked before the request was queued: what onnxruntime
+            # still refuses are the values (an index outside an embedding, a size a Reshape cannot take)
+            reason = str(exc).split("Status Message: ", 1)[-1].strip()
+            raise InferenceError(f"the model cannot compute on these input values: {reason}") from None
         return dict(zip(self._output_names, outputs, strict=True))
 
     def unload(self) -> None:

@@ -13,12 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvicorn
-from trtforge_runtime.errors import NotReadyError
-from trtforge_runtime.serve.app import declared_metadata, load_model, read_engine_doc
-from trtforge_runtime.serve.dataplane import DataPlane, ServedModel
-from trtforge_runtime.serve.metrics import ServeMetrics
+from trtforge_runtime.serve.app import ModelPlane
 from trtforge_runtime.serve.rest import RestApp
 from trtforge_runtime.serve.settings import ServeSettings
 
@@ -27,30 +23,15 @@ HEADER_LENGTH = b"inference-header-content-length"
 
 class App:
     def __init__(self, settings: ServeSettings) -> None:
-        self.settings = settings
-        self.metrics = ServeMetrics()
-        self.dataplane = DataPlane(self.metrics, request_timeout=settings.request_timeout_seconds)
-        self.doc = read_engine_doc(settings.engine_dir)
-        self.name = settings.name or str(self.doc.get("name") or "model")
-        self.dataplane.add_model(
-            ServedModel(
-                name=self.name,
-                version=settings.model_version,
-                metadata=declared_metadata(self.doc, self.name, settings.model_version, "onnxruntime"),
-                infer=self._not_loaded,
-            )
-        )
-        self.rest = RestApp(self.dataplane, max_body_bytes=settings.max_body_bytes)
-
-    async def _not_loaded(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotReadyError("not loaded")
+        self.plane = ModelPlane.build(settings)  # the same data plane as `trtforge serve`'s Server
+        self.rest = RestApp(self.plane.dataplane, max_body_bytes=settings.max_body_bytes)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    await load_model(self.settings, self.dataplane, self.metrics, self.doc, self.name)
+                    await self.plane.load()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from trtforge_runtime.artifacts import read_json
-from trtforge_runtime.errors import ArtifactError, TrtforgeError
+from trtforge_runtime.errors import ArtifactError, NotReadyError, TrtforgeError
 from trtforge_runtime.serve.backends.base import Backend
 from trtforge_runtime.serve.batcher import Batcher
-from trtforge_runtime.serve.dataplane import DataPlane
+from trtforge_runtime.serve.dataplane import DataPlane, ServedModel
 from trtforge_runtime.serve.metrics import ServeMetrics
 from trtforge_runtime.serve.selection import ONNXRUNTIME, Selection, onnxruntime_path, select_backend
 from trtforge_runtime.serve.settings import ServeSettings
@@ -85,6 +85,46 @@ class LoadedModel:
     backend: Backend
     batcher: Batcher
     selection: Selection
+
+
+@dataclass
+class ModelPlane:
+    """One engine folder's model before its backend loads: the metrics, the data plane with the model
+    registered as loading (its requests answer 503), engine.json, and the name it is served under. What
+    every front end starts from: `trtforge serve`'s Server, and benchmarks/apps/trtforge_asgi.py."""
+
+    settings: ServeSettings
+    metrics: ServeMetrics
+    dataplane: DataPlane
+    doc: dict[str, Any]
+    name: str
+
+    @classmethod
+    def build(cls, settings: ServeSettings) -> ModelPlane:
+        metrics = ServeMetrics()
+        dataplane = DataPlane(metrics, request_timeout=settings.request_timeout_seconds)
+        doc = read_engine_doc(settings.engine_dir)
+        name = settings.name or str(doc.get("name") or "model")
+
+        async def not_loaded(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            raise NotReadyError(f"model '{name}' is not loaded")
+
+        version = settings.model_version
+        dataplane.add_model(
+            ServedModel(
+                name=name,
+                version=version,
+                metadata=declared_metadata(doc, name, version, "onnxruntime"),
+                infer=not_loaded,
+                ready=False,
+                reason="loading",
+            )
+        )
+        return cls(settings, metrics, dataplane, doc, name)
+
+    async def load(self) -> LoadedModel | None:
+        """Load, verify and warm up the backend (`load_model`); the model turns ready when it passes."""
+        return await load_model(self.settings, self.dataplane, self.metrics, self.doc, self.name)
 
 
 def with_profiles(loaded: tuple[TensorSpec, ...], declared: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:

@@ -18,13 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from trtforge_runtime.errors import NotReadyError, TrtforgeError
-from trtforge_runtime.serve.app import LoadedModel, declared_metadata, load_model, read_engine_doc
-from trtforge_runtime.serve.dataplane import DataPlane, ServedModel
+from trtforge_runtime.errors import TrtforgeError
+from trtforge_runtime.serve.app import LoadedModel, ModelPlane
 from trtforge_runtime.serve.http1 import HttpProtocol
-from trtforge_runtime.serve.metrics import ServeMetrics
 from trtforge_runtime.serve.rest import Limits, RestApp
 from trtforge_runtime.serve.settings import ServeSettings
 
@@ -39,20 +35,9 @@ class Server:
     def __init__(self, settings: ServeSettings, *, reuse_port: bool = False) -> None:
         self.settings = settings
         self.reuse_port = reuse_port  # one of several worker processes on the same port
-        self.metrics = ServeMetrics()
-        self.dataplane = DataPlane(self.metrics, request_timeout=settings.request_timeout_seconds)
-        self.doc = read_engine_doc(settings.engine_dir)
-        self.name = settings.name or str(self.doc.get("name") or "model")
-        self.dataplane.add_model(
-            ServedModel(
-                name=self.name,
-                version=settings.model_version,
-                metadata=declared_metadata(self.doc, self.name, settings.model_version, "onnxruntime"),
-                infer=self._not_loaded,
-                ready=False,
-                reason="loading",
-            )
-        )
+        self.plane = ModelPlane.build(settings)
+        self.metrics, self.dataplane = self.plane.metrics, self.plane.dataplane
+        self.doc, self.name = self.plane.doc, self.plane.name
         self.rest = RestApp(
             self.dataplane,
             idle_timeout=settings.idle_timeout_seconds,
@@ -72,9 +57,6 @@ class Server:
         self._http: asyncio.Server | None = None
         self._grpc: Any = None
         self._load_task: asyncio.Task[None] | None = None
-
-    async def _not_loaded(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotReadyError(f"model '{self.name}' is not loaded")
 
     # -------------------------------------------------------------------------------------------- start
     async def start(self) -> None:
@@ -110,7 +92,7 @@ class Server:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
-            self.loaded = await load_model(self.settings, self.dataplane, self.metrics, self.doc, self.name)
+            self.loaded = await self.plane.load()
         except TrtforgeError as exc:
             self.load_error = exc
             log.error("model %s cannot be served: %s", self.name, exc)

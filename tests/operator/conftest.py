@@ -75,6 +75,22 @@ def operator(cluster: Kube, tmp_path: Path, request: pytest.FixtureRequest) -> I
         print(op.log()[-6000:])
 
 
+@pytest.fixture
+def operator_with(cluster: Kube, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+    """operator_with(**env) starts an operator with extra environment (its settings); all are stopped
+    at the end of the test."""
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        op = OperatorProcess(cluster.kubeconfig, tmp_path / "operator.log", env=env).start()
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     outcome = yield

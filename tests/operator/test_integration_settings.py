@@ -4,28 +4,10 @@ default S3 credentials Secret, and an operator with its autoscaler switched off.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from kube_emulator.helpers import Kube
-from operator_process import OperatorProcess
 from test_integration import MD, NS, conditions, digits, drive_to_ready, jobs, md, wait_jobs, wait_phase
-
-
-@pytest.fixture
-def operator_with(cluster: Kube, tmp_path: Path) -> Iterator[Any]:
-    started: list[OperatorProcess] = []
-
-    def start(**env: str) -> OperatorProcess:
-        op = OperatorProcess(cluster.kubeconfig, tmp_path / "operator.log", env=env).start()
-        started.append(op)
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
 
 
 def test_disabled_autoscaling_mode_fails_and_default_storage_secret_is_used(

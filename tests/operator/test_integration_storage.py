@@ -5,30 +5,13 @@ naming the claim and the namespace; creating the claim then resumes it (the clai
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kube_emulator.helpers import Kube
-from operator_process import OperatorProcess
 from test_integration import MD, NS, conditions, digits, jobs, wait_jobs, wait_phase
 
 CLAIM = "trtforge-artifacts"
-
-
-@pytest.fixture
-def operator_with(cluster: Kube, tmp_path: Path) -> Iterator[Any]:
-    started: list[OperatorProcess] = []
-
-    def start(**env: str) -> OperatorProcess:
-        op = OperatorProcess(cluster.kubeconfig, tmp_path / "operator.log", env=env).start()
-        started.append(op)
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
 
 
 def test_the_claim_is_created_in_the_objects_namespace_and_outlives_it(

@@ -447,16 +447,7 @@ def load(
     rel = path.name
     raw = _load_keras(path, custom, code_dir) if kind == "keras" else _load_saved_model(path)
     output_name = _name(custom.output_name, raw.output, "output")
-    if feature_shape is not None:
-        inputs, held = _dataset_input(raw, custom, feature_shape, samples, rel), None
-    else:
-        inputs = _own_inputs(raw, custom, rel)
-        if samples is None:
-            raise samples_error(
-                f"custom training code wrote no held-out rows: {_why_samples(inputs)}, it must write "
-                f"$TRTFORGE_OUTPUT_DIR/{SAMPLES_FILE} with {_wanted_keys(inputs)} (Context.write_samples)"
-            )
-        held = heldout.check(samples, inputs, task, f"{SAMPLES_FILE} written by the custom training code")
+    inputs, held = _served_inputs(raw, custom, feature_shape, samples, task, rel)
     own = [t.name for t in raw.inputs] if raw.inputs else [inputs[0].name]
     served = [t.name for t in inputs]
     specs = [tf.TensorSpec([None, *t.shape], tf.as_dtype(t.dtype), name=t.name) for t in inputs]
@@ -487,6 +478,27 @@ def load(
     )
     _check_runs(loaded, rel)
     return loaded
+
+
+def _served_inputs(
+    raw: _Raw,
+    custom: CustomTraining,
+    feature_shape: tuple[int, ...] | None,
+    samples: heldout.Arrays | None,
+    task: str,
+    rel: str,
+) -> tuple[list[ModelInput], HeldOut | None]:
+    """The inputs trtforge serves, and the code's held-out rows checked against them (None when the
+    dataset's test split is the held-out data)."""
+    if feature_shape is not None:
+        return _dataset_input(raw, custom, feature_shape, samples, rel), None
+    inputs = _own_inputs(raw, custom, rel)
+    if samples is None:
+        raise samples_error(
+            f"custom training code wrote no held-out rows: {_why_samples(inputs)}, it must write "
+            f"$TRTFORGE_OUTPUT_DIR/{SAMPLES_FILE} with {_wanted_keys(inputs)} (Context.write_samples)"
+        )
+    return inputs, heldout.check(samples, inputs, task, f"{SAMPLES_FILE} written by the custom training code")
 
 
 def _why_samples(inputs: list[ModelInput]) -> str:

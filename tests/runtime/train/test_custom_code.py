@@ -65,3 +65,48 @@ def test_the_environment_of_the_code(tmp_path: Path) -> None:
     assert custom.command_of(c) == ["python", "t.py"]
     entry = CustomTraining(entryPoint="pkg.mod:fit")
     assert custom.command_of(entry)[1:] == ["-m", "trtforge_runtime.train.custom", "pkg.mod:fit"]
+
+
+def _raw(*inputs: custom.ModelInput) -> custom._Raw:
+    return custom._Raw(call=lambda x: x, inputs=list(inputs), output="probabilities", write=lambda p: None)
+
+
+def test_served_inputs_with_a_dataset_or_the_codes_own_rows() -> None:
+    """With a dataset the model takes its rows as one float32 input (renamed by inputName); a model of
+    several inputs, or held-out rows of the code's own, contradict the dataset; without a dataset the
+    model's own typed inputs are served and its samples.npz is required."""
+    import numpy as np
+    from trtforge_runtime.spec.model import CustomTraining
+
+    entry = CustomTraining(entryPoint="m:f")
+    one = _raw(custom.ModelInput("pixels", "float64", (64,)))
+    inputs, held = custom._served_inputs(one, entry, (64,), None, "classification", "model.keras")
+    assert inputs == [custom.ModelInput("pixels", "float32", (64,))] and held is None
+    renamed = CustomTraining(entryPoint="m:f", inputName="x")
+    assert custom._served_inputs(one, renamed, (64,), None, "classification", "m")[0][0].name == "x"
+    rows = {"x_test": np.zeros((2, 64)), "y_test": np.zeros(2)}
+    with pytest.raises(TrainingError, match=r"wrote samples\.npz, but spec\.model\.train\.dataset is set"):
+        custom._served_inputs(one, entry, (64,), rows, "classification", "model.keras")
+    two = _raw(custom.ModelInput("image", "float32", (8, 8, 1)), custom.ModelInput("ids", "int64", (2,)))
+    with pytest.raises(
+        TrainingError, match=r"has 2 inputs \(image, ids\), but spec\.model\.train\.dataset's"
+    ):
+        custom._served_inputs(two, entry, (64,), None, "classification", "model.keras")
+    with pytest.raises(TrainingError, match=r"input 'pixels' of dtype float64; trtforge converts and serves"):
+        custom._served_inputs(one, entry, None, None, "classification", "model.keras")  # no dataset cast
+    one32 = _raw(custom.ModelInput("pixels", "float32", (64,)))
+    with pytest.raises(TrainingError, match=r"spec\.model\.train\.dataset is not set, it must write"):
+        custom._served_inputs(one32, entry, None, None, "classification", "model.keras")
+    own = {
+        "x_test.image": np.zeros((3, 8, 8, 1)),
+        "x_test.ids": np.ones((3, 2), np.int8),
+        "y_test": [0, 1, 2],
+    }
+    inputs, held = custom._served_inputs(
+        two, entry, None, {k: np.asarray(v) for k, v in own.items()}, "classification", "m"
+    )
+    assert [(t.name, t.dtype) for t in inputs] == [("image", "float32"), ("ids", "int64")]
+    assert held is not None and held.x_test["ids"].dtype == np.int64 and held.rows == 3
+    spaced = _raw(custom.ModelInput("an image", "float32", (3,)), custom.ModelInput("ids", "int64", (2,)))
+    with pytest.raises(TrainingError, match=r"each needs a distinct name of letters, digits and _"):
+        custom._served_inputs(spaced, entry, None, None, "classification", "model.keras")

@@ -21,31 +21,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from trtforge_runtime.errors import TrainingError, TrainingKilledError, failure_table
 from trtforge_runtime.train import child
 
 TrainCli = Callable[..., tuple[int, str, str]]
+WriteManifest = Callable[..., Path]
 
 
-def _manifest(tmp_path: Path) -> Path:
-    doc = {
-        "apiVersion": "trtforge.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "custom", "namespace": "team"},
-        "spec": {
-            "model": {
-                "train": {
-                    "dataset": {"uri": "builtin://digits"},
-                    "custom": {"code": "job.py", "command": [sys.executable, "job.py"]},
-                    "epochs": 1,
-                }
-            }
-        },
-    }
-    path = tmp_path / "md.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+# custom code job.py beside the manifest, run with this Python, in place of the architecture
+CUSTOM = {
+    "architecture": None,
+    "custom": {"code": "job.py", "command": [sys.executable, "job.py"]},
+    "epochs": 1,
+}
 
 
 def test_the_failure_table_retries_a_killed_run_and_fails_a_crash_at_once() -> None:
@@ -58,7 +46,7 @@ def test_the_failure_table_retries_a_killed_run_and_fails_a_crash_at_once() -> N
 
 
 def test_code_that_is_sigkilled_exits_12_naming_memory_and_keeps_the_stored_model(
-    train_cli: TrainCli, termination_log: Path, tmp_path: Path
+    train_cli: TrainCli, termination_log: Path, tmp_path: Path, write_manifest: WriteManifest
 ) -> None:
     (tmp_path / "job.py").write_text(
         "import os, signal, sys\nprint('epoch 1/5', file=sys.stderr, flush=True)\n"
@@ -68,7 +56,7 @@ def test_code_that_is_sigkilled_exits_12_naming_memory_and_keeps_the_stored_mode
     (models / "1").mkdir(parents=True)
     (models / "1" / "model.onnx").write_bytes(b"earlier")
 
-    code, _, err = train_cli(_manifest(tmp_path), models / "2", "--overwrite")
+    code, _, err = train_cli(write_manifest(CUSTOM), models / "2", "--overwrite")
 
     assert code == 12, err
     assert "job.py' was killed by signal 9 (SIGKILL) — out of memory?" in err
@@ -83,10 +71,10 @@ def test_code_that_is_sigkilled_exits_12_naming_memory_and_keeps_the_stored_mode
 
 
 def test_code_that_is_sigtermed_from_outside_is_retried_too(
-    train_cli: TrainCli, termination_log: Path, tmp_path: Path
+    train_cli: TrainCli, termination_log: Path, tmp_path: Path, write_manifest: WriteManifest
 ) -> None:
     (tmp_path / "job.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
-    code, _, err = train_cli(_manifest(tmp_path), tmp_path / "out")
+    code, _, err = train_cli(write_manifest(CUSTOM), tmp_path / "out")
     assert code == 12, err
     assert "was killed by signal 15 (SIGTERM), sent from outside trtforge" in err
     assert "out of memory" not in err
@@ -94,10 +82,14 @@ def test_code_that_is_sigtermed_from_outside_is_retried_too(
 
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT])
 def test_code_that_crashes_on_a_signal_stays_a_permanent_failure(
-    sig: signal.Signals, train_cli: TrainCli, termination_log: Path, tmp_path: Path
+    sig: signal.Signals,
+    train_cli: TrainCli,
+    termination_log: Path,
+    tmp_path: Path,
+    write_manifest: WriteManifest,
 ) -> None:
     (tmp_path / "job.py").write_text(f"import os, signal\nos.kill(os.getpid(), signal.{sig.name})\n")
-    code, _, err = train_cli(_manifest(tmp_path), tmp_path / "out")
+    code, _, err = train_cli(write_manifest(CUSTOM), tmp_path / "out")
     assert code == 9, err
     assert f"job.py' was killed by signal {int(sig)} ({sig.name}); no model was taken" in err
     assert json.loads(termination_log.read_text())["customCode"] == "exited"

@@ -172,3 +172,39 @@ def test_imported_onnx_model_with_two_outputs_from_a_claim_through_the_operator(
         assert set(outputs) == set(expected), how
         assert_same(outputs, expected, atol)
     assert served["http"]["species"].dtype == np.int64
+
+
+def test_two_input_custom_code_through_the_operator(tmp_path: Path) -> None:
+    """examples/digits-two-inputs.yaml: the user's code trains a model of two inputs (8x8x1 image + 3
+    tabular features) on its own data and writes its held-out rows per input; both inputs are served."""
+    import keras
+
+    doc = _example("digits-two-inputs.yaml", epochs=15)
+    name, custom = doc["metadata"]["name"], doc["spec"]["model"]["train"]["custom"]
+    del custom["code"]  # the code as part of the image, on its Python path
+    custom["env"] = {"PYTHONPATH": str(REPO / "examples")}
+    c = BoxCluster(tmp_path)
+    try:
+        status = _apply_until_ready(c, doc, tmp_path)
+        model_dir = _model_folder(c, status)
+        with np.load(model_dir / "samples.npz") as samples:
+            rows = {n: samples[f"x_test.{n}"].astype(np.float32) for n in ("image", "tabular")}
+            y = samples["y_test"]
+        url, grpc = _url(c, name), c.grpc_target(name)
+        served = {
+            "http": infer_http(url, name, rows),
+            "grpc": infer_grpc(grpc, name, rows),
+            "grpc, outputs probabilities": infer_grpc(grpc, name, rows, ["probabilities"]),
+        }
+        # the framework's own answer: the model the user's code trained, loaded and run by Keras
+        model = keras.models.load_model(model_dir / "model.keras", compile=False)
+        want = {"probabilities": np.asarray(model.predict(rows, verbose=0))}
+    finally:
+        c.close()
+    assert status["model"]["accuracy"] >= 0.9
+    assert len(y) >= 300 and rows["image"].shape[1:] == (8, 8, 1) and rows["tabular"].shape[1:] == (3,)
+    for outputs in served.values():
+        assert_same(outputs, want, ATOL[status["engine"]["precision"]])
+    probabilities = served["http"]["probabilities"]
+    assert float(np.mean(probabilities.argmax(1) == want["probabilities"].argmax(1))) >= 0.98
+    assert float(np.mean(probabilities.argmax(1) == y)) >= 0.85

@@ -70,7 +70,7 @@ def killed_error(
         text = f"{where} was killed by {name} — out of memory? {_memory_words(before, after)}"
     else:
         text = f"{where} was killed by {name}, sent from outside trtforge (a node shutdown, preemption?)"
-    text += "; no model was taken, and the training Job retries it (within its backoffLimit)"
+    text += "; no model was taken (in a cluster the training Job retries it, within its backoffLimit)"
     if tail:
         text += "\nlast lines of its stderr:\n  " + "\n  ".join(tail)
     err = TrainingKilledError(text)

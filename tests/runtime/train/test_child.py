@@ -61,7 +61,7 @@ def test_code_that_is_sigkilled_exits_12_naming_memory_and_keeps_the_stored_mode
     assert code == 12, err
     assert "job.py' was killed by signal 9 (SIGKILL) — out of memory?" in err
     assert "Raise spec.model.train.resources.memory" in err
-    assert "the training Job retries it (within its backoffLimit)" in err
+    assert "no model was taken (in a cluster the training Job retries it, within its backoffLimit)" in err
     assert "epoch 1/5" in err  # the tail of the code's stderr
     report = json.loads(termination_log.read_text())
     assert report["ok"] is False and report["reason"] == "TrainingKilledError"

@@ -271,13 +271,52 @@ def savedmodel_to_onnx(saved_model: Path, out: Path, opset: int = 17, signature:
 
 
 # Load a .keras file and export it as a SavedModel whose serving_default signature takes the model's
-# inputs under their Keras names and returns its outputs under the output layers' names.
+# inputs under their Keras names and returns its outputs under the output layers' names. The modules
+# of the model's custom objects (a registered custom layer records its module in config.json) are
+# imported first, found next to the .keras file or on PYTHONPATH: Keras finds a registered class only
+# once its module has run.
 _KERAS_EXPORT = """
+import importlib
+import json
+import os
 import sys
+import zipfile
+
 import keras
 import tensorflow as tf
 
-model = keras.models.load_model(sys.argv[1], compile=False)
+
+def custom_modules(node):
+    if isinstance(node, dict):
+        module = node.get("module")
+        if isinstance(module, str) and node.get("registered_name"):
+            if module.split(".")[0] not in ("keras", "tensorflow", "builtins", "__main__"):
+                yield module
+        for value in node.values():
+            yield from custom_modules(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from custom_modules(value)
+
+
+sys.path[:0] = [os.path.dirname(os.path.abspath(sys.argv[1]))]
+try:
+    with zipfile.ZipFile(sys.argv[1]) as archive:
+        config = json.loads(archive.read("config.json"))
+except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+    config = None  # keras.models.load_model names what is wrong with the file
+for module in sorted(set(custom_modules(config))):
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        sys.exit(
+            f"its custom objects are defined in module {module!r}, which cannot be imported ({exc}); "
+            f"put {module.replace('.', '/')}.py next to the .keras file or on PYTHONPATH"
+        )
+try:
+    model = keras.models.load_model(sys.argv[1], compile=False)
+except Exception as exc:
+    sys.exit(str(exc).split(" Full object config:")[0].replace(chr(10), " "))
 names = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))])
 specs = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
 
@@ -297,7 +336,8 @@ archive.write_out(sys.argv[2], verbose=False)
 
 def keras_to_onnx(keras_file: Path, out: Path, opset: int = 17) -> Path:
     """A Keras 3 `.keras` file to ONNX: exported as a SavedModel (its own input and output names) in a
-    subprocess, then tf2onnx. Custom layers must be registered Keras serializables importable there."""
+    subprocess, then tf2onnx. Custom layers must be registered Keras serializables; their modules are
+    imported from the .keras file's folder or PYTHONPATH."""
     if not keras_file.is_file():
         raise ArtifactError(f"Keras model file not found: {keras_file}")
     if keras_file.suffix != ".keras":

@@ -204,3 +204,61 @@ def test_a_savedmodel_whose_saved_model_pb_is_corrupt_names_the_file(
         ArtifactError,
         f"SavedModel {saved}: {saved / 'saved_model.pb'} is corrupt or not a SavedModel",
     )
+
+
+CUSTOM_LAYER = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="mine")
+class Double(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+"""
+
+SAVE_WITH_CUSTOM_LAYER = """
+import keras
+from mylayers import Double
+
+keras.utils.set_random_seed(0)
+features = keras.Input((4,), name="features")
+probabilities = keras.layers.Dense(3, activation="softmax", name="probabilities")(Double()(features))
+keras.Model(features, probabilities).save("custom.keras")
+"""
+
+
+@pytest.mark.slow  # Keras saves the model in a child process, and the conversion loads it in another
+def test_a_keras_model_with_a_custom_layer_finds_its_module_or_names_it(
+    tmp_path: Path, tools: Any, capsys: Any
+) -> None:
+    """The registered layer's module, next to the .keras file, is imported before loading (it was not:
+    every model with a custom layer failed with Keras's `Could not locate class 'Double'`); without the
+    module the error names it and where to put it."""
+    import subprocess
+    import sys
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "mylayers.py").write_text(CUSTOM_LAYER)
+    subprocess.run(
+        [sys.executable, "-c", SAVE_WITH_CUSTOM_LAYER], cwd=models, check=True, capture_output=True
+    )
+    spec = _spec(tmp_path, {"uri": str(models / "custom.keras"), "format": "keras"})
+    assert tools.run(spec, None, tmp_path / "engine", tmp_path / "cache") == 0, capsys.readouterr().err
+    doc = tools.read(tmp_path / "engine")
+    assert [t["name"] for t in doc["model"]["inputs"]] == ["features"]
+    assert [t["name"] for t in doc["model"]["outputs"]] == ["probabilities"]
+
+    (models / "mylayers.py").unlink()
+    (tmp_path / "cache").rename(tmp_path / "cache-before")
+    (tmp_path / "engine").rename(tmp_path / "engine-before")
+    _refused(
+        tmp_path,
+        tools,
+        capsys,
+        spec,
+        ArtifactError,
+        f"cannot load Keras model {models / 'custom.keras'}: its custom objects are defined in module "
+        "'mylayers', which cannot be imported (No module named 'mylayers'); put mylayers.py next to the "
+        ".keras file or on PYTHONPATH",
+    )

@@ -230,6 +230,35 @@ async def test_backend_exception_reaches_every_request_of_the_batch_after_each_r
     await b.stop()
 
 
+class NanRefusingBackend(LinearBackend):
+    """Fails a whole batch when any of its rows holds NaN (as a backend refuses one request's values)."""
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.batches.append(inputs["x"].shape[0])
+        if np.isnan(inputs["x"]).any():
+            raise InferenceError("the model cannot compute on these input values: NaN")
+        return {"y": inputs["x"] @ W}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("use_thread", [True, False])
+async def test_one_bad_request_fails_alone_and_the_others_of_its_batch_are_answered(use_thread: bool) -> None:
+    backend = NanRefusingBackend()
+    b = make(backend, use_thread=use_thread)
+    xs = [x_rows(2, 0), x_rows(3, 1), x_rows(1, 2), x_rows(2, 3)]
+    xs[2][0, 5] = np.nan
+    results = await asyncio.gather(*(b.infer({"x": x}) for x in xs), return_exceptions=True)
+    assert backend.batches == [8, 2, 3, 1, 2]  # the merged batch, then each request alone, in order
+    bad = results[2]
+    assert isinstance(bad, InferenceError) and bad.http_status == 400 and "NaN" in str(bad)
+    for i in (0, 1, 3):
+        out = results[i]
+        assert isinstance(out, dict), out
+        np.testing.assert_allclose(out["y"], xs[i] @ W, rtol=1e-5)
+    assert b.queued == 0
+    await b.stop()
+
+
 @pytest.mark.asyncio
 async def test_cancelled_request_is_skipped() -> None:
     backend = LinearBackend()

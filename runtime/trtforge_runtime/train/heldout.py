@@ -221,15 +221,8 @@ def _as_input(a: np.ndarray, t: ModelInput, where: str) -> np.ndarray:
     if not fixed:
         raise samples_error(f"{where} has shape {shape}, but the model takes input {t.describe()}")
     kind = a.dtype.kind
-    fits = (
-        (want.kind == "f" and kind in "fiub")
-        or (want.kind in "iu" and kind in "iub")
-        or (want.kind == "b" and kind == "b")
-    )
-    if not fits:
-        how = {"f": "floats", "i": "integers", "u": "integers", "U": "strings", "S": "bytes"}.get(
-            kind, "values"
-        )
+    if kind not in "fiub":
+        how = {"U": "strings", "S": "bytes", "O": "objects"}.get(kind, "values")
         raise samples_error(
             f"{where} holds {how} ({a.dtype}), which the model input {t.describe()} cannot take; "
             f"give {t.dtype} rows"
@@ -238,14 +231,17 @@ def _as_input(a: np.ndarray, t: ModelInput, where: str) -> np.ndarray:
         bad = int(np.count_nonzero(~np.isfinite(a)))
         if bad:
             raise samples_error(f"{where} holds {bad} NaN or infinite values")
-    if want.kind in "iu" and kind in "iu" and a.size:
-        info = np.iinfo(want)
-        if a.min() < info.min or a.max() > info.max:
+    cast = a.astype(want)
+    if want.kind != "f" and a.size:
+        # an integer or boolean input takes the rows only when no value changes (as the conversion gate)
+        changed = np.argwhere(cast != a)
+        if len(changed):
+            value = a[tuple(changed[0])].item()
             raise samples_error(
-                f"{where} holds values from {a.min()} to {a.max()}, outside the range of the model input "
-                f"{t.describe()}"
+                f"{where} holds {a.dtype} values such as {value!r}, which the model input {t.describe()} "
+                f"cannot take unchanged; give {t.dtype} rows"
             )
-    return np.ascontiguousarray(a.astype(want, copy=False))
+    return np.ascontiguousarray(cast)
 
 
 def _class_labels(y: np.ndarray, origin: str) -> np.ndarray:

@@ -64,7 +64,7 @@ def train(ctx):
     elif mode == "names":
         ctx.write_samples({"image": image[200:], "idz": ids[200:]}, y[200:])
     elif mode == "dtype":
-        ctx.write_samples({"image": image[200:], "ids": ids[200:] + 0.5}, y[200:])
+        ctx.write_samples({"image": image[200:], "ids": ids[200:] - ids[200:] + 0.5}, y[200:])
     elif mode == "savedmodel":
         ctx.write_samples(test, y[200:])
         model.export(str(ctx.output_dir / "sm"), format="tf_saved_model", verbose=False)
@@ -150,8 +150,8 @@ def test_two_typed_inputs_without_a_dataset_then_bad_rows_keep_the_model(
         (manifest(tmp_path, "names"), "x_test.idz names no input of the model (its inputs: image, ids)"),
         (
             manifest(tmp_path, "dtype"),
-            "x_test.ids holds floats (float64), which the model input 'ids' (int32, shape [-1, 2]) cannot "
-            "take",
+            "float64 values such as 0.5, which the model input 'ids' (int32, shape [-1, 2]) cannot take "
+            "unchanged; give int32 rows",
         ),
         (
             manifest(tmp_path, "ok", dataset=True),

@@ -98,8 +98,8 @@ def test_row_counts_must_agree() -> None:
         (
             "x_test.ids",
             np.full((6, 2), 1.5),
-            "x_test.ids holds floats (float64), which the model input 'ids' (int32, shape [-1, 2]) cannot "
-            "take; give int32 rows",
+            "x_test.ids holds float64 values such as 1.5, which the model input 'ids' (int32, shape [-1, 2]) "
+            "cannot take unchanged; give int32 rows",
         ),
         (
             "x_test.image",
@@ -110,8 +110,7 @@ def test_row_counts_must_agree() -> None:
         (
             "x_test.ids",
             np.full((6, 2), 2**40, np.int64),
-            "x_test.ids holds values from 1099511627776 to 1099511627776, outside the range of the model "
-            "input 'ids' (int32",
+            "x_test.ids holds int64 values such as 1099511627776, which the model input 'ids' (int32",
         ),
         ("x_test.image", np.full((6, 8, 8, 1), np.nan, np.float32), "x_test.image holds 384 NaN or infinite"),
         (
@@ -126,15 +125,23 @@ def test_rows_the_model_cannot_take(key: str, value: np.ndarray, message: str) -
     assert message in refused(arrays(**{key: value}))
 
 
-def test_dynamic_dimensions_take_any_length_and_booleans_only_booleans() -> None:
+def test_dynamic_dimensions_and_values_cast_only_when_unchanged() -> None:
     inputs = [ModelInput("tokens", "int64", (None,)), ModelInput("mask", "bool", (None,))]
-    ok = {"x_test.tokens": np.ones((2, 7), np.int32), "x_test.mask": np.ones((2, 7), bool), "y_test": [0, 1]}
-    held = heldout.check({k: np.asarray(v) for k, v in ok.items()}, inputs, "classification", ORIGIN)
-    assert held.x_test["tokens"].dtype == np.int64 and held.x_test["tokens"].shape == (2, 7)
-    bad = {**ok, "x_test.mask": np.ones((2, 7), np.int8)}
-    assert "x_test.mask holds integers (int8), which the model input 'mask' (bool" in refused(
-        {k: np.asarray(v) for k, v in bad.items()}, inputs
-    )
+    ok = {
+        "x_test.tokens": np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]),  # whole numbers stored as floats
+        "x_test.mask": np.array([[1, 0, 1], [0, 0, 1]], np.int8),  # 0/1 as integers
+        "y_test": np.array([0, 1]),
+    }
+    held = heldout.check(ok, inputs, "classification", ORIGIN)
+    assert held.x_test["tokens"].dtype == np.int64 and held.x_test["tokens"].tolist()[1] == [4, 5, 6]
+    assert held.x_test["mask"].dtype == np.bool_ and held.x_test["mask"].tolist()[0] == [True, False, True]
+    longer = {**ok, "x_test.tokens": np.ones((2, 9), np.int32), "x_test.mask": np.ones((2, 9), bool)}
+    assert heldout.check(longer, inputs, "classification", ORIGIN).x_test["tokens"].shape == (2, 9)
+    two = {**ok, "x_test.mask": np.array([[1, 0, 2], [0, 0, 1]], np.int8)}
+    assert (
+        "x_test.mask holds int8 values such as 2, which the model input 'mask' (bool, shape [-1, -1]) "
+        "cannot take unchanged; give bool rows"
+    ) in refused(two, inputs)
 
 
 def test_labels_as_the_task_has_them() -> None:

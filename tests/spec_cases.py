@@ -270,6 +270,42 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         "custom needs exactly one of command or entryPoint",
     ),
     (
+        "custom-timeout-past-the-job-deadline",
+        {
+            f"{TRAIN}__architecture": None,
+            f"{TRAIN}__custom": {"entryPoint": "a:b", "timeoutSeconds": 7200},
+            f"{TRAIN}__activeDeadlineSeconds": 3600,
+        },
+        "train.custom.timeoutSeconds must be less than train.activeDeadlineSeconds",
+    ),
+    (
+        "custom-timeout-at-the-job-deadline",
+        {
+            f"{TRAIN}__architecture": None,
+            f"{TRAIN}__custom": {"entryPoint": "a:b", "timeoutSeconds": 3600},
+            f"{TRAIN}__activeDeadlineSeconds": 3600,
+        },
+        "train.custom.timeoutSeconds must be less than train.activeDeadlineSeconds",
+    ),
+    (
+        "custom-timeout-default-past-a-short-deadline",
+        {
+            f"{TRAIN}__architecture": None,
+            f"{TRAIN}__custom": {"entryPoint": "a:b"},
+            f"{TRAIN}__activeDeadlineSeconds": 600,
+        },
+        "train.custom.timeoutSeconds must be less than train.activeDeadlineSeconds",
+    ),
+    (
+        "custom-timeout-within-the-job-deadline",
+        {
+            f"{TRAIN}__architecture": None,
+            f"{TRAIN}__custom": {"entryPoint": "a:b", "timeoutSeconds": 3599},
+            f"{TRAIN}__activeDeadlineSeconds": 3600,
+        },
+        None,
+    ),
+    (
         "r2-on-classification",
         {"spec__engine__accuracy__minR2": 0.9},
         "engine.accuracy.minR2 and maxMae gate regression models",

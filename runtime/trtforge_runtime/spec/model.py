@@ -424,6 +424,19 @@ class Train(Model):
             message="train.architecture needs train.dataset (only custom code may bring its own data)",
             check=lambda t: t.dataset is not None or t.custom is not None,
         ),
+        # Both fields have defaults, which the API server applies before it runs the rules
+        # (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#defaulting).
+        Rule(
+            cel="!has(self.custom) || self.custom.timeoutSeconds < self.activeDeadlineSeconds",
+            message="train.custom.timeoutSeconds must be less than train.activeDeadlineSeconds (else the "
+            "Job's deadline stops the pod first and the failure cannot name the code)",
+            check=lambda t: t.custom is None or t.custom.timeout_seconds < t.active_deadline_seconds,
+            describe=lambda t: (
+                "train.custom.timeoutSeconds must be less than train.activeDeadlineSeconds "
+                f"(else the Job's deadline stops the pod first and the failure cannot name the code), got "
+                f"{t.custom.timeout_seconds} and {t.active_deadline_seconds}"
+            ),
+        ),
     )
 
 

@@ -6,7 +6,7 @@ current folder when unset), with the environment of the stage (TF_CONFIG, CUDA_V
 
     TRTFORGE_OUTPUT_DIR   an empty folder: write a SavedModel (saved_model.pb) or one .keras file there
     TRTFORGE_DATA         .npz with x_train, y_train, x_val, y_val (the test split is held back for the gate);
-                          set only when spec.model.train.dataset is
+                          empty when spec.model.train.dataset is not set
     TRTFORGE_SPEC         JSON of spec.model (task, train: epochs, batchSize, seed, loss, ...)
     TRTFORGE_TASK, TRTFORGE_EPOCHS, TRTFORGE_BATCH_SIZE, TRTFORGE_SEED, TRTFORGE_WORKDIR
 

@@ -547,8 +547,9 @@ def _explicit_failure(result: gate.GateResult, the_gate: gate.Gate) -> TrtforgeE
         return the_gate.refuse(result)
     if result.stage == "calibration":
         return precision.CalibrationDataMissing(
-            f"{result.reason}; the model folder has no samples.npz x_calib and the spec names no dataset "
-            "(spec.model.source.dataset); add one, or choose fp16/fp32"
+            f"{result.reason}; the model folder has no samples.npz x_calib (custom training code writes "
+            "them with ctx.write_samples(x_calib=...)) and the spec names no dataset "
+            "(spec.model.source.dataset); add either, or choose fp16/fp32"
         )
     return UnsupportedTargetError(result.reason or "unsupported target")
 

@@ -176,7 +176,10 @@ def test_int8_without_calibration_data_fails(
 ) -> None:
     spec = write_spec({"precision": "int8"})
     assert tools.run(spec, uncalibrated_model_dir, tmp_path / "e", tmp_path / "c") == 6
-    assert "int8 needs calibration data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "int8 needs calibration data" in err
+    # both ways to give rows are named: the training code's samples and a dataset of the spec
+    assert "ctx.write_samples(x_calib=...)" in err and "spec.model.source.dataset" in err
     assert not (tmp_path / "e").exists()
 
 

@@ -29,8 +29,6 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAME = "iris-two-outputs"
-# tests/examples/test_example_digits_two_inputs.py starts `trtforge local` through these two names
-_free_port, _start = free_port, start_local
 
 
 def test_imported_onnx_model_serves_both_outputs_as_onnxruntime_computes_them(tmp_path: Path) -> None:

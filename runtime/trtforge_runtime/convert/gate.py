@@ -2,7 +2,10 @@
 
 On `engine.accuracy.samples` held-out rows it measures, against the fp32 model's outputs:
 
-- `top1Drop`: the share of rows whose top-1 class differs (mismatching rows / rows);
+- `top1Drop`: the share of rows whose top-1 class differs (mismatching rows / rows). The class of a row
+  is the argmax of a vector output; an output of one value per row is a class itself when it is an
+  integer or boolean (a row differs when any of its values differs: class indices are compared exactly),
+  else a binary classifier's score: probability > 0.5 when every value lies in [0, 1], logit > 0 otherwise;
 - `maxAbsDiff`: the largest absolute difference of any output value (what a user of the probabilities,
   a threshold or a ranking sees);
 - `meanKl`: the mean KL divergence KL(fp32 || candidate) in nats, when the outputs are probability
@@ -164,12 +167,46 @@ def mean_kl(reference: np.ndarray, candidate: np.ndarray) -> float | None:
     return float(max(0.0, np.mean(kl)))
 
 
+def is_exact(out: np.ndarray) -> bool:
+    """Whether `out` holds classes or flags (integer or boolean values), compared exactly, not by argmax."""
+    return bool(np.issubdtype(out.dtype, np.integer) or np.issubdtype(out.dtype, np.bool_))
+
+
+def classes(out: np.ndarray) -> np.ndarray:
+    """The class of each row of a classifier's output (see the module doc: argmax, exact or thresholded)."""
+    flat = out.reshape(len(out), -1)
+    if flat.shape[1] != 1:
+        return np.argmax(flat, axis=1)
+    column = flat[:, 0]
+    if is_exact(out):
+        return column
+    threshold = 0.5 if bool(np.all((column >= 0.0) & (column <= 1.0))) else 0.0
+    return column > threshold
+
+
+def disagreeing_rows(reference: np.ndarray, candidate: np.ndarray) -> int:
+    """Rows whose class differs; for integer or boolean outputs, rows where any value differs."""
+    ref = reference.reshape(len(reference), -1)
+    cand = candidate.reshape(len(candidate), -1)
+    if is_exact(reference) or is_exact(candidate):
+        return int(np.count_nonzero(np.any(ref != cand, axis=1)))
+    if ref.shape[1] == 1:  # one score per row: the thresholds are taken on the reference's range
+        return int(np.count_nonzero(classes(ref) != _threshold_like(ref, cand)))
+    return int(np.count_nonzero(np.argmax(ref, axis=1) != np.argmax(cand, axis=1)))
+
+
+def _threshold_like(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The candidate's binary classes with the threshold the reference's values call for."""
+    probability = bool(np.all((ref >= 0.0) & (ref <= 1.0)))
+    return cand[:, 0] > (0.5 if probability else 0.0)
+
+
 def measure(reference: np.ndarray, candidate: np.ndarray) -> Metrics:
     if not len(reference):  # checked first: numpy cannot reshape zero rows to (0, -1)
         return Metrics(0.0, 0.0, None)
     ref = reference.reshape(len(reference), -1)
     cand = candidate.reshape(len(candidate), -1)
-    mismatches = int(np.count_nonzero(np.argmax(ref, axis=1) != np.argmax(cand, axis=1)))
+    mismatches = disagreeing_rows(reference, candidate)
     max_abs = float(np.max(np.abs(ref.astype(np.float64) - cand.astype(np.float64))))
     return Metrics(mismatches / len(ref), max_abs, mean_kl(ref, cand))
 
@@ -351,7 +388,7 @@ class Gate:
             from trtforge_runtime import tasks
 
             return tasks.scores(self.limits.task, out, self.y)[tasks.headline(self.limits.task)]
-        return float(np.mean(np.argmax(out.reshape(len(out), -1), axis=1) == self.y.reshape(-1)))
+        return float(np.mean(classes(out) == self.y.reshape(-1)))
 
     def judge(
         self, precision: str, out: np.ndarray | dict[str, np.ndarray], seconds: float = 0.0

@@ -165,6 +165,44 @@ def test_measure_top1_drop_and_abs_diff_in_float64_and_empty_rows() -> None:
     assert gate.measure(ref3, cand3).top1_drop == 0.5
 
 
+def test_one_value_per_row_is_a_class_compared_exactly_or_a_binary_score() -> None:
+    """argmax over one column is always 0: such outputs had a top1Drop of 0 whatever they held."""
+    ref = np.array([0, 1, 2, 1], np.int64)
+    assert gate.measure(ref, np.array([0, 2, 2, 1], np.int64)).top1_drop == 0.25
+    assert gate.measure(ref[:, None], np.array([[0], [2], [2], [0]], np.int64)).top1_drop == 0.5
+    # integer rows of several values (e.g. top-k indices): a row differs when any of its values does
+    topk = np.array([[3, 1], [2, 0]], np.int32)
+    assert gate.measure(topk, np.array([[3, 1], [0, 2]], np.int32)).top1_drop == 0.5
+    flags = np.array([True, False, True])
+    assert gate.measure(flags, np.array([True, True, True])).top1_drop == pytest.approx(1 / 3)
+    # a sigmoid probability: the class is > 0.5, on the reference's scale even if fp16 rounds past 1.0
+    probability = np.array([[0.9], [0.2], [0.6], [1.0]], np.float32)
+    moved = np.array([[0.9], [0.2], [0.4], [1.001]], np.float32)
+    assert gate.measure(probability, moved).top1_drop == 0.25
+    # a logit: the class is > 0
+    logit = np.array([[2.0], [-1.0], [0.3], [-4.0]], np.float32)
+    assert gate.measure(logit, np.array([[2.0], [-1.0], [-0.1], [-4.0]], np.float32)).top1_drop == 0.25
+    assert list(gate.classes(logit)) == [True, False, True, False]
+    assert list(gate.classes(ref)) == [0, 1, 2, 1]
+
+
+def test_a_class_output_fails_the_gate_on_top1_alone(tmp_path: Path, rows: np.ndarray) -> None:
+    """The label output (int64 argmax) of a candidate that moves some classes fails top1Drop, with
+    maxAbsDiff off; its accuracy is its classes against the labels."""
+    ref = tiny_model(tmp_path / "ref.onnx")
+    cand = tiny_model(tmp_path / "cand.onnx", shift=0.3)
+    y = np.argmax(rows, axis=1)
+    g = gate.Gate(ref, "x", "label", rows, gate.Limits(0.01, None), y, output_names=["label"])
+    result, out = g.evaluate("int8", cand)
+    moved = float(np.mean(out != y))
+    assert 0.01 < moved < 0.5  # the shift moves some rows to class 2, not all
+    assert result.top1_drop == pytest.approx(moved)
+    assert not result.passed and result.reason is not None and "top1Drop" in result.reason
+    assert result.accuracy == pytest.approx(1.0 - moved)
+    same = g.evaluate("fp32", ref)[0]
+    assert same.passed and same.top1_drop == 0.0 and same.accuracy == 1.0
+
+
 def test_nan_in_the_candidate_fails_the_gate() -> None:
     ref = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
     cand = ref.copy()

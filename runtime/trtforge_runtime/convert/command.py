@@ -251,8 +251,8 @@ def check_feeds(
             raise DatasetError(
                 f"{what} hold one array, but the model has {len(src.inputs)} inputs "
                 f"({', '.join(t.name for t in src.inputs)}): give one array per input (a model folder "
-                "whose samples.npz has x_test.<input> and x_calib.<input>; a dataset, "
-                "spec.model.source.dataset, feeds single-input models only)"
+                "whose samples.npz has x_test.<input> and x_calib.<input>, or a dataset .npz with "
+                "x.<input>, spec.model.source.dataset)"
             )
         x = {src.input.name: x}
     names = [t.name for t in src.inputs]

@@ -23,6 +23,7 @@ from trtforge_runtime.artifacts import read_json, sha256_file
 from trtforge_runtime.errors import ArtifactError, ConversionError, DatasetError
 from trtforge_runtime.spec.model import Dataset, ModelDeploymentSpec, SourceFormat
 from trtforge_runtime.tensors import SUPPORTED_DATATYPES, TensorInfo, onnx_io
+from trtforge_runtime.train.heldout import DATATYPES, ModelInput
 
 _log = logging.getLogger(__name__)
 
@@ -177,30 +178,42 @@ def _f32(a: np.ndarray | None) -> np.ndarray | None:
 def dataset_samples(
     dataset: Dataset,
     seed: int,
+    inputs: list[TensorInfo] | None = None,
     *,
     base_dir: Path | None = None,
     field: str = "",
     task: str = "classification",
 ) -> Samples:
-    """Gate and calibration rows from a dataset spec (the training engineer's `load_dataset`).
+    """Gate and calibration rows from a dataset spec (the training engineer's loader), one array per
+    model input of `inputs`: an .npz's `<features>.<input>` arrays, or a model of one input's features
+    (without `inputs`: the features as one array).
 
     A relative dataset path is relative to `base_dir` (the manifest's folder); `field` names the spec
     section in error messages.
     """
     try:
-        from trtforge_runtime.train.datasets import DatasetSettings, load_dataset
+        from trtforge_runtime.train.datasets import DatasetSettings, load_dataset, load_input_splits
     except ImportError as exc:
         raise DatasetError(
             f"cannot load dataset {dataset.uri}: the dataset module is unavailable ({exc})"
         ) from None
     settings = DatasetSettings.from_env(base_dir=base_dir, field=field or "spec.model.train.dataset")
-    splits = load_dataset(dataset, seed, settings, task)
-    return Samples(
-        x_test=_f32(splits.x_test),
-        y_test=splits.y_test,
-        x_calib=_f32(splits.x_train[:CALIBRATION_ROWS]),
-        origin=dataset.uri,
-    )
+    if inputs is None:
+        one = load_dataset(dataset, seed, settings, task)
+        return Samples(_f32(one.x_test), one.y_test, _f32(one.x_train[:CALIBRATION_ROWS]), origin=dataset.uri)
+    splits = load_input_splits(dataset, seed, model_inputs(inputs), settings, task)
+    calib = {name: a[:CALIBRATION_ROWS] for name, a in splits.x_train.items()}
+    return Samples(splits.x_test, splits.y_test, calib, origin=dataset.uri)
+
+
+def model_inputs(inputs: list[TensorInfo]) -> list[ModelInput]:
+    """The model's inputs as the dataset loader checks rows against them (numpy dtype, shape after the
+    batch dimension with None where it is dynamic)."""
+    numpy_names = {v2: name for name, v2 in DATATYPES.items()}
+    return [
+        ModelInput(t.name, numpy_names[t.datatype], tuple(None if d < 0 else d for d in t.shape[1:]))
+        for t in inputs
+    ]
 
 
 def fetch_source(uri: str, workdir: Path) -> Path:
@@ -411,7 +424,12 @@ def from_spec_source(spec: ModelDeploymentSpec, workdir: Path, base_dir: Path | 
     samples = Samples()
     if src.dataset is not None:
         samples = dataset_samples(
-            src.dataset, 42, base_dir=base_dir, field="spec.model.source.dataset", task=str(spec.model.task)
+            src.dataset,
+            42,
+            inputs,
+            base_dir=base_dir,
+            field="spec.model.source.dataset",
+            task=str(spec.model.task),
         )
     return ModelSource(onnx_path, sha256_file(onnx_path), inputs, outputs, samples, src.uri)
 
@@ -462,7 +480,7 @@ def resolve(
         train = spec.model.train
         if source.samples.x_test is None and train is not None and train.dataset is not None:
             source.samples = dataset_samples(
-                train.dataset, train.seed, base_dir=base_dir, task=str(spec.model.task)
+                train.dataset, train.seed, source.inputs, base_dir=base_dir, task=str(spec.model.task)
             )
         return source
     return from_spec_source(spec, workdir, base_dir)

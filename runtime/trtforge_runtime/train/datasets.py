@@ -10,8 +10,11 @@ datasets through `load_dataset`, so one URI means the same rows everywhere. Supp
 - `s3://BUCKET/KEY` through fsspec, when the `s3` extra (s3fs) is installed.
 
 Files are `.npz` (arrays under the `features`/`label` keys, default `x`/`y`) or `.csv` (a header row;
-the `label` column, default `label`, is the class, every other column a feature). Every failure raises
-`DatasetError` naming the URI and, where it applies, the key, column, line or shapes at fault.
+the `label` column, default `label`, is the class, every other column a feature). A model of several
+inputs takes an `.npz` with one array per input under `<features>.<input>` (`x.image`, `x.tabular`: the
+keys of samples.npz, `x_test.<input>`), read by `load_input_splits` against the model's inputs and split
+with the same permutation for every input. Every failure raises `DatasetError` naming the URI and, where
+it applies, the key, column, line or shapes at fault.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import io
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ import numpy as np
 
 from trtforge_runtime.errors import DatasetError
 from trtforge_runtime.spec.model import Dataset
+from trtforge_runtime.train.heldout import ModelInput, as_input
 
 log = logging.getLogger(__name__)
 
@@ -115,37 +119,59 @@ def load_arrays(
     settings = settings or DatasetSettings.from_env()
     uri = spec.uri
     if uri.startswith("builtin://"):
-        name = uri.removeprefix("builtin://")
-        loaders = _builtin_loaders()
-        if name not in loaders:
-            raise DatasetError(
-                f"dataset {uri}: unknown builtin dataset {name!r}; known: {', '.join(loaders)}"
-            )
-        bunch = loaders[name]()
-        x, y = np.asarray(bunch.data), np.asarray(bunch.target)
+        x, y = _builtin(uri)
         label = spec.label or DEFAULT_LABEL["npz"]
     else:
         fmt = _format_of(spec, settings.field)
         label = spec.label or DEFAULT_LABEL[fmt]
         data = _read_bytes(uri, settings)
         if fmt == "npz":
-            x, y = _parse_npz(data, uri, spec.features, label, settings.field)
+            x, y = _pick_npz(_npz_arrays(data, uri), uri, spec.features, label, settings.field)
         else:
             x, y = _parse_csv(data, uri, label, settings.field)
-    if task != "classification":
-        from trtforge_runtime.tasks import validate_labels
+    return _validate_task(x, y, uri, spec.features, label, task)
 
-        x, _ = _validate(x, np.zeros(len(x), dtype=np.int64), uri, spec.features, label)
-        return x, validate_labels(task, y, len(x), f"dataset {uri}: label {label!r}")
-    return _validate(x, y, uri, spec.features, label)
+
+def _builtin(uri: str) -> tuple[np.ndarray, np.ndarray]:
+    name = uri.removeprefix("builtin://")
+    loaders = _builtin_loaders()
+    if name not in loaders:
+        raise DatasetError(f"dataset {uri}: unknown builtin dataset {name!r}; known: {', '.join(loaders)}")
+    bunch = loaders[name]()
+    return np.asarray(bunch.data), np.asarray(bunch.target)
+
+
+def _validate_task(
+    x: np.ndarray, y: np.ndarray, uri: str, features: str, label: str, task: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features as float32 and labels as `task` has them, validated."""
+    if task != "classification":
+        x, _ = _validate(x, np.zeros(len(x), dtype=np.int64), uri, features, label)
+        return x, _labels(y, len(x), uri, label, task)
+    return _validate(x, y, uri, features, label)
 
 
 def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int, *, stratify: bool = True) -> Splits:
     """Seeded test and validation splits, stratified by class (unless a class is too rare or `stratify`
     is False, as for regression and multi-label targets)."""
+    train, val, test = split_indices(y, spec, seed, stratify=stratify)
+    return Splits(
+        x_train=np.ascontiguousarray(x[train]),
+        y_train=np.ascontiguousarray(y[train]),
+        x_val=np.ascontiguousarray(x[val]),
+        y_val=np.ascontiguousarray(y[val]),
+        x_test=np.ascontiguousarray(x[test]),
+        y_test=np.ascontiguousarray(y[test]),
+    )
+
+
+def split_indices(
+    y: np.ndarray, spec: Dataset, seed: int, *, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The row indices of the train, validation and test splits (the rows `split` takes from every array)."""
     from sklearn.model_selection import train_test_split
 
-    n = len(x)
+    n = len(y)
     n_test = int(np.ceil(n * spec.test_split))
     n_val = int(np.ceil((n - n_test) * spec.validation_split))
     if n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
@@ -165,16 +191,131 @@ def split(x: np.ndarray, y: np.ndarray, spec: Dataset, seed: int, *, stratify: b
             out = train_test_split(a, b, test_size=size, random_state=seed, stratify=None)
         return out
 
-    x_rest, x_test, y_rest, y_test = _split(x, y, n_test)
-    x_train, x_val, y_train, y_val = _split(x_rest, y_rest, n_val)
-    return Splits(
-        x_train=np.ascontiguousarray(x_train),
-        y_train=np.ascontiguousarray(y_train),
-        x_val=np.ascontiguousarray(x_val),
-        y_val=np.ascontiguousarray(y_val),
-        x_test=np.ascontiguousarray(x_test),
-        y_test=np.ascontiguousarray(y_test),
-    )
+    rest, test, y_rest, _ = _split(np.arange(n), y, n_test)
+    train, val, _, _ = _split(rest, y_rest, n_val)
+    return train, val, test
+
+
+# ------------------------------------------------------------------------------ several model inputs
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class InputSplits:
+    """Seeded splits with one array per model input (in the input's dtype; the same rows of each input
+    in every split) and the labels as the task has them."""
+
+    x_train: Feeds
+    y_train: np.ndarray
+    x_val: Feeds
+    y_val: np.ndarray
+    x_test: Feeds
+    y_test: np.ndarray
+
+
+def load_input_splits(
+    spec: Dataset,
+    seed: int,
+    inputs: Sequence[ModelInput],
+    settings: DatasetSettings | None = None,
+    task: str = "classification",
+) -> InputSplits:
+    """The dataset's rows for a model's `inputs`, split like `load_dataset` (one permutation for all).
+
+    An `.npz` holds one array per input under `<features>.<input>` (default `x.image`, `x.tabular`) and
+    the labels under `label`; a model of one input may take a plain features array, a CSV or a builtin
+    dataset, as training does (those rows stay float32: the conversion casts them to its input).
+    """
+    x, y = load_input_arrays(spec, inputs, settings, task)
+    train, val, test = split_indices(y, spec, seed, stratify=task == "classification")
+
+    def rows(idx: np.ndarray) -> Feeds:
+        return {name: np.ascontiguousarray(a[idx]) for name, a in x.items()}
+
+    return InputSplits(rows(train), y[train], rows(val), y[val], rows(test), y[test])
+
+
+def load_input_arrays(
+    spec: Dataset,
+    inputs: Sequence[ModelInput],
+    settings: DatasetSettings | None = None,
+    task: str = "classification",
+) -> tuple[Feeds, np.ndarray]:
+    """All rows of the dataset as one array per model input, checked against the inputs, and labels."""
+    settings = settings or DatasetSettings.from_env()
+    uri, prefix, names = spec.uri, f"{spec.features}.", [t.name for t in inputs]
+    label = spec.label or DEFAULT_LABEL["npz"]
+    wanted = ", ".join(f"{prefix}{n}" for n in names)
+    if uri.startswith("builtin://") or _format_of(spec, settings.field) != "npz":
+        if len(inputs) != 1:
+            raise DatasetError(
+                f"dataset {uri} ({settings.field}) holds one feature array, but the model has {len(inputs)} "
+                f"inputs ({', '.join(names)}): give an .npz with one array per input under {wanted} (the "
+                f"same rows of each) and the labels under {label!r}"
+            )
+        one, y = load_arrays(spec, settings, task)
+        return {names[0]: one}, y
+    arrays = _npz_arrays(_read_bytes(uri, settings), uri)
+    named = {k.removeprefix(prefix): a for k, a in arrays.items() if k.startswith(prefix)}
+    where = f"dataset {uri}"
+    if spec.features in arrays:
+        if not named and len(inputs) == 1:
+            one, y = _pick_npz(arrays, uri, spec.features, label, settings.field)
+            one, y = _validate_task(one, y, uri, spec.features, label, task)
+            return {names[0]: one}, y
+        raise DatasetError(
+            f"{where} has both {spec.features!r} and {sorted(prefix + k for k in named)}; keep one"
+            if named
+            else f"{where} has one features array {spec.features!r}, but the model has {len(inputs)} inputs "
+            f"({', '.join(names)}): give one array per input under {wanted} (the same rows of each)"
+        )
+    _check_input_keys(named, names, where, prefix, wanted, sorted(arrays))
+    if label not in arrays:
+        raise DatasetError(
+            f"{where}: label key {label!r} not in the archive (set {settings.field}.label); "
+            f"available keys: {', '.join(sorted(arrays))}"
+        )
+    rows = _row_counts({f"{prefix}{n}": named[n] for n in names} | {label: arrays[label]}, where)
+    x = {t.name: as_input(named[t.name], t, f"{where}: {prefix}{t.name}", DatasetError) for t in inputs}
+    return x, _labels(arrays[label], rows, uri, label, task)
+
+
+def _row_counts(arrays: Mapping[str, np.ndarray], where: str) -> int:
+    """The one row count of `arrays`; DatasetError listing each array's when they differ or are 0."""
+    counts = {k: len(a) if a.ndim else 0 for k, a in arrays.items()}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{k} {v}" for k, v in counts.items())
+        raise DatasetError(
+            f"{where}: the arrays have different row counts ({listed}); each needs one row per example"
+        )
+    rows = next(iter(counts.values()))
+    if not rows:
+        raise DatasetError(f"{where}: no rows")
+    return rows
+
+
+def _check_input_keys(
+    named: Mapping[str, np.ndarray], names: list[str], where: str, prefix: str, wanted: str, keys: list[str]
+) -> None:
+    """Every model input has its `<features>.<input>` array and every such array names an input."""
+    if not named:
+        raise DatasetError(
+            f"{where} has no arrays for the model's inputs: expected {wanted} (the features key and the "
+            f"input's name); keys: {', '.join(keys) or '(none)'}"
+        )
+    extra = [n for n in named if n not in names]
+    if extra:
+        raise DatasetError(
+            f"{where}: {', '.join(prefix + n for n in extra)} names no input of the model "
+            f"(its inputs: {', '.join(names)})"
+        )
+    missing = [n for n in names if n not in named]
+    if missing:
+        raise DatasetError(
+            f"{where} has no rows for input {', '.join(repr(n) for n in missing)} "
+            f"(expected {', '.join(prefix + n for n in missing)}; keys: {', '.join(keys)})"
+        )
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -253,9 +394,8 @@ def _read_remote(uri: str) -> bytes:
     return data
 
 
-def _parse_npz(
-    data: bytes, uri: str, features: str, label: str, field: str = TRAIN_FIELD
-) -> tuple[np.ndarray, np.ndarray]:
+def _npz_arrays(data: bytes, uri: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive; DatasetError when it is not one or holds pickled objects."""
     try:
         npz = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -263,17 +403,31 @@ def _parse_npz(
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DatasetError(f"dataset {uri}: not a .npz archive (a single .npy array?)")
     with npz:
-        keys = sorted(npz.files)
-        for role, key in (("features", features), ("label", label)):
-            if key not in keys:
-                raise DatasetError(
-                    f"dataset {uri}: {role} key {key!r} not in the archive (set {field}.{role}); "
-                    f"available keys: {', '.join(keys) or '(none)'}"
-                )
         try:
-            return np.asarray(npz[features]), np.asarray(npz[label])
+            return {k: np.asarray(npz[k]) for k in npz.files}
         except ValueError as exc:  # object arrays need pickle, which is refused
             raise DatasetError(f"dataset {uri}: cannot read arrays: {exc}") from None
+
+
+def _pick_npz(
+    arrays: Mapping[str, np.ndarray], uri: str, features: str, label: str, field: str = TRAIN_FIELD
+) -> tuple[np.ndarray, np.ndarray]:
+    """The features and label arrays of an archive of one features array."""
+    keys = sorted(arrays)
+    for role, key in (("features", features), ("label", label)):
+        if key not in keys:
+            per_input = [k for k in keys if k.startswith(f"{features}.")]
+            hint = (
+                f"; {', '.join(per_input)} are one array per input, which feed an imported model of "
+                "several inputs (spec.model.source.dataset)"
+                if role == "features" and per_input
+                else ""
+            )
+            raise DatasetError(
+                f"dataset {uri}: {role} key {key!r} not in the archive (set {field}.{role}); "
+                f"available keys: {', '.join(keys) or '(none)'}{hint}"
+            )
+    return arrays[features], arrays[label]
 
 
 def _parse_csv(data: bytes, uri: str, label: str, field: str = TRAIN_FIELD) -> tuple[np.ndarray, np.ndarray]:
@@ -327,24 +481,15 @@ def _validate(
 ) -> tuple[np.ndarray, np.ndarray]:
     if x.dtype.kind not in "biuf":
         raise DatasetError(f"dataset {uri}: features {features!r} must be numeric, got dtype {x.dtype}")
-    if y.dtype.kind not in "biuf":
-        raise DatasetError(
-            f"dataset {uri}: label {label!r} must hold integer class indices, got dtype {y.dtype}"
-        )
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DatasetError(
-            f"dataset {uri}: label {label!r} must be one class index per row, got shape {tuple(y.shape)}"
-        )
+    y64 = _class_labels(y, uri, label)
     if x.ndim == 0:
         raise DatasetError(f"dataset {uri}: features {features!r} is a scalar, not rows of features")
     if x.ndim == 1:
         x = x[:, None]
-    if x.shape[0] != y.shape[0]:
+    if x.shape[0] != y64.shape[0]:
         raise DatasetError(
             f"dataset {uri}: features {features!r} has shape {tuple(x.shape)} but label {label!r} has shape "
-            f"{tuple(y.shape)}: they need the same number of rows"
+            f"{tuple(y64.shape)}: they need the same number of rows"
         )
     if x.shape[0] == 0:
         raise DatasetError(f"dataset {uri}: no rows")
@@ -356,9 +501,33 @@ def _validate(
             f"dataset {uri}: features {features!r} hold {bad} NaN or infinite values "
             f"(the first at row {first[0]}, index {list(first[1:])})"
         )
+    return x32, y64
+
+
+def _labels(y: np.ndarray, rows: int, uri: str, label: str, task: str) -> np.ndarray:
+    """Labels as `task` has them (class indices, float targets, a 0/1 matrix), one per row."""
+    if task != "classification":
+        from trtforge_runtime.tasks import validate_labels
+
+        return validate_labels(task, y, rows, f"dataset {uri}: label {label!r}")
+    return _class_labels(y, uri, label)
+
+
+def _class_labels(y: np.ndarray, uri: str, label: str) -> np.ndarray:
+    """One non-negative integer class index per row, as int64."""
+    if y.dtype.kind not in "biuf":
+        raise DatasetError(
+            f"dataset {uri}: label {label!r} must hold integer class indices, got dtype {y.dtype}"
+        )
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DatasetError(
+            f"dataset {uri}: label {label!r} must be one class index per row, got shape {tuple(y.shape)}"
+        )
     if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
         raise DatasetError(f"dataset {uri}: label {label!r} must hold integer class indices, got fractions")
     y64 = y.astype(np.int64)
-    if y64.min() < 0:
+    if len(y64) and y64.min() < 0:
         raise DatasetError(f"dataset {uri}: label {label!r} holds negative class indices ({int(y64.min())})")
-    return x32, y64
+    return y64

@@ -17,7 +17,7 @@ Every array is checked against the model's inputs here, and a problem is a `Trai
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,36 +208,39 @@ def _per_input(
             f"{origin} has no held-out rows for input {', '.join(repr(n) for n in missing)} "
             f"(expected {', '.join(f'{key}.{n}' for n in missing)}; keys: {_keys(arrays)})"
         )
-    return {t.name: _as_input(named[t.name], t, f"{origin} {key}.{t.name}") for t in inputs}
+    return {t.name: as_input(named[t.name], t, f"{origin} {key}.{t.name}") for t in inputs}
 
 
-def _as_input(a: np.ndarray, t: ModelInput, where: str) -> np.ndarray:
-    """`a` converted to the input's dtype, after checking its shape and that the conversion loses nothing."""
+def as_input(
+    a: np.ndarray, t: ModelInput, where: str, error: Callable[[str], Exception] = samples_error
+) -> np.ndarray:
+    """`a` converted to the input's dtype, after checking its shape and that the conversion loses nothing;
+    `error` makes the exception (a dataset's rows raise DatasetError)."""
     want = np.dtype(t.dtype)
     shape = list(a.shape)
     fixed = a.ndim == 1 + len(t.shape) and all(
         d is None or d == s for d, s in zip(t.shape, a.shape[1:], strict=True)
     )
     if not fixed:
-        raise samples_error(f"{where} has shape {shape}, but the model takes input {t.describe()}")
+        raise error(f"{where} has shape {shape}, but the model takes input {t.describe()}")
     kind = a.dtype.kind
     if kind not in "fiub":
         how = {"U": "strings", "S": "bytes", "O": "objects"}.get(kind, "values")
-        raise samples_error(
+        raise error(
             f"{where} holds {how} ({a.dtype}), which the model input {t.describe()} cannot take; "
             f"give {t.dtype} rows"
         )
     if kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(a)))
         if bad:
-            raise samples_error(f"{where} holds {bad} NaN or infinite values")
+            raise error(f"{where} holds {bad} NaN or infinite values")
     cast = a.astype(want)
     if want.kind != "f" and a.size:
         # an integer or boolean input takes the rows only when no value changes (as the conversion gate)
         changed = np.argwhere(cast != a)
         if len(changed):
             value = a[tuple(changed[0])].item()
-            raise samples_error(
+            raise error(
                 f"{where} holds {a.dtype} values such as {value!r}, which the model input {t.describe()} "
                 f"cannot take unchanged; give {t.dtype} rows"
             )

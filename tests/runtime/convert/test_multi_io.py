@@ -192,6 +192,9 @@ def test_a_dataset_for_a_model_of_several_inputs_is_refused_naming_why(
     spec.write_text(yaml.safe_dump(tools.manifest({"backend": "onnxruntime", "precision": "fp32"}, src)))
     assert tools.run(spec, None, tmp_path / "e", tmp_path / "c") != 0
     err = capsys.readouterr().err
-    assert "hold one array, but the model has 5 inputs (image, tabular, site, count, flag)" in err
-    assert "spec.model.source.dataset, feeds single-input models only" in err
+    assert (
+        "dataset builtin://iris (spec.model.source.dataset) holds one feature array, but the model has 5 "
+        "inputs (image, tabular, site, count, flag): give an .npz with one array per input under x.image, "
+        "x.tabular, x.site, x.count, x.flag (the same rows of each) and the labels under 'y'"
+    ) in err
     assert not (tmp_path / "e").exists()

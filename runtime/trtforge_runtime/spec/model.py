@@ -221,7 +221,10 @@ class Dataset(Model):
         default=DatasetFormat.AUTO, description="File format; auto picks it from the file extension."
     )
     features: str = Field(
-        default="x", min_length=1, description="npz: array key of the features; csv: unused."
+        default="x",
+        min_length=1,
+        description="npz: array key of the features (a model of several inputs: one array per input under "
+        "<features>.<input>, e.g. x.image); csv: unused.",
     )
     label: str | None = Field(
         default=None,
@@ -475,7 +478,8 @@ class Source(Model):
     )
     dataset: Dataset | None = Field(
         default=None,
-        description="Representative data for int8 calibration and the accuracy gate (needed for int8).",
+        description="Representative data for int8 calibration and the accuracy gate (needed for int8); "
+        "for a model of several inputs an .npz with one array per input (x.<input>) and the labels.",
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (

@@ -1,7 +1,8 @@
 """docs/conversion.md, "Bring your own Keras model", run as a newcomer runs it: the training script and
-the manifest exactly as the document prints them, `trtforge local my-model.yaml`, the curl request it
-suggests, and docs/serving.md's two-input tritonclient snippet; the served answers are compared with
-what Keras itself predicts with the user's model."""
+the manifest exactly as the document prints them (the model's two inputs with a dataset of one array per
+input for the gate and int8 calibration), `trtforge local my-model.yaml`, the curl request it suggests,
+and docs/serving.md's two-input tritonclient snippet; the served answers are compared with what Keras
+itself predicts with the user's model."""
 
 from __future__ import annotations
 
@@ -115,7 +116,17 @@ def test_the_documented_keras_model_with_two_inputs_is_served_as_keras_predicts(
         }
         (answer,) = _post(port, json.dumps(body).encode())["outputs"]  # type: ignore[misc]
         served = np.asarray(answer["data"], np.float32).reshape(answer["shape"])
-        np.testing.assert_allclose(served, np.load(tmp_path / "keras.npy"), atol=0.01)  # an fp16 engine
+        # the gate and int8 calibration ran on data.npz's rows of both inputs (never synthetic rows);
+        # `best` keeps int8 when it passes the gate's maxAbsDiff 0.1 on them, else fp16
+        engine = json.loads((tmp_path / ".trtforge" / "my-model" / "engine" / "engine.json").read_text())
+        gate = engine["gate"]
+        assert gate["data"] == "test" and gate["samples"] == 360  # testSplit 0.2 of the 1797 digits
+        int8 = next(c for c in gate["candidates"] if c["precision"] == "int8")
+        assert int8.get("rejectedBy") != "calibration", int8
+        if engine["precision"] == "int8":
+            assert gate["calibration"]["origin"] == "data.npz" and gate["calibration"]["rows"] == 1024
+        atol = {"int8": 0.1, "fp16": 0.01}[engine["precision"]]
+        np.testing.assert_allclose(served, np.load(tmp_path / "keras.npy"), atol=atol)
 
         said = subprocess.run([sys.executable, "client.py"], cwd=tmp_path, capture_output=True, text=True)
         assert said.returncode == 0, said.stderr[-3000:]

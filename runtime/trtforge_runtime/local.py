@@ -127,12 +127,12 @@ def convert_stage(
     from trtforge_runtime.convert.command import ConvertSettings, convert
 
     engine = md.spec.engine
-    progress.stage(
-        2,
-        "convert",
-        f"{engine.backend} {engine.precision} for compute capabilities "
-        f"{', '.join(engine.compute_capabilities)} + onnxruntime fallback -> {engine_dir}",
+    targets = (
+        ""
+        if engine.backend == "onnxruntime"
+        else f" for compute capabilities {', '.join(engine.compute_capabilities)} + onnxruntime fallback"
     )
+    progress.stage(2, "convert", f"{engine.backend} {engine.precision}{targets} -> {engine_dir}")
     settings = ConvertSettings(
         file=options.file,
         model=model_dir,
@@ -175,33 +175,52 @@ def expected_answer(task: str, y: Any) -> str:
 def write_example_request(
     md: ModelDeployment, doc: dict[str, Any], model_dir: Path | None, target: Path
 ) -> tuple[Path, str | None]:
-    """A one-row V2 request from the held-out test set (or the reference sample); with what the answer
-    should show (expected_answer)."""
-    import numpy as np
-
+    """A one-row V2 request: a held-out test row of every input (samples.npz), each in its input's
+    datatype, with what the answer should show (expected_answer); else the reference sample's first row."""
     spec = (doc.get("model") or {}).get("inputs") or [{}]
-    name = str(spec[0].get("name", "input"))
-    label: str | None = None
-    row = None
     samples = model_dir / "samples.npz" if model_dir is not None else None
-    if len(spec) == 1 and samples is not None and samples.is_file():
-        with np.load(samples) as data:
-            if "x_test" in data:
-                row = data["x_test"][:1].astype(np.float32)
-                if "y_test" in data:
-                    label = expected_answer(str(md.spec.model.task), data["y_test"][0])
-    if row is not None:
-        inputs = [
-            {"name": name, "shape": list(row.shape), "datatype": "FP32", "data": row.reshape(-1).tolist()}
-        ]
-    else:  # the reference sample's first row of every input (several inputs, or no test rows)
+    held_out = _held_out_row(md, spec, samples) if samples is not None and samples.is_file() else None
+    if held_out is not None:
+        inputs, label = held_out
+    else:  # the reference sample's first row of every input (a source model, or no test rows)
         reference = (doc.get("referenceSample") or {}).get("inputs") or {}
         if not reference:
             raise ArtifactError("no test rows and no referenceSample to build an example request from")
-        inputs = [_first_row(n, t) for n, t in reference.items()]
+        inputs, label = [_first_row(n, t) for n, t in reference.items()], None
     body = {"id": "example-1", "inputs": inputs}
     target.write_text(json.dumps(body) + "\n")
     return target, label
+
+
+def _held_out_row(
+    md: ModelDeployment, spec: list[dict[str, Any]], samples: Path
+) -> tuple[list[dict[str, Any]], str | None] | None:
+    """The first held-out row of every input (x_test.<input>, or x_test for a model of one input) as V2
+    request inputs in each input's datatype, and the hint from y_test; None when an input has no rows."""
+    import numpy as np
+
+    from trtforge_runtime.serve.types import DATATYPES
+
+    with np.load(samples) as data:
+        keys = set(data.files)
+        inputs = []
+        for item in spec:
+            name = str(item.get("name", "input"))
+            key = f"x_test.{name}" if f"x_test.{name}" in keys else "x_test"
+            if key not in keys or (key == "x_test" and len(spec) != 1):
+                return None
+            datatype = str(item.get("datatype", "FP32"))
+            row = data[key][:1].astype(DATATYPES.get(datatype, np.dtype(np.float32)))
+            inputs.append(
+                {
+                    "name": name,
+                    "shape": list(row.shape),
+                    "datatype": datatype,
+                    "data": row.reshape(-1).tolist(),
+                }
+            )
+        label = expected_answer(str(md.spec.model.task), data["y_test"][0]) if "y_test" in keys else None
+    return inputs, label
 
 
 def _first_row(name: str, tensor: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class Samples:
     """Held-out rows for the accuracy gate (x_test/y_test) and calibration rows for int8 (x_calib).
 
     `x_test`/`x_calib` are one array (a single-input model) or one array per input name (samples.npz
-    keys `x_test.<input>` / `x_calib.<input>`).
+    keys `x_test.<input>` / `x_calib.<input>`, a dataset's `x.<input>` split like training's).
     """
 
     x_test: np.ndarray | Feeds | None = None

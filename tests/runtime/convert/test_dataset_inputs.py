@@ -137,3 +137,28 @@ def test_one_features_array_for_a_model_of_several_inputs_says_what_is_expected(
         "dataset data.npz has one features array 'x', but the model has 3 inputs (image, tabular, site): "
         "give one array per input under x.image, x.tabular, x.site (the same rows of each)"
     ) in capsys.readouterr().err
+
+
+def test_a_regression_model_of_several_inputs_is_gated_on_its_datasets_float_targets(
+    tmp_path: Path, tools: Any
+) -> None:
+    """task regression: y holds float targets (the fp32 model's score), the gate checks R² per output."""
+    model, data, feeds = _dataset(tmp_path)
+    with np.load(data) as arrays:
+        kept = {k: arrays[k] for k in arrays.files if k != "y"}
+    np.savez(data, **kept, y=multi_io.reference(model, feeds)["score"][:, 0].astype(np.float64))
+    source = {
+        "source": {"uri": model.name, "format": "onnx", "outputName": "score", "dataset": {"uri": "data.npz"}}
+    }
+    doc = tools.manifest({"backend": "onnxruntime", "precision": "best"}, {"task": "regression", **source})
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    assert tools.run(spec, None, tmp_path / "e", tmp_path / "c") == 0
+    gate = tools.read(tmp_path / "e")["gate"]
+    assert gate["task"] == "regression" and gate["data"] == "test" and gate["samples"] == 120
+    assert gate["referenceAccuracy"] == pytest.approx(1.0)  # R² of the fp32 score on its own targets
+    chosen = next(c for c in gate["candidates"] if c["precision"] == gate["chosen"])
+    assert {(c["output"], c["metric"]) for c in chosen["checks"]} >= {
+        ("score", "r2"),
+        ("probabilities", "r2"),
+    }

@@ -234,7 +234,14 @@ def as_input(
         bad = int(np.count_nonzero(~np.isfinite(a)))
         if bad:
             raise error(f"{where} holds {bad} NaN or infinite values")
-    cast = a.astype(want)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing cast is refused just below
+        cast = a.astype(want)
+    if want.kind == "f" and a.size and not np.all(np.isfinite(cast)):  # beyond float16's range
+        value = a.reshape(-1)[int(np.flatnonzero(~np.isfinite(cast.reshape(-1)))[0])].item()
+        raise error(
+            f"{where} holds values such as {value!r} beyond the range of {t.dtype}, the type of the model "
+            f"input {t.describe()}"
+        )
     if want.kind != "f" and a.size:
         # an integer or boolean input takes the rows only when no value changes (as the conversion gate)
         changed = np.argwhere(cast != a)

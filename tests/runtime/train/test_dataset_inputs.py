@@ -131,6 +131,18 @@ def test_each_bad_dataset_is_refused_naming_the_key(
         load_input_arrays(ds(data), [IMAGE, TABULAR, IDS])
 
 
+def test_rows_beyond_a_half_inputs_range_are_refused(tmp_path: Path) -> None:
+    half = ModelInput("tabular", "float16", (3,))
+    data = _two_inputs(tmp_path, **{"x.ids": None, "x.image": None, "x.tabular": np.full((200, 3), 1e6)})
+    with pytest.raises(
+        DatasetError, match=r"x\.tabular holds values such as 1000000\.0 beyond the range of float16"
+    ):
+        load_input_arrays(ds(data), [half])
+    np.savez(data, **{"x.tabular": np.full((200, 3), 0.5), "y": np.arange(200) % 2})
+    x, _ = load_input_arrays(ds(data), [half])
+    assert x["tabular"].dtype == np.float16
+
+
 def test_one_features_array_for_several_inputs_says_what_is_expected(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=np.zeros((10, 67)), y=np.zeros(10))
     with pytest.raises(DatasetError) as err:

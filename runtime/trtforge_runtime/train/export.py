@@ -4,11 +4,15 @@ ONNX comes from `tf2onnx.convert.from_function` on the model's inference functio
 `from_keras` fails on Keras 3 models). tf2onnx names dynamic dimensions from a process-wide counter
 (`unk__6`), so the graph is canonicalised afterwards: the batch dimension of the input and the output is
 `batch`, other symbolic dimensions are renumbered in order of appearance, and the doc string is
-cleared. With the stable layer names of `architecture`, the same weights give the same bytes.
+cleared. The nodes and constants tf2onnx inserts (`Transpose__28` around a Conv2D, `const_axes__19`) are
+numbered from a process-wide counter too, advanced a number of times that depends on Python's hash seed:
+they are renumbered in order of appearance. With the stable layer names of `architecture`, the same
+weights give the same bytes, in one process or in several.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,8 @@ from trtforge_runtime.errors import TrainingError
 
 OPSET = 17
 BATCH_DIM = "batch"
+# tf2onnx's generated names: utils.make_name's `NAME__<counter>`, with an optional `:<output index>`
+GENERATED_NAME = re.compile(r"^(?P<stem>(?P<base>.+?)__\d+)(?P<port>:\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -124,9 +130,77 @@ def canonicalize(proto: Any, *, input_names: list[str], output_names: list[str])
                     renames[dim.dim_param] = f"d{counter}"
                     counter += 1
                 dim.dim_param = renames[dim.dim_param]
+    renumber_generated_names(graph, keep={*got_in, *got_out})
     proto.doc_string = ""
     graph.doc_string = ""
     graph.name = "trtforge"
+
+
+def _graphs(graph: Any) -> list[Any]:
+    """`graph` and every subgraph (If / Loop bodies) below it, outer first."""
+    found, stack = [], [graph]
+    while stack:
+        g = stack.pop(0)
+        found.append(g)
+        for node in g.node:
+            for attr in node.attribute:
+                stack.extend([attr.g] if attr.HasField("g") else [])
+                stack.extend(attr.graphs)
+    return found
+
+
+def renumber_generated_names(graph: Any, *, keep: set[str]) -> None:
+    """Rename tf2onnx's counter-numbered names (`Transpose__28`, its output `Transpose__28:0`,
+    `const_axes__19`) to `Transpose__0`, `const__1`, ... in order of first appearance (nodes in graph
+    order, then initializers), in place; every reference follows, and the names in `keep` (served inputs
+    and outputs) stay. The new stem is the producing node's op type, or `const` for an initializer: which
+    of two equal constants tf2onnx keeps (`const_starts` or `const_axes`) varies too."""
+    graphs = _graphs(graph)
+    taken = set(keep)
+    bases: dict[str, str] = {}  # generated stem -> the op type that produces it, or const
+    for g in graphs:
+        for node in g.node:
+            taken.update(n for n in (node.name, *node.input, *node.output) if not GENERATED_NAME.match(n))
+            for name in (node.name, *node.output):
+                if (match := GENERATED_NAME.match(name)) is not None:
+                    bases.setdefault(match["stem"], node.op_type)
+        for tensor in g.initializer:
+            if (match := GENERATED_NAME.match(tensor.name)) is None:
+                taken.add(tensor.name)
+            else:
+                bases[match["stem"]] = "const"
+    stems: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        match = GENERATED_NAME.match(name)
+        if name in keep or match is None:
+            return name
+        if match["stem"] not in stems:
+            base, index = bases.get(match["stem"], match["base"]), len(stems)
+            while f"{base}__{index}" in taken:
+                index += 1
+            stems[match["stem"]] = f"{base}__{index}"
+            taken.add(stems[match["stem"]])
+        return stems[match["stem"]] + (match["port"] or "")
+
+    for g in graphs:
+        for node in g.node:
+            node.name = rename(node.name)
+            node.input[:] = [rename(n) for n in node.input]
+            node.output[:] = [rename(n) for n in node.output]
+        for tensor in g.initializer:
+            tensor.name = rename(tensor.name)
+        for value in (*g.value_info, *g.input, *g.output):
+            value.name = rename(value.name)
+        # tf2onnx orders these by the names it generated: order them by the new names (a graph without
+        # generated names keeps its bytes)
+        for field in (g.initializer, g.value_info) if stems else ():
+            ordered = sorted(field, key=lambda item: str(item.name))
+            copies = [type(item)() for item in ordered]
+            for copy, item in zip(copies, ordered, strict=True):
+                copy.CopyFrom(item)
+            del field[:]
+            field.extend(copies)
 
 
 def tensor_descriptions(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -162,3 +162,27 @@ def test_a_regression_model_of_several_inputs_is_gated_on_its_datasets_float_tar
         ("score", "r2"),
         ("probabilities", "r2"),
     }
+
+
+def test_trtforge_local_serves_the_int8_model_calibrated_on_the_dataset(tmp_path: Path, tools: Any) -> None:
+    """`trtforge local` of the imported model with its dataset: converted to int8 on the dataset's rows,
+    served with every input in its own datatype, answering as the int8 network does in onnxruntime and
+    with the fp32 model's classes on the dataset's rows."""
+    from served_checks import assert_same, free_port, infer_http, onnxruntime_outputs, start_local, stop
+
+    model, data, feeds = _dataset(tmp_path)
+    spec = _spec(tmp_path, tools, model, data, precision="int8")
+    port = free_port()
+    proc = start_local(spec, tmp_path / "work", tmp_path / "local.log", port, timeout=300)
+    try:
+        rows = {n: a[:64] for n, a in feeds.items()}
+        served = infer_http(f"http://127.0.0.1:{port}", "multi", rows)
+    finally:
+        stop(proc)
+    engine = tmp_path / "work" / "multi" / "engine"
+    doc = tools.read(engine)
+    assert doc["precision"] == "int8" and doc["gate"]["calibration"]["origin"] == "data.npz"
+    assert_same(served, onnxruntime_outputs(engine / "onnxruntime" / "model.onnx", rows), atol=1e-4)
+    fp32 = multi_io.reference(model, rows)
+    agree = np.mean(served["probabilities"].argmax(1) == fp32["probabilities"].argmax(1))
+    assert agree >= 0.95, agree

@@ -653,7 +653,9 @@ def _load_saved_model(path: Path) -> _Raw:
             f"SavedModel {path.name} has no serving_default signature (signatures: {sorted(signatures)})",
         )
     sig = signatures["serving_default"]
-    in_specs = dict(sig.structured_input_signature[1])
+    # a signature's inputs are keyword arguments with no order of their own: the loaded dict's order
+    # varies with the process (PYTHONHASHSEED), so they are taken in name order, as tf.nest flattens them
+    in_specs = dict(sorted(sig.structured_input_signature[1].items()))
     outs = dict(sig.structured_outputs)
     if not in_specs or len(outs) != 1:
         raise custom_error(

@@ -12,6 +12,7 @@ and uvicorn's `httptools_impl.py` do:
 - `Expect: 100-continue` is answered only once every earlier response of the connection is out;
 - HTTP/1.0 keep-alive is confirmed with `Connection: keep-alive`, otherwise HTTP/1.0 closes;
 - an `Upgrade` request (h2c, websocket) is served as plain HTTP/1.1, the upgrade ignored (RFC 9110 7.8);
+- `CONNECT` (a tunnel, which we do not open) gets its answer and a close; what follows it is not read;
 - absolute-form targets (`POST http://host/v2/...`) route like origin-form ones;
 - `Date` on every response; malformed requests answered 400 and logged;
 - limits, answered then closed: body > max_body_bytes 413, request line > max_header_bytes 414, head >
@@ -195,6 +196,12 @@ class HttpProtocol(asyncio.Protocol):
                 self.parser.feed_data(data)
                 return
             except httptools.HttpParserUpgrade as exc:
+                if self.method == b"CONNECT":
+                    # llhttp ends every CONNECT request this way, Upgrade header or not: replayed, it would
+                    # end the same way again, forever. What follows a CONNECT is tunnel data, not HTTP
+                    # (RFC 9110 9.3.6): the request has its answer (405, then a close); the rest is ignored.
+                    self.discarding = True
+                    return
                 data = self._without_upgrade(data[exc.args[0] :] if exc.args else b"")
             except httptools.HttpParserError as exc:
                 if not self.too_large and self.transport is not None:
@@ -312,9 +319,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         answer = self.app.route(self.method, path)
-        request = Request(
-            self.method, path, body, self.header_length, self.parser.should_keep_alive(), self.http10, answer
-        )
+        keep_alive = self.parser.should_keep_alive() and self.method != b"CONNECT"  # no HTTP after a CONNECT
+        request = Request(self.method, path, body, self.header_length, keep_alive, self.http10, answer)
         if answer is not None and self.idle and self._writable is None:
             self._write(request, answer)
             return

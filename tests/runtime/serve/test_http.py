@@ -172,6 +172,23 @@ def test_wrong_method_on_a_known_path_is_405_with_allow(
         assert conn.read_response().status == 404
 
 
+@pytest.mark.parametrize("target", [INFER, "digits.example:443", "/v2/health/ready"])
+def test_connect_is_answered_once_and_the_connection_closed(server: ServerThread, target: str) -> None:
+    """llhttp ends a CONNECT request as an upgrade; replaying it without its Upgrade headers ended it the
+    same way again: the server answered 405 in a loop, gigabytes, on one connection (found by the fuzz
+    test). What follows a CONNECT is tunnel data, not a request (RFC 9110 9.3.6): one answer, a close."""
+    with RawConnection(server.url) as conn:
+        conn.send(f"CONNECT {target} HTTP/1.1\r\nHost: digits.example:443\r\n\r\n".encode())
+        conn.send(request("GET", "/v2/health/live"))  # bytes of the tunnel, not a request to answer
+        answer = conn.read_response()
+        assert answer.status in (400, 405)
+        assert conn.closed_by_server()
+        assert b"HTTP/1.1" not in conn.buffer  # nothing answered after it
+    with RawConnection(server.url) as conn:  # and the server goes on serving
+        conn.send(request("GET", "/v2/health/live"))
+        assert conn.read_response().status == 200
+
+
 # 8 ------------------------------------------------------------------------------------------------
 def test_every_response_has_a_date_and_malformed_requests_are_logged(
     server: ServerThread, caplog: pytest.LogCaptureFixture

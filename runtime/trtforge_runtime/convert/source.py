@@ -372,15 +372,21 @@ def keras_to_onnx(keras_file: Path, out: Path, opset: int = 17) -> Path:
 
 
 def _name_batch_dims(path: Path) -> None:
-    """tf2onnx names dynamic dims `unk__N`; name every input's/output's first dimension `batch`."""
+    """tf2onnx names dynamic dims `unk__N`; name every input's/output's first dimension `batch`. So that
+    an unchanged source converts to the same bytes (its digest keys the engine cache), also drop the doc
+    string (tf2onnx writes the SavedModel's folder there) and renumber the names tf2onnx generates."""
     import onnx
+
+    from trtforge_runtime.train.export import renumber_generated_names
 
     model = onnx.load(str(path))
     for vi in [*model.graph.input, *model.graph.output]:
         dims = vi.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_param = "batch"
-    onnx.save(model, str(path))
+    model.doc_string = model.graph.doc_string = ""
+    renumber_generated_names(model.graph, keep={v.name for v in [*model.graph.input, *model.graph.output]})
+    path.write_bytes(model.SerializeToString(deterministic=True))
 
 
 def from_spec_source(spec: ModelDeploymentSpec, workdir: Path, base_dir: Path | None = None) -> ModelSource:

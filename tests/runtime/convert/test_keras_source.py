@@ -88,3 +88,23 @@ def test_a_file_that_is_no_keras_model_is_refused_naming_it(tmp_path: Path, tool
     spec = _spec(tmp_path, tools, {"uri": str(bad), "format": "keras"})
     assert tools.run(spec, None, tmp_path / "e", tmp_path / "c") != 0
     assert f"cannot load Keras model {bad}" in capsys.readouterr().err
+
+
+def test_a_savedmodel_converts_to_the_same_onnx_bytes_every_time(
+    tmp_path: Path, keras_model: tuple[Path, Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tf2onnx writes the SavedModel's folder into the graph's doc string (a .keras source is exported to
+    a fresh folder each time) and numbers the nodes it inserts from a counter whose count varies with
+    Python's hash seed: an unchanged source got another digest on every conversion, so `trtforge local`
+    rebuilt its engine on each run and the engine cache never hit."""
+    import shutil
+
+    from trtforge_runtime.convert.source import savedmodel_to_onnx
+
+    _, saved, _ = keras_model
+    converted = []
+    for seed in ("0", "1"):
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        folder = shutil.copytree(saved, tmp_path / f"work{seed}" / "keras-savedmodel")
+        converted.append(savedmodel_to_onnx(folder, tmp_path / f"work{seed}" / "source.onnx").read_bytes())
+    assert converted[0] == converted[1]

@@ -4,7 +4,8 @@
 via `asyncio.to_thread`); it speaks plain JSON dicts so that desired manifests and observed objects compare
 directly. `ensure` makes one child match its desired manifest:
 
-- absent                -> create (409 AlreadyExists -> read it and continue);
+- absent                -> create (409 AlreadyExists -> read it from the API and continue: `existing`
+                           may come from a watch cache that has not seen it yet);
 - present, not ours     -> `ChildConflictError` (never adopt or overwrite a foreign object);
 - present, matching     -> leave alone (no write: reconciling is idempotent and cheap);
 - present, different    -> JSON merge patch of the desired manifest, with explicit nulls for the fields
@@ -137,9 +138,17 @@ class Kube:
         return status, parsed
 
     # ------------------------------------------------------------------ typed helpers
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get(
+        self, api_version: str, kind: str, namespace: str, name: str, *, confirm_miss: bool = False
+    ) -> dict[str, Any] | None:
+        """The object or None; `confirm_miss`: where a cache answers (`cache.CachedKube`), an absent
+        object is asked of the API (here every read is the API's)."""
         status, obj = await self.request("GET", _path(api_version, kind, namespace, name), ok=(404,))
         return None if status == 404 else obj
+
+    async def get_live(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """Read from the API server even where `get` answers from a cache (`cache.CachedKube`)."""
+        return await Kube.get(self, api_version, kind, namespace, name)
 
     async def list(
         self, api_version: str, kind: str, namespace: str, label_selector: str | None = None
@@ -269,7 +278,7 @@ async def ensure(
         status, obj = await kube.create(body)
         if status != 409:
             return Action.CREATED, obj
-        existing = await kube.get(api_version, kind, ns, name)
+        existing = await kube.get_live(api_version, kind, ns, name)  # a cache may not have it yet
         if existing is None:  # deleted in between: the next reconcile creates it
             raise KubeApiError(409, f"{kind} {ns}/{name} conflicted and vanished")
     if not owned_by(existing, owner_uid):
@@ -305,7 +314,7 @@ async def ensure_present(kube: Kube, desired: dict[str, Any]) -> tuple[Action, d
     body["metadata"].setdefault("annotations", {})[LAST_APPLIED] = _applied_json(desired)
     status, obj = await kube.create(body)
     if status == 409:  # made meanwhile by someone else: use it
-        found = await kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        found = await kube.get_live(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
         return Action.UNCHANGED, found or obj
     return Action.CREATED, obj
 

@@ -4,7 +4,9 @@ Any number of triggers for one ModelDeployment (its own watch events, its Jobs' 
 events, the periodic resync) collapse into at most one running reconcile plus one pending: a Job's
 completion moves the pipeline on within one API round trip, and a burst of events costs one reconcile.
 Failures (API errors, bugs) are logged and retried with exponential backoff (0.5 s .. 60 s), never in
-a hot loop; the periodic resync is a safety net for missed events (e.g. a Secret created later).
+a hot loop; a 409 Conflict (a write computed from a stale cached read) is requeued after 0.1 s, doubling.
+The periodic resync is a safety net for missed events (e.g. a Secret created later); each object comes
+at its own phase of the period, so a hundred objects do not all reconcile at once.
 
 Leadership gates the workers: while inactive (a standby replica), triggers only mark their key dirty, so
 the queue knows every object kopf has seen; `activate()` (leadership gained) then reconciles every known
@@ -17,13 +19,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from trtforge_operator.errors import KubeApiError
 from trtforge_operator.pipeline import Pipeline, Result
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 MAX_BACKOFF = 60.0
+CONFLICT_BACKOFF = 0.1  # first requeue after a 409 Conflict
+RESYNC_TICK = 1.0  # the resync loop's wake-up interval (at most)
+
+
+def resync_phase(key: Key, period: float) -> float:
+    """Where in each resync period `key` is due, in [0, period): spread evenly over the keys by a hash
+    that is the same in every process (not Python's salted hash)."""
+    return zlib.crc32(f"{key[0]}/{key[1]}".encode()) / 2**32 * period
+
+
+def resync_due(keys: Iterable[Key], period: float, last: float, now: float) -> list[Key]:
+    """The keys whose resync point (phase + n * period, seconds since the loop started) falls in
+    (last, now]: each key once per period, the keys spread over it instead of all at once."""
+    due = []
+    for key in keys:
+        phase = resync_phase(key, period)
+        if math.floor((now - phase) / period) > math.floor((last - phase) / period):
+            due.append(key)
+    return due
 
 
 @dataclass
@@ -42,6 +67,7 @@ class _KeyState:
 class Stats:
     reconciles: int = 0
     errors: int = 0
+    conflicts: int = 0  # reconciles cut short by a 409 Conflict (a stale read), requeued
     skipped_own_writes: int = 0
     last: dict[Key, Result] = field(default_factory=dict)
 
@@ -150,12 +176,19 @@ class Controller:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.stats.errors += 1
                 state.failures += 1
                 state.unsettled.clear()  # the retry reconciles anyway
-                delay = min(MAX_BACKOFF, 0.5 * 2 ** (state.failures - 1))
-                log.warning("reconcile of %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
-                log.debug("reconcile failure", exc_info=True)
+                if isinstance(exc, KubeApiError) and exc.status == 409:
+                    # a write computed from a stale read (the watch cache behind the API server): read
+                    # again shortly; the watch event of the newer object usually triggers it first
+                    self.stats.conflicts += 1
+                    delay = min(MAX_BACKOFF, CONFLICT_BACKOFF * 2 ** (state.failures - 1))
+                    log.debug("reconcile of %s/%s: conflict, again in %.2fs: %s", *key, delay, exc)
+                else:
+                    self.stats.errors += 1
+                    delay = min(MAX_BACKOFF, 0.5 * 2 ** (state.failures - 1))
+                    log.warning("reconcile of %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
+                    log.debug("reconcile failure", exc_info=True)
                 state.retry = asyncio.get_running_loop().call_later(delay, self.trigger, key)
                 return
             self.stats.reconciles += 1
@@ -177,9 +210,16 @@ class Controller:
         state.unsettled.clear()
 
     async def _resync_loop(self) -> None:
+        """Every known key once per resync period, each at its own phase (`resync_due`): 110 objects
+        are reconciled about one a second over 120 s, not in one burst."""
+        loop = asyncio.get_running_loop()
+        started = last = loop.time()
+        tick = min(RESYNC_TICK, self.resync_seconds / 10)
         while True:
-            await asyncio.sleep(self.resync_seconds)
-            if not self.active:
-                continue
-            for key in self.keys:
-                self.trigger(key)
+            await asyncio.sleep(tick)
+            now = loop.time()
+            due = resync_due(self.keys, self.resync_seconds, last - started, now - started)
+            last = now
+            if self.active:
+                for key in due:
+                    self.trigger(key)

@@ -5,7 +5,9 @@
 - Events of every owned kind (Job, Deployment, Service, ConfigMap, PodDisruptionBudget, and the
   autoscaling modes' HorizontalPodAutoscaler / KEDA ScaledObject where served), filtered by the
   `trtforge.dev/modeldeployment` label, trigger their owner's reconcile, so a Job completion moves the
-  pipeline on, and a deleted or edited child is repaired, within a second.
+  pipeline on, and a deleted or edited child is repaired, within a second. Each event first updates
+  the object store the reconciles read from (`cache.ObjectStore`: reads from the watch caches, writes
+  to the API server), so the reconcile it triggers sees it.
 - A pod of a child (a stage's Job, the serving Deployment) whose container cannot start (a missing
   Secret or ConfigMap: CreateContainerConfigError) triggers its owner, so that the status says so at
   once: neither the Job's nor the Deployment's status changes when the kubelet gives that reason.
@@ -95,11 +97,10 @@ async def modeldeployment_event(type: str | None, body: kopf.Body, memo: kopf.Me
     runtime = _runtime(memo)
     meta = body.get("metadata", {})
     key = _key(meta)
+    runtime.cache.store.observe(type, body)  # (its table is cache.modeldeployments)
     if type == "DELETED":
-        runtime.cache.modeldeployments.pop(key, None)
         runtime.controller.forget(key)
         return
-    runtime.cache.modeldeployments[key] = dict(body)
     if runtime.controller.is_own_write(key, meta.get("resourceVersion")):
         return
     runtime.controller.trigger(key)
@@ -107,9 +108,10 @@ async def modeldeployment_event(type: str | None, body: kopf.Body, memo: kopf.Me
 
 @kopf.on.event("", "v1", "persistentvolumeclaims", id="persistentvolumeclaims-event")
 async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    runtime.cache.store.observe(type, body)  # the reconciles' reads of claims
     if type not in ("ADDED", None):  # None: listed when the watch (re)starts
         return  # changes of an existing claim (binding, resizing) change nothing the operator decides
-    runtime = _runtime(memo)
     namespace, claim = _key(body.get("metadata", {}))
     for key in runtime.cache.claim_users(namespace, claim, runtime.settings):
         runtime.controller.trigger(key)
@@ -128,14 +130,17 @@ def _owner_key(body: kopf.Body) -> tuple[str, str]:
     return str(meta.get("namespace")), str((meta.get("labels") or {}).get(labels.MODELDEPLOYMENT))
 
 
-async def child_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _runtime(memo).controller.trigger(_owner_key(body))
+async def child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    runtime.cache.store.observe(type, body)  # what the owner's reconcile reads (before it is triggered)
+    runtime.controller.trigger(_owner_key(body))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_FILTER)
 async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
     key = _owner_key(body)
+    runtime.cache.store.observe(type, body)
     if type == "DELETED":
         runtime.cache.deployments.pop(key, None)
     else:

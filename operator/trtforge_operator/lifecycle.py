@@ -15,10 +15,12 @@ from typing import Any
 
 from trtforge_runtime.errors import ManifestError
 from trtforge_runtime.spec.load import parse_spec
+from trtforge_runtime.spec.model import API_VERSION, KIND
 
 from trtforge_operator import labels, storage
 from trtforge_operator.apply import Kube
 from trtforge_operator.autoscaling.controller import AutoscalingLoop, Decisions
+from trtforge_operator.cache import CachedKube, ObjectStore
 from trtforge_operator.controller import Controller, Key
 from trtforge_operator.leader import LeaderElector, LeaseConfig
 from trtforge_operator.pipeline import Pipeline
@@ -30,10 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class ObjectCache:
-    """The latest ModelDeployments, serving Deployments and serving pods as kopf's watches delivered them."""
+    """What kopf's watches delivered: every watched object by kind (`store`, which the reconciles read
+    through `CachedKube`), and for the autoscaler the ModelDeployments, the serving Deployments by
+    owner and the serving pods."""
 
     def __init__(self) -> None:
-        self.modeldeployments: dict[Key, dict[str, Any]] = {}
+        self.store = ObjectStore()
+        self.modeldeployments: dict[Key, dict[str, Any]] = self.store.table(API_VERSION, KIND)
         self.deployments: dict[Key, dict[str, Any]] = {}
         self.serving_pods: dict[Key, dict[str, dict[str, Any]]] = {}  # owner -> pod name -> pod
         self._claims: dict[Key, tuple[Any, frozenset[str]]] = {}  # key -> (resourceVersion, claims)
@@ -82,7 +87,8 @@ class OperatorRuntime:
         self.kube = kube
         self.cache = ObjectCache()
         self.decisions: Decisions = {}
-        self.pipeline = Pipeline(kube, settings, decisions=self.decisions)
+        # reconciles read from the watch caches and write to the API server
+        self.pipeline = Pipeline(CachedKube(kube, self.cache.store), settings, decisions=self.decisions)
         self.controller = Controller(
             self.pipeline,
             concurrency=settings.worker_limit,

@@ -1,9 +1,10 @@
 """One reconcile of one ModelDeployment: train -> convert -> serve, level-triggered and idempotent.
 
-`Pipeline.reconcile(namespace, name)` reads the object and its children, creates or patches what is
-missing or different, reads Job outcomes (termination messages, log tails), handles rollout rollback,
-and writes the status diff (nothing when nothing changed). It is safe to run any number of times in any
-state, which is what lets the operator restart anywhere without duplicating children.
+`Pipeline.reconcile(namespace, name)` reads the object and its children (in the operator from the watch
+caches: `cache.CachedKube`; pods and logs from the API), creates or patches what is missing or
+different, reads Job outcomes (termination messages, log tails), handles rollout rollback, and writes
+the status diff (nothing when nothing changed). It is safe to run any number of times in any state,
+which is what lets the operator restart anywhere without duplicating children.
 
 Durable progress lives in status: a stage is done for revision R when status.<stage>.revision == R and
 its condition is True, failed when the condition is False with a failure reason (a failed revision is
@@ -166,9 +167,10 @@ class Pipeline:
         result = Result(phase=st.desired.get("phase"))
         if not patch:
             return result
-        obj = await self.kube.patch(
-            API_VERSION, KIND, meta["namespace"], meta["name"], {"status": patch}, "status"
-        )
+        # guarded by the resourceVersion it was computed from: a status computed from a stale read (a
+        # watch cache behind) meets 409 Conflict and the queue reconciles again instead
+        guarded = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch}
+        obj = await self.kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"], guarded, "status")
         result.status_patch = patch
         result.resource_version = obj.get("metadata", {}).get("resourceVersion")
         await asyncio.gather(
@@ -432,7 +434,8 @@ class Pipeline:
         current = st.section("serving")
         history = list(current.get("history") or [])
         last_good = current.get("lastGoodRevision")
-        dep = await self.kube.get("apps/v1", "Deployment", ns, plan.predictor)
+        # an absent Deployment is created with a replica count of its own: a cache miss is confirmed
+        dep = await self.kube.get("apps/v1", "Deployment", ns, plan.predictor, confirm_miss=True)
         await self._ensure_config(plan, deployment.STAGE, plan.serving, st)
         desired = deployment.deployment(
             plan, deployment.desired_replicas(plan, dep, current.get("desiredReplicas"))

@@ -151,8 +151,16 @@ class Kube:
         return await Kube.get(self, api_version, kind, namespace, name)
 
     async def list(
-        self, api_version: str, kind: str, namespace: str, label_selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        label_selector: str | None = None,
+        *,
+        cached: bool = False,
     ) -> list[dict[str, Any]]:
+        """The objects of a kind in a namespace; `cached`: a watch cache may answer even for a kind
+        whose reads are otherwise the API's (`cache.CachedKube`; here every read is the API's)."""
         query = {"labelSelector": label_selector} if label_selector else None
         _, obj = await self.request("GET", _path(api_version, kind, namespace), query=query)
         return list((obj or {}).get("items") or [])

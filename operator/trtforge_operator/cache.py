@@ -20,8 +20,10 @@ Correctness with stale reads, as in controller-runtime:
   store, so that the next reconcile sees them before their watch events come (its own status write, a
   ConfigMap it just created and may prune beside); never one whose deletion the watch has delivered.
   A watch event older than such an answer may still replace it: the next patch from it meets 409.
-Pods are not read from here: a stage Job's succeeded pod must be read with its termination message,
-which its own watch may deliver after the Job's; those lists happen only while a stage finishes.
+Pods (the children's, as the pod watch delivers them) are listed from here only where the caller asks:
+whether a running stage's or a rollout's pod cannot start (its watch event triggers the reconcile
+anyway). A finished stage's pods are listed from the API: the succeeded pod must be read with its
+termination message, which its own watch may deliver after the Job's.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ AUTHORITATIVE: frozenset[Kind] = frozenset(
     }
 )
 CONFIRM_MISSES: frozenset[Kind] = frozenset({(API_VERSION, KIND), ("v1", "PersistentVolumeClaim")})
-STORED = AUTHORITATIVE | CONFIRM_MISSES
+POD: Kind = ("v1", "Pod")  # stored, but listed from here only where the caller asks (`cached=True`)
+STORED = AUTHORITATIVE | CONFIRM_MISSES | {POD}
 DELETED_UIDS = 4096  # deletions remembered (so that a late answer of a write never brings one back)
 
 
@@ -176,10 +179,17 @@ class CachedKube(Kube):
         return obj
 
     async def list(
-        self, api_version: str, kind: str, namespace: str, label_selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        label_selector: str | None = None,
+        *,
+        cached: bool = False,
     ) -> list[dict[str, Any]]:
         selector = parse_selector(label_selector)
-        if selector is None or (api_version, kind) not in AUTHORITATIVE:
+        from_store = (api_version, kind) in AUTHORITATIVE or (cached and (api_version, kind) == POD)
+        if selector is None or not from_store:
             return await self.live.list(api_version, kind, namespace, label_selector)
         return self.store.list(api_version, kind, namespace, selector)
 

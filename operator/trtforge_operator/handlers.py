@@ -10,7 +10,8 @@
   to the API server), so the reconcile it triggers sees it.
 - A pod of a child (a stage's Job, the serving Deployment) whose container cannot start (a missing
   Secret or ConfigMap: CreateContainerConfigError) triggers its owner, so that the status says so at
-  once: neither the Job's nor the Deployment's status changes when the kubelet gives that reason.
+  once: neither the Job's nor the Deployment's status changes when the kubelet gives that reason; and
+  so does its next event once it can start (the reconcile reads the pods from the watch).
 - A PersistentVolumeClaim that appears (created, or first listed) triggers the ModelDeployments of its
   namespace whose pods mount it (by claim name: the store's pvc://CLAIM and pvc:// inputs), so one that
   Failed because the claim was missing goes on within a second of its creation, not at the resync.
@@ -121,7 +122,11 @@ async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
 async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
     runtime.cache.observe_pod(type, body)  # the serving pods the built-in autoscaler scrapes
-    if type != "DELETED" and blocked_pod([dict(body)]) is not None:
+    namespace, name = _key(body.get("metadata", {}))
+    before = runtime.cache.store.get("v1", "Pod", namespace, name)
+    runtime.cache.store.observe(type, body)  # whether a running stage's or a rollout's pod can start
+    blocked_now = type != "DELETED" and blocked_pod([dict(body)]) is not None
+    if blocked_now or (before is not None and blocked_pod([before]) is not None):  # blocked, or no more
         runtime.controller.trigger(_owner_key(body))
 
 

@@ -1,10 +1,10 @@
 """One reconcile of one ModelDeployment: train -> convert -> serve, level-triggered and idempotent.
 
 `Pipeline.reconcile(namespace, name)` reads the object and its children (in the operator from the watch
-caches: `cache.CachedKube`; pods and logs from the API), creates or patches what is missing or
-different, reads Job outcomes (termination messages, log tails), handles rollout rollback, and writes
-the status diff (nothing when nothing changed). It is safe to run any number of times in any state,
-which is what lets the operator restart anywhere without duplicating children.
+caches: `cache.CachedKube`; a finished stage's pods and logs from the API), creates or patches what is
+missing or different, reads Job outcomes (termination messages, log tails), handles rollout rollback,
+and writes the status diff (nothing when nothing changed). It is safe to run any number of times in any
+state, which is what lets the operator restart anywhere without duplicating children.
 
 Durable progress lives in status: a stage is done for revision R when status.<stage>.revision == R and
 its condition is True, failed when the condition is False with a failure reason (a failed revision is
@@ -367,8 +367,9 @@ class Pipeline:
     async def _blocked(self, plan: Plan, st: StatusBuilder, job_names: list[str]) -> None:
         """A running stage whose pod cannot start (a missing Secret or ConfigMap): Failed, InvalidSpec,
         while it lasts; once the user creates what is missing, the pod starts and the stage runs on."""
-        for job_name in job_names:
-            pods = await self.kube.list("v1", "Pod", plan.owner.namespace, f"{labels.JOB}={job_name}")
+        for job_name in job_names:  # (from the pod watch: a pod that cannot start triggers this anyway)
+            selector = f"{labels.JOB}={job_name}"
+            pods = await self.kube.list("v1", "Pod", plan.owner.namespace, selector, cached=True)
             problem = blocked_pod(pods)
             if problem is not None:
                 st.fail("InvalidSpec", f"Job {job_name}: {problem}")
@@ -556,7 +557,7 @@ class Pipeline:
         selector = labels.selector_string(
             {**labels.predictor_selector(plan.owner.name), labels.REVISION: plan.serving}
         )
-        problem = blocked_pod(await self.kube.list("v1", "Pod", plan.owner.namespace, selector))
+        problem = blocked_pod(await self.kube.list("v1", "Pod", plan.owner.namespace, selector, cached=True))
         if problem is None:
             return None
         message = f"serving Deployment {plan.predictor}: {problem}"

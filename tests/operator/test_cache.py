@@ -236,3 +236,20 @@ async def test_the_resync_loop_triggers_each_object_at_its_own_time() -> None:
     assert set(p.at) == set(keys)  # each one resynced within the period
     first = sorted(min(v) for v in p.at.values())
     assert first[-1] - first[0] >= 1.0  # over the period, not in one burst
+
+
+@pytest.mark.asyncio
+async def test_a_reconcile_of_a_training_object_reads_its_pods_from_the_watch(cluster: Kube) -> None:
+    """The resync of a Training object (is its pod able to start?) costs no request either."""
+    op = Operator(cluster)
+    cluster.apply(digits())
+    relist(op.store, cluster)
+    await op.reconcile()  # creates the training Job
+    (job,) = cluster.list("batch/v1", "Job", NS)
+    cluster.start_job(NS, job["metadata"]["name"])  # its pod runs
+    relist(op.store, cluster)
+    result, _ = await op.reconcile()
+    assert result.phase == "Training"
+    relist(op.store, cluster)
+    result, requests = await op.reconcile()
+    assert (result.phase, result.status_patch, requests) == ("Training", None, 0)

@@ -12,7 +12,6 @@ import pytest
 from kube_emulator.helpers import Kube
 from operator_process import OperatorProcess
 from test_integration import CONVERT_OK, NS, TRAIN_OK, conditions, digits, md, wait_jobs, wait_phase
-from trtforge_operator import labels
 
 
 @pytest.fixture
@@ -27,7 +26,8 @@ def _pod(cluster: Kube, job: dict[str, Any], state: dict[str, Any]) -> None:
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {labels.JOB: job["metadata"]["name"]}},
+        # the template's labels, as the job controller gives them (the operator watches its children's pods)
+        "metadata": {"name": name, "labels": dict(job["spec"]["template"]["metadata"]["labels"])},
         "spec": {"containers": [{"name": "main", "image": "ghcr.io/trtforge/trainer:0.1.0"}]},
     }
     if cluster.get("v1", "Pod", name, NS) is None:

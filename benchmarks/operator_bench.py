@@ -7,7 +7,11 @@
    controller and kubelet would); measured: time until the conversion Job exists (target <= 1 s).
 3. burst: --crs ModelDeployments created at once; measured: time until every one has its training Job
    (target <= 60 s), then the operator's RSS with all of them (target <= 150 MB).
-4. at rest: with all of them settled (one of them Ready, serving, built-in autoscaling), the API requests
+4. per event (on the one Ready ModelDeployment, each after the operator went quiet): the API requests of
+   the reconcile a child event causes (its predictor Deployment annotated from outside: nothing to
+   change), of a spec edit (one reconcile and its status write), and of its Service deleted from
+   outside (recreated from the watch event; measured too: the time until the Service is back).
+5. at rest: with all of them settled (one of them Ready, serving, built-in autoscaling), the API requests
    the operator makes per second over --rest-seconds (watches not counted; target <= 3/s: the Lease
    renewals; no reconcile, no HPA / ScaledObject read, the autoscaler's pods come from the pod watch).
 
@@ -81,21 +85,12 @@ def drive_to_ready(kube: Kube, name: str) -> None:
     wait(ready, 15, interval=0.05)
 
 
-def quiet(seconds: float, timeout: float) -> float:
-    """Wait until no reconcile (a read of a ModelDeployment) happened for `seconds`; returns the wait."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        reads = [at for at, m, p in list(REQUESTS) if m == "GET" and "/modeldeployments/" in p]
-        if not reads or time.monotonic() - reads[-1] >= seconds:
-            break
-        time.sleep(0.2)
-    return round(time.monotonic() - start, 1)
-
-
 def at_rest(seconds: float) -> dict[str, Any]:
     """Once the burst's reconciles are done: requests per second over the next `seconds`, and the
     HPA / ScaledObject reads among them."""
-    settled = quiet(3.0, 120.0)
+    t0 = time.monotonic()
+    settle(3.0, 120.0)
+    settled = round(time.monotonic() - t0, 1)
     start = time.monotonic()
     time.sleep(seconds)
     window = [(m, p) for at, m, p in list(REQUESTS) if at >= start]
@@ -107,6 +102,52 @@ def at_rest(seconds: float) -> dict[str, Any]:
         "modeldeployment_reads": sum(1 for m, p in window if m == "GET" and "/modeldeployments/" in p),
         "most_requested": [f"{n} {m} {p}" for (m, p), n in Counter(window).most_common(5)],
     }
+
+
+def operator_requests(start: float) -> list[tuple[str, str]]:
+    """The operator's requests since `start` but its Lease's (the emulator runs in-process: the
+    benchmark's own reads and writes never go through HTTP, so everything recorded is the operator's)."""
+    return [(m, p) for at, m, p in list(REQUESTS) if at >= start and "/leases/" not in p]
+
+
+def settle(seconds: float = 1.0, timeout: float = 30.0) -> None:
+    """Wait until the operator made no request but Lease renewals for `seconds`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        last = [at for at, _, p in list(REQUESTS) if "/leases/" not in p]
+        if not last or time.monotonic() - last[-1] >= seconds:
+            return
+        time.sleep(0.1)
+
+
+def per_event(kube: Kube, name: str, repeats: int) -> dict[str, Any]:
+    """API requests the operator makes for one event of a Ready ModelDeployment (see the docstring)."""
+    predictor, service = f"{name}-predictor", name
+    counts: dict[str, list[int]] = {"child_event": [], "spec_edit": [], "child_deleted": []}
+    recreated: list[float] = []
+    reads: Counter[str] = Counter()
+    for i in range(repeats):
+        for what in counts:
+            settle()
+            start = time.monotonic()
+            if what == "child_event":
+                poke = {"metadata": {"annotations": {"bench.trtforge.dev/poke": str(i)}}}
+                kube.patch("apps/v1", "Deployment", predictor, poke, NAMESPACE)
+            elif what == "spec_edit":
+                edit = {"spec": {"serving": {"autoscaling": {"scaleDownDelaySeconds": 40 + i}}}}
+                kube.patch(MODEL, "ModelDeployment", name, edit, NAMESPACE)
+            else:
+                kube.delete("v1", "Service", service, NAMESPACE)
+                recreated.append(wait(lambda: kube.get("v1", "Service", service, NAMESPACE), 10))
+            time.sleep(1.0)  # the reaction (well under a second), then quiet again
+            settle()
+            seen = operator_requests(start)
+            counts[what].append(len(seen))
+            reads.update(f"{m} {p}" for m, p in seen if m == "GET" and what == "child_event")
+    out: dict[str, Any] = {k: statistics.median(v) for k, v in counts.items()}
+    out["reads_per_child_event"] = {k: n / repeats for k, n in reads.most_common()}
+    out["service_recreated"] = summary(recreated)
+    return out
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -161,6 +202,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             wait(lambda n=name: stage_jobs(kube, "convert", n), 10)
             advanced.append(time.perf_counter() - t0)
         drive_to_ready(kube, "lat-0")
+        results["per_event"] = per_event(kube, "lat-0", args.event_rounds)
         results["create_to_train_job"] = summary(created)
         results["train_succeeded_to_convert_job"] = summary(advanced)
 
@@ -216,6 +258,10 @@ def record(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         "rss_mb": fmt(over_runs(("operator_rss_mb",)), "MB"),
         "at_rest_rps": fmt(over_runs(("at_rest", "requests_per_s")), "requests/s", digits=2),
         "crs": str(args.crs),
+        "child_event_requests": fmt(over_runs(("per_event", "child_event")), "requests", digits=1),
+        "spec_edit_requests": fmt(over_runs(("per_event", "spec_edit")), "requests", digits=1),
+        "child_deleted_requests": fmt(over_runs(("per_event", "child_deleted")), "requests", digits=1),
+        "recreated_median_ms": fmt(over_runs(("per_event", "service_recreated", "median_ms")), "ms"),
     }
     rows = [
         [
@@ -227,6 +273,21 @@ def record(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -
             "training Job succeeded -> conversion Job exists",
             f"median {values['advance_median_ms']}, p95 {values['advance_p95_ms']}",
             "p95 <= 1 s",
+        ],
+        [
+            "API requests of a child event of a Ready ModelDeployment (its reconcile changes nothing)",
+            values["child_event_requests"],
+            "",
+        ],
+        [
+            "API requests of a spec edit of a Ready ModelDeployment (reconcile + status write)",
+            values["spec_edit_requests"],
+            "",
+        ],
+        [
+            "Service deleted from outside -> recreated: API requests, time",
+            f"{values['child_deleted_requests']}; median {values['recreated_median_ms']}",
+            "",
         ],
         [f"{args.crs} CRs created at once -> every training Job exists", values["burst_s"], "<= 60 s"],
         [f"operator RSS with {args.crs + args.rounds} ModelDeployments", values["rss_mb"], "<= 150 MB"],
@@ -254,6 +315,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="fresh emulator + operator each")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--crs", type=int, default=100)
+    parser.add_argument("--event-rounds", type=int, default=5, help="repeats of each per-event step")
     parser.add_argument("--rest-seconds", type=float, default=10.0, help="the at-rest window")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     parser.add_argument("--no-record", action="store_true", help="do not write benchmarks/results/")

@@ -23,7 +23,6 @@ import csv
 import io
 import logging
 import os
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 
 from trtforge_runtime.errors import DatasetError
 from trtforge_runtime.spec.model import Dataset
-from trtforge_runtime.train.heldout import ModelInput, as_input
+from trtforge_runtime.train.heldout import ModelInput, as_input, check_input_names, read_npz
 
 log = logging.getLogger(__name__)
 
@@ -304,18 +303,7 @@ def _check_input_keys(
             f"{where} has no arrays for the model's inputs: expected {wanted} (the features key and the "
             f"input's name); keys: {', '.join(keys) or '(none)'}"
         )
-    extra = [n for n in named if n not in names]
-    if extra:
-        raise DatasetError(
-            f"{where}: {', '.join(prefix + n for n in extra)} names no input of the model "
-            f"(its inputs: {', '.join(names)})"
-        )
-    missing = [n for n in names if n not in named]
-    if missing:
-        raise DatasetError(
-            f"{where} has no rows for input {', '.join(repr(n) for n in missing)} "
-            f"(expected {', '.join(prefix + n for n in missing)}; keys: {', '.join(keys)})"
-        )
+    check_input_names(named, names, where, prefix, ", ".join(keys), DatasetError)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -396,17 +384,7 @@ def _read_remote(uri: str) -> bytes:
 
 def _npz_arrays(data: bytes, uri: str) -> dict[str, np.ndarray]:
     """Every array of an .npz archive; DatasetError when it is not one or holds pickled objects."""
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"dataset {uri}: not a valid .npz file: {exc}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DatasetError(f"dataset {uri}: not a .npz archive (a single .npy array?)")
-    with npz:
-        try:
-            return {k: np.asarray(npz[k]) for k in npz.files}
-        except ValueError as exc:  # object arrays need pickle, which is refused
-            raise DatasetError(f"dataset {uri}: cannot read arrays: {exc}") from None
+    return read_npz(io.BytesIO(data), f"dataset {uri}", DatasetError)
 
 
 def _pick_npz(

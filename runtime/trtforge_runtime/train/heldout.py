@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -100,18 +101,48 @@ def write(
 
 def read(path: Path) -> Arrays:
     """All arrays of the samples file the code wrote; a clear error when it is not an .npz archive."""
-    where = f"{SAMPLES_FILE} written by the custom training code"
+    return read_npz(path, f"{SAMPLES_FILE} written by the custom training code", samples_error)
+
+
+def read_npz(source: Path | IO[bytes], where: str, error: Callable[[str], Exception]) -> Arrays:
+    """Every array of the .npz archive `source`; `error` naming `where` when it is not one (a single .npy
+    array, not a zip) or holds pickled objects."""
     try:
-        npz = np.load(path, allow_pickle=False)
+        npz = np.load(source, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise samples_error(f"{where} is not a readable .npz archive: {exc}") from None
+        raise error(f"{where}: not a valid .npz file: {exc}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise samples_error(f"{where} is a single .npy array, not an .npz archive of named arrays")
+        raise error(f"{where}: a single .npy array, not an .npz archive of named arrays")
     with npz:
         try:
             return {k: np.asarray(npz[k]) for k in npz.files}
         except ValueError as exc:  # object arrays need pickle, which is refused
-            raise samples_error(f"{where}: cannot read its arrays: {exc}") from None
+            raise error(f"{where}: cannot read arrays: {exc}") from None
+
+
+def check_input_names(
+    named: Mapping[str, np.ndarray],
+    names: list[str],
+    where: str,
+    prefix: str,
+    keys: str,
+    error: Callable[[str], Exception],
+    rows: str = "rows",
+) -> None:
+    """Every `<prefix><input>` array of `named` (keyed by input name) names an input of the model and every
+    input has one; `error` listing the others and the archive's `keys` otherwise."""
+    extra = [n for n in named if n not in names]
+    if extra:
+        raise error(
+            f"{where}: {', '.join(prefix + n for n in extra)} names no input of the model "
+            f"(its inputs: {', '.join(names)})"
+        )
+    missing = [n for n in names if n not in named]
+    if missing:
+        raise error(
+            f"{where} has no {rows} for input {', '.join(repr(n) for n in missing)} "
+            f"(expected {', '.join(prefix + n for n in missing)}; keys: {keys})"
+        )
 
 
 def check_model_inputs(inputs: list[ModelInput], what: str) -> None:
@@ -196,18 +227,7 @@ def _per_input(
         raise samples_error(
             f"{origin} has no held-out rows for the model's inputs: expected {wanted} (keys: {_keys(arrays)})"
         )
-    extra = [n for n in named if n not in names]
-    if extra:
-        raise samples_error(
-            f"{origin}: {', '.join(f'{key}.{n}' for n in extra)} names no input of the model "
-            f"(its inputs: {', '.join(names)})"
-        )
-    missing = [n for n in names if n not in named]
-    if missing:
-        raise samples_error(
-            f"{origin} has no held-out rows for input {', '.join(repr(n) for n in missing)} "
-            f"(expected {', '.join(f'{key}.{n}' for n in missing)}; keys: {_keys(arrays)})"
-        )
+    check_input_names(named, names, origin, f"{key}.", _keys(arrays), samples_error, "held-out rows")
     return {t.name: as_input(named[t.name], t, f"{origin} {key}.{t.name}") for t in inputs}
 
 

@@ -177,9 +177,9 @@ def test_write_and_read_use_the_published_keys(tmp_path: Path) -> None:
     assert sorted(heldout.read(tmp_path / "one.npz")) == ["x_test", "y_test"]
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(
-        TrainingError, match=r"samples\.npz written by the custom training code is not a readable"
+        TrainingError, match=r"samples\.npz written by the custom training code: not a valid \.npz file"
     ):
         heldout.read(tmp_path / "junk.npz")
     np.save(tmp_path / "single.npy", np.ones(3))
-    with pytest.raises(TrainingError, match=r"is a single \.npy array, not an \.npz archive"):
+    with pytest.raises(TrainingError, match=r"code: a single \.npy array, not an \.npz archive"):
         heldout.read(tmp_path / "single.npy")

@@ -1,4 +1,5 @@
-"""Fixtures of the serving tests (helpers live in serve_support.py, importable from this folder)."""
+"""Fixtures of the serving tests (helpers live in serve_support.py, importable from this folder, as are the
+conversion tests' model modules in ../convert)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# the models of the conversion tests (multi_io.py, test_profiles.py's sequence model); appended, so that
+# `conftest` still resolves to tests/conftest.py
+sys.path.append(str(Path(__file__).parents[1] / "convert"))
 
 from serve_support import ServerThread, make_engine_dir, serve
 

@@ -1,4 +1,6 @@
-"""Helpers of the serving tests: a small real engine folder and a real server on a free port.
+"""Helpers of the serving tests: a small real engine folder and a real server on a free port, in this
+process (`serve`) or as the `trtforge serve` CLI process (`serve_process`), and `convert_onnx`, the
+`trtforge convert` of an ONNX file that the tests serving a converted model start from.
 
 The engine folder is what `trtforge convert` writes (docs/artifacts.md) for a digits-shaped MLP
 (64 -> 32 relu -> 10 softmax, dynamic batch), built with onnx.helper so the tests do not depend on
@@ -10,12 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import http.client
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+from served_checks import free_port
+from trtforge_runtime import cli
 from trtforge_runtime.serve.server import Server
 from trtforge_runtime.serve.settings import ServeSettings
 
@@ -178,3 +192,89 @@ def serve(engine: Path, **overrides: Any) -> ServerThread:
         **overrides,
     )
     return ServerThread(settings).start()
+
+
+def convert_onnx(model: Path, name: str, **engine: Any) -> Path:
+    """`trtforge convert` (in this process) of the ONNX file `model` for the onnxruntime backend into the
+    folder `engine` beside it, the ModelDeployment named `name`; `engine` sets spec.engine fields over
+    these defaults (batch 1/8/16). Returns the engine folder."""
+    root = model.parent
+    doc = {
+        "apiVersion": "trtforge.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": {"uri": str(model), "format": "onnx"}},
+            "engine": {
+                "backend": "onnxruntime",
+                "precision": "fp32",
+                "batch": {"min": 1, "opt": 8, "max": 16},
+                "computeCapabilities": ["8.9"],
+                **engine,
+            },
+        },
+    }
+    (root / "spec.yaml").write_text(yaml.safe_dump(doc))
+    argv = ["convert", "-f", str(root / "spec.yaml"), "-o", str(root / "engine"), "--cache", str(root / "c")]
+    assert cli.main(argv) == 0
+    return root / "engine"
+
+
+@dataclass(frozen=True)
+class ServeProcess:
+    """A running `trtforge serve`: its REST and gRPC `host:port`, its log (stdout and stderr), the process."""
+
+    rest: str
+    grpc: str
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+def rest_get(rest: str, path: str) -> tuple[int, bytes]:
+    """(status, body) of GET `path` at `rest` (host:port); (0, b"") when nothing answers."""
+    host, port = rest.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except OSError:
+        return 0, b""
+    finally:
+        conn.close()
+
+
+@contextmanager
+def serve_process(
+    engine: Path, *, name: str | None = None, workers: int | None = None
+) -> Iterator[ServeProcess]:
+    """`trtforge serve --engine ENGINE` (the CLI in its own process, onnxruntime backend) with REST and
+    gRPC on free ports, yielded once /v2/health/ready answers 200 (the gRPC port listens before that);
+    `name`: --name, `workers`: TRTFORGE_WORKERS. On exit it gets SIGTERM and must exit 0. Its log is
+    serve.log beside the engine folder; a failed or late start raises with it."""
+    port, grpc_port = free_port(), free_port()
+    log = engine.parent / "serve.log"
+    argv = [sys.executable, "-m", "trtforge_runtime.cli", "serve", "--engine", str(engine)]
+    argv += ["--name", name] if name else []
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)]
+    env = {**os.environ, "TRTFORGE_BACKEND": "onnxruntime", "PYTHONUNBUFFERED": "1"}
+    if workers is not None:
+        env["TRTFORGE_WORKERS"] = str(workers)
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    served = ServeProcess(f"127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log, proc)
+    try:
+        deadline = time.monotonic() + 60
+        while rest_get(served.rest, "/v2/health/ready")[0] != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"trtforge serve did not become ready:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        assert code == 0, log.read_text()

@@ -13,12 +13,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,106 +20,33 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-import yaml
+from serve_support import ServeProcess, convert_onnx, rest_get, serve_process
+from test_profiles import sequence_model
 
 # the test process talks to the server with tritonclient's copy of the V2 protobuf (the server under
 # test runs in its own process, so its stubs never meet these in one protobuf registry)
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-from trtforge_runtime import cli
 
 NAME = "seq"
 SEQ = {"min": 2, "opt": 8, "max": 16}  # the profile of tokens' dimension 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _sequence_model(path: Path) -> Path:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bad_requests_profiles", Path(__file__).parents[1] / "convert" / "test_profiles.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result: Path = module.sequence_model(path)
-    return result
-
-
 @dataclass(frozen=True)
-class Served:
-    rest: str
-    grpc: str
+class Served(ServeProcess):
     model: Path
-    log: Path
-    proc: subprocess.Popen[bytes]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("bad-requests")
-    model = _sequence_model(root / "m.onnx")
-    doc = {
-        "apiVersion": "trtforge.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": NAME},
-        "spec": {
-            "model": {"source": {"uri": str(model), "format": "onnx"}},
-            "engine": {
-                "backend": "onnxruntime",
-                "precision": "fp32",
-                "batch": {"min": 1, "opt": 4, "max": 8},
-                "inputs": [{"name": "tokens", "dims": [SEQ, {"min": 4, "opt": 4, "max": 4}]}],
-                "computeCapabilities": ["8.9"],
-            },
-        },
-    }
-    (root / "spec.yaml").write_text(yaml.safe_dump(doc))
-    argv = ["convert", "-f", str(root / "spec.yaml"), "-o", str(root / "engine"), "--cache", str(root / "c")]
-    assert cli.main(argv) == 0
-    port, grpc_port = _free_port(), _free_port()
-    log = root / "serve.log"
-    with log.open("w") as out:
-        argv = ["serve", "--engine", str(root / "engine"), "--host", "127.0.0.1", "--port", str(port)]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trtforge_runtime.cli", *argv, "--grpc-port", str(grpc_port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TRTFORGE_BACKEND": "onnxruntime", "TRTFORGE_WORKERS": "1"},
-        )
-    served = Served(f"127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", model, log, proc)
-    try:
-        deadline = time.monotonic() + 60
-        while _get(served, "/v2/health/ready")[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"trtforge serve did not become ready:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield served
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        assert code == 0, log.read_text()
+    model = sequence_model(tmp_path_factory.mktemp("bad-requests") / "m.onnx")
+    batch = {"min": 1, "opt": 4, "max": 8}
+    inputs = [{"name": "tokens", "dims": [SEQ, {"min": 4, "opt": 4, "max": 4}]}]
+    with serve_process(convert_onnx(model, NAME, batch=batch, inputs=inputs), workers=1) as p:
+        yield Served(p.rest, p.grpc, p.log, p.proc, model)
 
 
 def _get(served: Served, path: str) -> tuple[int, bytes]:
-    host, port = served.rest.split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    except OSError:
-        return 0, b""
-    finally:
-        conn.close()
+    return rest_get(served.rest, path)
 
 
 # ------------------------------------------------------------------------------------------ requests

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import multi_io
 import numpy as np
 import pytest
-import yaml
-from serve_support import ServerThread, serve
-from trtforge_runtime import cli
+from serve_support import ServerThread, convert_onnx, serve
 from trtforge_runtime.errors import InferenceError
 from trtforge_runtime.serve.backends.onnxruntime import OnnxRuntimeBackend
 from trtforge_runtime.serve.batcher import Batcher
@@ -30,40 +27,10 @@ from trtforge_runtime.serve.types import datatype_of
 NAME = "values"
 
 
-def _multi_io() -> ModuleType:
-    path = Path(__file__).parents[1] / "convert" / "multi_io.py"
-    spec = importlib.util.spec_from_file_location("bad_values_multi_io", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-multi_io = _multi_io()
-
-
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("values")
-    model = multi_io.build(root / "m.onnx")
-    doc = {
-        "apiVersion": "trtforge.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": NAME},
-        "spec": {
-            "model": {"source": {"uri": str(model), "format": "onnx"}},
-            "engine": {
-                "backend": "onnxruntime",
-                "precision": "fp32",
-                "batch": {"min": 1, "opt": 8, "max": 16},
-                "computeCapabilities": ["8.9"],
-            },
-        },
-    }
-    (root / "spec.yaml").write_text(yaml.safe_dump(doc))
-    argv = ["convert", "-f", str(root / "spec.yaml"), "-o", str(root / "engine"), "--cache", str(root / "c")]
-    assert cli.main(argv) == 0
-    return root / "engine", model
+    model = multi_io.build(tmp_path_factory.mktemp("values") / "m.onnx")
+    return convert_onnx(model, NAME), model
 
 
 def _feeds(rows: int, seed: int, site: int | None = None) -> dict[str, np.ndarray]:

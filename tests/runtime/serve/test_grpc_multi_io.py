@@ -1,5 +1,6 @@
-"""A model with two inputs over the wire in gRPC: `trtforge convert` then `trtforge serve` (real CLI
-processes, onnxruntime backend) asked by the unmodified `tritonclient.grpc` client in this process.
+"""A model with two inputs over the wire in gRPC: `trtforge convert` (in this process) then `trtforge
+serve` (a real CLI process, onnxruntime backend) asked by the unmodified `tritonclient.grpc` client in this
+process.
 
 The server runs in its own process: tritonclient.grpc and trtforge's generated stubs register the same
 `inference.*` protobuf symbols, and one process cannot hold both. The model is
@@ -11,102 +12,26 @@ stays ready.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import multi_io
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-import yaml
-from served_checks import assert_same, free_port, infer_grpc
+from serve_support import convert_onnx, serve_process
+from served_checks import assert_same, infer_grpc
 from tritonclient.utils import InferenceServerException
 
 NAME = "two-inputs"
 INPUTS = ("image", "site")
 
 
-def _multi_io() -> ModuleType:
-    path = Path(__file__).parents[1] / "convert" / "multi_io.py"
-    spec = importlib.util.spec_from_file_location("grpc_multi_io_model", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-multi_io = _multi_io()
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "trtforge_runtime.cli", *args]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    root = tmp_path_factory.mktemp("grpc-two-inputs")
-    model = multi_io.build(root / "m.onnx", inputs=INPUTS)
-    doc = {
-        "apiVersion": "trtforge.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": NAME},
-        "spec": {
-            "model": {"source": {"uri": str(model), "format": "onnx"}},
-            "engine": {
-                "backend": "onnxruntime",
-                "precision": "fp32",
-                "batch": {"min": 1, "opt": 8, "max": 16},
-                "computeCapabilities": ["8.9"],
-            },
-        },
-    }
-    (root / "spec.yaml").write_text(yaml.safe_dump(doc))
-    convert = _cli(
-        "convert", "-f", str(root / "spec.yaml"), "-o", str(root / "engine"), "--cache", str(root / "c")
-    )
-    done = subprocess.run(convert, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    port, grpc_port = free_port(), free_port()
-    log_path = root / "serve.log"
-    serve = _cli("serve", "--engine", str(root / "engine"), "--name", NAME, "--host", "127.0.0.1")
-    serve += ["--port", str(port), "--grpc-port", str(grpc_port)]
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            serve,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TRTFORGE_BACKEND": "onnxruntime", "PYTHONUNBUFFERED": "1"},
-        )
-    target = f"127.0.0.1:{grpc_port}"
-    try:
-        with tc.InferenceServerClient(target) as client:
-            deadline = time.monotonic() + 60
-            while not _ready(client, NAME):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"trtforge serve did not become ready:\n{log_path.read_text()}")
-                time.sleep(0.2)
-        yield target, model
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        assert code == 0, log_path.read_text()
-
-
-def _ready(client: tc.InferenceServerClient, model: str) -> bool:
-    try:
-        return bool(client.is_model_ready(model))
-    except InferenceServerException:
-        return False
+    model = multi_io.build(tmp_path_factory.mktemp("grpc-two-inputs") / "m.onnx", inputs=INPUTS)
+    with serve_process(convert_onnx(model, NAME), name=NAME) as served:
+        yield served.grpc, model
 
 
 def test_metadata_lists_both_inputs_with_their_types(server: tuple[str, Path]) -> None:

@@ -4,12 +4,6 @@ with REST and gRPC on, asked by the unmodified `tritonclient.grpc` client; SIGTE
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,70 +11,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 from serve_support import INPUT, OUTPUT, make_engine_dir, reference_outputs
+from serve_support import serve_process as start_serve
 from tritonclient.utils import InferenceServerException
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def serve_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     engine = make_engine_dir(tmp_path_factory.mktemp("grpc-engine") / "digits")
-    port, grpc_port = free_port(), free_port()
-    log_path = engine.parent / "serve.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trtforge_runtime.cli",
-                "serve",
-                "--engine",
-                str(engine),
-                "--name",
-                "digits",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--grpc-port",
-                str(grpc_port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={
-                **os.environ,
-                "TRTFORGE_BACKEND": "onnxruntime",
-                "TRTFORGE_WORKERS": "2",
-                "PYTHONUNBUFFERED": "1",
-            },
-        )
-    url = f"127.0.0.1:{grpc_port}"
-    client = tc.InferenceServerClient(url)
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                if client.is_server_ready():
-                    break
-            except InferenceServerException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"trtforge serve did not become ready:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield url, engine
-    finally:
-        client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        assert code == 0, log_path.read_text()
+    with start_serve(engine, name="digits", workers=2) as served:
+        yield served.grpc, engine
 
 
 def test_tritonclient_grpc_against_trtforge_serve(serve_process: tuple[str, Path]) -> None:

@@ -8,32 +8,19 @@ input, a wrong datatype or a wrong shape with HTTP 400 naming the input.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import multi_io
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-import yaml
-from serve_support import ServerThread, serve
-from trtforge_runtime import cli
+from serve_support import ServerThread, convert_onnx, serve
+from test_profiles import sequence_model
 from trtforge_runtime.serve.types import datatype_of
 
-
-def _helper() -> ModuleType:
-    path = Path(__file__).parents[1] / "convert" / "multi_io.py"
-    spec = importlib.util.spec_from_file_location("serve_multi_io", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-multi_io = _helper()
 NAME = "multi"
 
 
@@ -44,25 +31,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model: Path) -> Iterator[ServerThread]:
-    root = model.parent
-    doc = {
-        "apiVersion": "trtforge.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": NAME},
-        "spec": {
-            "model": {"source": {"uri": str(model), "format": "onnx"}},
-            "engine": {
-                "backend": "onnxruntime",
-                "precision": "fp32",
-                "batch": {"min": 1, "opt": 8, "max": 16},
-                "computeCapabilities": ["8.9"],
-            },
-        },
-    }
-    (root / "spec.yaml").write_text(yaml.safe_dump(doc))
-    argv = ["convert", "-f", str(root / "spec.yaml"), "-o", str(root / "engine"), "--cache", str(root / "c")]
-    assert cli.main(argv) == 0
-    srv = serve(root / "engine")
+    srv = serve(convert_onnx(model, NAME))
     yield srv
     srv.stop()
 
@@ -189,43 +158,11 @@ def test_bad_inputs_are_400_naming_the_input(
 # ------------------------------------------------------------------ dynamic dimensions after the batch
 
 
-def _sequence_model() -> ModuleType:
-    path = Path(__file__).parents[1] / "convert" / "test_profiles.py"
-    spec = importlib.util.spec_from_file_location("serve_sequence_model", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, Path]]:
-    root = tmp_path_factory.mktemp("sequence")
-    model = _sequence_model().sequence_model(root / "m.onnx")
-    doc = {
-        "apiVersion": "trtforge.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "seq"},
-        "spec": {
-            "model": {"source": {"uri": str(model), "format": "onnx"}},
-            "engine": {
-                "backend": "onnxruntime",
-                "precision": "fp32",
-                "batch": {"min": 1, "opt": 8, "max": 16},
-                "inputs": [
-                    {
-                        "name": "tokens",
-                        "dims": [{"min": 2, "opt": 8, "max": 16}, {"min": 4, "opt": 4, "max": 4}],
-                    }
-                ],
-                "computeCapabilities": ["8.9"],
-            },
-        },
-    }
-    (root / "spec.yaml").write_text(yaml.safe_dump(doc))
-    argv = ["convert", "-f", str(root / "spec.yaml"), "-o", str(root / "engine"), "--cache", str(root / "c")]
-    assert cli.main(argv) == 0
-    srv = serve(root / "engine")
+    model = sequence_model(tmp_path_factory.mktemp("sequence") / "m.onnx")
+    inputs = [{"name": "tokens", "dims": [{"min": 2, "opt": 8, "max": 16}, {"min": 4, "opt": 4, "max": 4}]}]
+    srv = serve(convert_onnx(model, "seq", inputs=inputs))
     yield srv, model
     srv.stop()
 

@@ -34,6 +34,7 @@ def _load(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # registered before it runs, as dataclasses (serve_support's) look it up
     spec.loader.exec_module(module)
     return module
 

@@ -7,12 +7,11 @@ session: TensorRT-RTX builds of this model take well under a second each, the im
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -20,18 +19,11 @@ import pytest
 import yaml
 from trtforge_runtime import cli
 
+# the model helpers of this folder (digits_mlp.py, multi_io.py), importable by the tests here; appended, so
+# that `conftest` still resolves to tests/conftest.py
+sys.path.append(str(Path(__file__).parent))
 
-def _load_helper() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "convert_digits_mlp", Path(__file__).with_name("digits_mlp.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-digits_mlp = _load_helper()
+import digits_mlp
 
 
 def manifest(

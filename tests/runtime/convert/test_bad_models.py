@@ -10,28 +10,14 @@ without saved_model.pb (test_convert.py).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import multi_io
 import numpy as np
 import pytest
 import yaml
 from trtforge_runtime.errors import ArtifactError, ConversionError, DatasetError
-
-
-def _multi_io() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bad_models_multi_io", Path(__file__).with_name("multi_io.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-multi_io = _multi_io()
 
 
 def _linear(path: Path, shape: list[Any], datatype: int | None = None) -> Path:

@@ -8,25 +8,14 @@ onnx.helper in tmp_path, so these tests run without TensorFlow.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import multi_io
 import numpy as np
 import pytest
 import yaml
 
-
-def _helper() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("convert_multi_io", Path(__file__).with_name("multi_io.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-multi_io = _helper()
 INPUTS = ("image", "tabular", "site")
 ROWS = 600
 

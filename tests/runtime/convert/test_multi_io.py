@@ -8,27 +8,15 @@ a missing input, a BYTES input) are refused with a message naming the input.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import multi_io
 import numpy as np
 import pytest
 import yaml
 from trtforge_runtime.convert import precision
-
-
-def _helper() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("convert_multi_io", Path(__file__).with_name("multi_io.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-multi_io = _helper()
 
 
 def _spec(tmp_path: Path, tools: Any, model: Path, **engine: Any) -> Path:

@@ -230,18 +230,32 @@ class ServeProcess:
     proc: subprocess.Popen[bytes]
 
 
-def rest_get(rest: str, path: str) -> tuple[int, bytes]:
-    """(status, body) of GET `path` at `rest` (host:port); (0, b"") when nothing answers."""
+def rest_request(
+    rest: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """(status, body) of one HTTP request to `rest` (host:port)."""
     host, port = rest.split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        conn.request("GET", path)
+        conn.request(method, path, body, headers or {})
         resp = conn.getresponse()
         return resp.status, resp.read()
-    except OSError:
-        return 0, b""
     finally:
         conn.close()
+
+
+def rest_get(rest: str, path: str) -> tuple[int, bytes]:
+    """(status, body) of GET `path` at `rest` (host:port); (0, b"") when nothing answers."""
+    try:
+        return rest_request(rest, "GET", path)
+    except OSError:
+        return 0, b""
+
+
+def rest_infer(rest: str, model: str, body: Any) -> tuple[int, bytes]:
+    """(status, body) of a V2 JSON infer request (`body`, a JSON document) for `model` at `rest`."""
+    headers = {"Content-Type": "application/json"}
+    return rest_request(rest, "POST", f"/v2/models/{model}/infer", json.dumps(body).encode(), headers)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ answered, each with its own rows: one client's bad values never fail another cli
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import multi_io
 import numpy as np
 import pytest
-from serve_support import ServerThread, convert_onnx, serve
+from serve_support import ServerThread, convert_onnx, rest_infer, serve
 from trtforge_runtime.errors import InferenceError
 from trtforge_runtime.serve.backends.onnxruntime import OnnxRuntimeBackend
 from trtforge_runtime.serve.batcher import Batcher
@@ -103,16 +102,8 @@ def _post(server: ServerThread, feeds: dict[str, np.ndarray]) -> tuple[int, dict
             for n, a in feeds.items()
         ]
     }
-    host, port = server.url.split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request(
-            "POST", f"/v2/models/{NAME}/infer", json.dumps(body), {"Content-Type": "application/json"}
-        )
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
+    status, data = rest_infer(server.url, NAME, body)
+    return status, json.loads(data)
 
 
 def test_values_the_model_cannot_take_are_400_and_serving_goes_on(

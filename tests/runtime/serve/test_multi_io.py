@@ -17,7 +17,7 @@ import multi_io
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from serve_support import ServerThread, convert_onnx, serve
+from serve_support import ServerThread, convert_onnx, rest_infer, serve
 from test_profiles import sequence_model
 from trtforge_runtime.serve.types import datatype_of
 
@@ -94,18 +94,8 @@ def test_requests_of_different_sizes_are_batched_and_answered_each(server: Serve
 
 
 def _post(server: ServerThread, body: dict[str, Any]) -> tuple[int, str]:
-    import http.client
-
-    host, port = server.url.split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request(
-            "POST", f"/v2/models/{NAME}/infer", json.dumps(body), {"Content-Type": "application/json"}
-        )
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
+    status, data = rest_infer(server.url, NAME, body)
+    return status, data.decode()
 
 
 def _json_inputs(feeds: dict[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from trtforge_runtime.errors import DatasetError
 from trtforge_runtime.spec.model import Dataset
-from trtforge_runtime.train.heldout import ModelInput, as_input, check_input_names, read_npz
+from trtforge_runtime.train.heldout import ModelInput, as_input, check_input_names, class_indices, read_npz
 
 log = logging.getLogger(__name__)
 
@@ -493,19 +493,4 @@ def _labels(y: np.ndarray, rows: int, uri: str, label: str, task: str) -> np.nda
 
 def _class_labels(y: np.ndarray, uri: str, label: str) -> np.ndarray:
     """One non-negative integer class index per row, as int64."""
-    if y.dtype.kind not in "biuf":
-        raise DatasetError(
-            f"dataset {uri}: label {label!r} must hold integer class indices, got dtype {y.dtype}"
-        )
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DatasetError(
-            f"dataset {uri}: label {label!r} must be one class index per row, got shape {tuple(y.shape)}"
-        )
-    if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
-        raise DatasetError(f"dataset {uri}: label {label!r} must hold integer class indices, got fractions")
-    y64 = y.astype(np.int64)
-    if len(y64) and y64.min() < 0:
-        raise DatasetError(f"dataset {uri}: label {label!r} holds negative class indices ({int(y64.min())})")
-    return y64
+    return class_indices(y, f"dataset {uri}: label {label!r}", DatasetError)

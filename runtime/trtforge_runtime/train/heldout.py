@@ -181,7 +181,7 @@ def check(arrays: Arrays, inputs: list[ModelInput], task: str, origin: str = SAM
     if not counts[LABELS]:
         raise samples_error(f"{origin}: no held-out rows (x_test and y_test are empty)")
     if task == tasks.CLASSIFICATION:
-        y_test = _class_labels(arrays[LABELS], origin)
+        y_test = class_indices(arrays[LABELS], f"{origin} {LABELS}", samples_error)
     else:
         try:
             y_test = tasks.validate_labels(task, arrays[LABELS], counts[LABELS], f"{origin} {LABELS}")
@@ -274,18 +274,18 @@ def as_input(
     return np.ascontiguousarray(cast)
 
 
-def _class_labels(y: np.ndarray, origin: str) -> np.ndarray:
-    """Classification labels: one non-negative integer class index per row."""
-    where = f"{origin} {LABELS}"
+def class_indices(y: np.ndarray, where: str, error: Callable[[str], Exception]) -> np.ndarray:
+    """One non-negative integer class index per row (a column of one is taken as a row), as int64;
+    `error` naming `where` and what is wrong otherwise."""
+    if y.dtype.kind not in "biuf":
+        raise error(f"{where} must hold integer class indices, got dtype {y.dtype}")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.dtype.kind not in "biuf" or y.ndim != 1:
-        raise samples_error(
-            f"{where} must be one class index per row, got {y.dtype} of shape {list(y.shape)}"
-        )
+    if y.ndim != 1:
+        raise error(f"{where} must be one class index per row, got shape {tuple(y.shape)}")
     if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
-        raise samples_error(f"{where} must hold integer class indices, got fractions")
+        raise error(f"{where} must hold integer class indices, got fractions")
     y64 = y.astype(np.int64)
     if len(y64) and y64.min() < 0:
-        raise samples_error(f"{where} holds negative class indices ({int(y64.min())})")
+        raise error(f"{where} holds negative class indices ({int(y64.min())})")
     return y64

@@ -172,33 +172,32 @@ def is_exact(out: np.ndarray) -> bool:
     return bool(np.issubdtype(out.dtype, np.integer) or np.issubdtype(out.dtype, np.bool_))
 
 
-def classes(out: np.ndarray) -> np.ndarray:
-    """The class of each row of a classifier's output (see the module doc: argmax, exact or thresholded)."""
+def score_threshold(scores: np.ndarray) -> float:
+    """A binary classifier's threshold: 0.5 for probabilities (every value in [0, 1]), else 0 (logits)."""
+    return 0.5 if bool(np.all((scores >= 0.0) & (scores <= 1.0))) else 0.0
+
+
+def classes(out: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """The class of each row of a classifier's output (see the module doc: argmax, exact or thresholded);
+    `threshold` for one score per row, default: the one `out`'s own values call for."""
     flat = out.reshape(len(out), -1)
     if flat.shape[1] != 1:
         return np.argmax(flat, axis=1)
     column = flat[:, 0]
     if is_exact(out):
         return column
-    threshold = 0.5 if bool(np.all((column >= 0.0) & (column <= 1.0))) else 0.0
-    return column > threshold
+    return column > (score_threshold(column) if threshold is None else threshold)
 
 
 def disagreeing_rows(reference: np.ndarray, candidate: np.ndarray) -> int:
-    """Rows whose class differs; for integer or boolean outputs, rows where any value differs."""
+    """Rows whose class differs; for integer or boolean outputs, rows where any value differs. One score
+    per row is thresholded for both on the reference's range (fp16 may round a probability past 1.0)."""
     ref = reference.reshape(len(reference), -1)
     cand = candidate.reshape(len(candidate), -1)
     if is_exact(reference) or is_exact(candidate):
         return int(np.count_nonzero(np.any(ref != cand, axis=1)))
-    if ref.shape[1] == 1:  # one score per row: the thresholds are taken on the reference's range
-        return int(np.count_nonzero(classes(ref) != _threshold_like(ref, cand)))
-    return int(np.count_nonzero(np.argmax(ref, axis=1) != np.argmax(cand, axis=1)))
-
-
-def _threshold_like(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """The candidate's binary classes with the threshold the reference's values call for."""
-    probability = bool(np.all((ref >= 0.0) & (ref <= 1.0)))
-    return cand[:, 0] > (0.5 if probability else 0.0)
+    threshold = score_threshold(ref) if ref.shape[1] == 1 else None
+    return int(np.count_nonzero(classes(ref, threshold) != classes(cand, threshold)))
 
 
 def measure(reference: np.ndarray, candidate: np.ndarray) -> Metrics:

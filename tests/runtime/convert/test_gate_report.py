@@ -186,6 +186,33 @@ def test_one_value_per_row_is_a_class_compared_exactly_or_a_binary_score() -> No
     assert list(gate.classes(ref)) == [0, 1, 2, 1]
 
 
+def test_binary_scores_at_their_boundaries() -> None:
+    """0 and 1 are probabilities (threshold 0.5), a value just outside makes the column logits (threshold
+    0); a score exactly at the threshold is the negative class."""
+    assert gate.score_threshold(np.array([0.0, 1.0, 0.5])) == 0.5
+    assert gate.score_threshold(np.array([-0.01, 0.5])) == 0.0
+    assert gate.score_threshold(np.array([1.01, 0.5])) == 0.0
+    assert list(gate.classes(np.array([[0.5], [0.51], [0.0]], np.float32))) == [False, True, False]
+    assert list(gate.classes(np.array([[0.0], [0.01], [-2.0], [1.5]], np.float32))) == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert list(gate.classes(np.array([[0.3]], np.float32), threshold=0.2)) == [True]
+    # probabilities in the reference: a candidate of 0.3 is class 0 (a logit threshold would say 1)
+    ref = np.array([[0.0], [0.9], [1.0]], np.float32)
+    assert gate.measure(ref, np.array([[0.3], [0.9], [1.0]], np.float32)).top1_drop == 0.0
+    assert gate.measure(ref, np.array([[0.6], [0.5], [1.0]], np.float32)).top1_drop == pytest.approx(2 / 3)
+    # logits in the reference: a candidate of 0.3 is class 1
+    logits = np.array([[-1.0], [2.0], [3.0]], np.float32)
+    assert gate.measure(logits, np.array([[0.3], [2.0], [3.0]], np.float32)).top1_drop == pytest.approx(1 / 3)
+    # integer classes against float values: compared exactly, not thresholded
+    assert gate.measure(np.array([0, 2, 2, 1]), np.array([0.0, 2.0, 2.0, 1.0])).top1_drop == 0.0
+    assert gate.measure(np.array([0, 2, 2, 1]), np.array([0.0, 2.0, 1.0, 1.0])).top1_drop == 0.25
+    assert gate.is_exact(np.array([True])) and not gate.is_exact(np.array([1.0]))
+
+
 def test_a_class_output_fails_the_gate_on_top1_alone(tmp_path: Path, rows: np.ndarray) -> None:
     """The label output (int64 argmax) of a candidate that moves some classes fails top1Drop, with
     maxAbsDiff off; its accuracy is its classes against the labels."""
